@@ -1,0 +1,136 @@
+"""ECG <-> K+ pairing and the ECG-K-DIR split, as a pure function of two DataFrames.
+
+Rule (DESIGN.md defaults): for each ECG take the nearest K+ lab of the same subject within
++/- ``window_min`` (labs with no numeric value never count; on an exact tie in distance the earlier lab
+wins); one pair per ECG; a nearest lab outside ``[k_min, k_max]`` skips the ECG as ``implausible_k`` rather
+than falling back to a farther lab. Labels are put on the 0.1 mmol/L grid. Then the subject-level
+balanced split of :mod:`ecg_k.data.splits`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ecg_k.data.splits import DISCARDED, SPLITS, balanced_subject_split
+from ecg_k.quality import SkipReason
+
+COHORT_COLUMNS = (
+    "subject_id", "study_id", "ecg_time", "ecg_path", "k_value", "k_time", "k_itemid", "delta_min", "split",
+)
+
+
+class CohortConfig(BaseModel):
+    """Pairing and split parameters; saved in the dataset manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window_min: float = Field(default=60.0, gt=0, description="Pairing window, minutes either side of the ECG.")
+    itemids: tuple[int, ...] = Field(default=(50971,), min_length=1, description="K+ lab itemids (serum).")
+    k_min: float = Field(default=1.5, description="Lowest plausible K+ (mmol/L).")
+    k_max: float = Field(default=10.0, description="Highest plausible K+ (mmol/L).")
+    label_step: float = Field(default=0.1, gt=0, description="Label grid (mmol/L).")
+    balanced_max_per_bin: int = Field(default=100, ge=0, description="Cap on val/test pairs per bin.")
+    seed: int = Field(default=666, description="Seed of the balanced split (the DIR template's 666).")
+
+    @model_validator(mode="after")
+    def _range(self) -> CohortConfig:
+        if not self.k_min < self.k_max:
+            raise ValueError(f"k_min {self.k_min} must be below k_max {self.k_max}")
+        return self
+
+
+@dataclass
+class CohortResult:
+    """The kept pairs (``COHORT_COLUMNS``, cohort order: split, then ecg_time, study_id) and the tallies."""
+
+    cohort: pd.DataFrame
+    skipped: dict[str, int] = field(default_factory=dict)
+    discarded_holdout_pairs: int = 0
+    k_per_bin: dict[int, int] = field(default_factory=dict)
+
+
+def label_bin(k_value: pd.Series | np.ndarray, step: float = 0.1) -> np.ndarray:
+    """Integer bin index ``round(K / step)`` (never ``int(10*K)``: 4.1*10 = 40.999...)."""
+    return np.rint(np.asarray(k_value, dtype=np.float64) / step).astype(np.int64)
+
+
+def _nearest_lab(ecgs: pd.DataFrame, labs: pd.DataFrame, window: pd.Timedelta) -> pd.DataFrame:
+    """For each ECG row the nearest lab within the window (NaN columns when none)."""
+    left = ecgs.sort_values("ecg_time", kind="stable")
+    right = labs.rename(columns={"charttime": "k_time", "valuenum": "k_value", "itemid": "k_itemid"})
+    right = right.sort_values("k_time", kind="stable")
+    merged = {}
+    for direction in ("backward", "forward"):
+        merged[direction] = pd.merge_asof(
+            left, right, left_on="ecg_time", right_on="k_time", by="subject_id",
+            direction=direction, tolerance=window,
+        ).set_index("_row")
+    back, fwd = merged["backward"].sort_index(), merged["forward"].sort_index()
+    back_gap = (back["ecg_time"] - back["k_time"]).abs()
+    fwd_gap = (fwd["k_time"] - fwd["ecg_time"]).abs()
+    use_fwd = fwd_gap.notna() & (back_gap.isna() | (fwd_gap < back_gap))
+    best = back.copy()
+    for col in ("k_time", "k_value", "k_itemid"):
+        best.loc[use_fwd, col] = fwd.loc[use_fwd, col]
+    return best
+
+
+def _dedupe_labs(labs: pd.DataFrame, itemids: tuple[int, ...]) -> pd.DataFrame:
+    """One lab per (subject, charttime): the first configured itemid wins, then the lower value."""
+    priority = {item: rank for rank, item in enumerate(itemids)}
+    ranked = labs.assign(_rank=labs["itemid"].map(priority))
+    ranked = ranked.sort_values(["subject_id", "charttime", "_rank", "valuenum"], kind="stable")
+    return ranked.drop_duplicates(["subject_id", "charttime"], keep="first").drop(columns="_rank")
+
+
+def build_cohort(ecgs: pd.DataFrame, labs: pd.DataFrame, config: CohortConfig) -> CohortResult:
+    """Pair ECGs with K+ labs and split them.
+
+    ``ecgs``: ``subject_id, study_id, ecg_time, ecg_path``; ``labs``: ``subject_id, itemid, charttime,
+    valuenum`` (rows with NaN ``valuenum`` or time are ignored). Pure: no files are touched.
+    """
+    skipped: Counter[str] = Counter()
+    ecgs = ecgs[["subject_id", "study_id", "ecg_time", "ecg_path"]].copy()
+    duplicated = ecgs["study_id"].duplicated(keep="first")
+    skipped[SkipReason.DUPLICATE_ECG] += int(duplicated.sum())
+    ecgs = ecgs[~duplicated]
+    bad_time = ecgs["ecg_time"].isna()
+    skipped[SkipReason.INVALID_ECG_TIME] += int(bad_time.sum())
+    ecgs = ecgs[~bad_time].reset_index(drop=True)
+    ecgs["_row"] = np.arange(len(ecgs))
+
+    usable = labs[labs["itemid"].isin(config.itemids) & labs["valuenum"].notna() & labs["charttime"].notna()]
+    usable = _dedupe_labs(usable[["subject_id", "itemid", "charttime", "valuenum"]], config.itemids)
+    paired = _nearest_lab(ecgs, usable, pd.Timedelta(minutes=config.window_min))
+
+    no_lab = paired["k_value"].isna()
+    skipped[SkipReason.NO_LAB_IN_WINDOW] += int(no_lab.sum())
+    paired = paired[~no_lab]
+    implausible = (paired["k_value"] < config.k_min) | (paired["k_value"] > config.k_max)
+    skipped[SkipReason.IMPLAUSIBLE_K] += int(implausible.sum())
+    paired = paired[~implausible].copy()
+
+    bins = label_bin(paired["k_value"], config.label_step)
+    paired["k_value"] = (bins * config.label_step).round(6).astype("float32")
+    paired["k_itemid"] = paired["k_itemid"].astype("int64")
+    paired["delta_min"] = ((paired["k_time"] - paired["ecg_time"]).dt.total_seconds() / 60.0).astype("float32")
+    split = balanced_subject_split(paired["subject_id"], pd.Series(bins, index=paired.index),
+                                   config.balanced_max_per_bin, config.seed)
+    paired["split"] = split.split
+    discarded = int((paired["split"] == DISCARDED).sum())
+    kept = paired[paired["split"] != DISCARDED].copy()
+    kept["split"] = pd.Categorical(kept["split"], categories=list(SPLITS), ordered=True)
+    kept = kept.sort_values(["split", "ecg_time", "study_id"], kind="stable")
+    kept["split"] = kept["split"].astype(str)
+    cohort = kept.loc[:, list(COHORT_COLUMNS)].reset_index(drop=True)
+    return CohortResult(
+        cohort=cohort,
+        skipped={str(k): v for k, v in skipped.items() if v},
+        discarded_holdout_pairs=discarded,
+        k_per_bin=split.k_per_bin,
+    )

@@ -1,0 +1,144 @@
+"""MIMIC-IV hosp ``labevents.csv[.gz]`` (v1.0-v3.x) streamed in bounded memory, and ``patients``.
+
+Only ``subject_id, itemid, charttime`` and ``valuenum`` (or ``value``) are needed; ``valueuom`` is used
+when present. The file (~118 M rows in v2.2+) is read in Arrow record batches of ``block_size`` bytes and
+filtered to the wanted itemids batch by batch, so memory is O(block + kept rows), not O(file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ecg_k.data.errors import DataInputError
+
+LAB_COLUMNS = ("subject_id", "itemid", "charttime")
+VALUE_COLUMNS = ("valuenum", "value")
+POTASSIUM_UNITS = {"meq/l", "mmol/l"}  # numerically equal for K+
+
+
+@dataclass
+class LabReadStats:
+    """What the reader saw: rows scanned, kept, and dropped by reason."""
+
+    rows_scanned: int = 0
+    rows_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(n)
+
+
+def _find_table(hosp_root: Path, stem: str, required: bool) -> Path | None:
+    if not hosp_root.is_dir():
+        raise DataInputError(f"hosp root {hosp_root} is not a directory")
+    for folder in (hosp_root, hosp_root / "hosp"):
+        for name in (f"{stem}.csv", f"{stem}.csv.gz"):
+            if (folder / name).is_file():
+                return folder / name
+        matches = sorted(folder.glob(f"{stem}*.csv")) + sorted(folder.glob(f"{stem}*.csv.gz"))
+        if len(matches) == 1:
+            return matches[0]
+    if required:
+        raise DataInputError(f"no {stem}.csv[.gz] in {hosp_root} or {hosp_root / 'hosp'}")
+    return None
+
+
+def find_labevents(hosp_root: Path) -> Path:
+    """Locate the labevents table under a hosp root (or accept a file path)."""
+    if hosp_root.is_file():
+        return hosp_root
+    path = _find_table(hosp_root, "labevents", required=True)
+    assert path is not None
+    return path
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        return list(pd.read_csv(path, nrows=0).columns)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
+        raise DataInputError(f"cannot read a CSV header from {path}: {err}") from err
+
+
+def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 32 << 20) -> tuple[pd.DataFrame, LabReadStats]:
+    """Stream a labevents table, keeping rows of ``itemids``.
+
+    Returns ``subject_id, itemid, charttime, valuenum, valueuom`` with ``valuenum`` parsed from ``value``
+    where the numeric column is empty; non-numeric values stay NaN (the caller skips them with a reason).
+    """
+    header = _header(path)
+    missing = [c for c in LAB_COLUMNS if c not in header]
+    if missing or not any(c in header for c in VALUE_COLUMNS):
+        raise DataInputError(
+            f"{path} lacks column(s) {missing or list(VALUE_COLUMNS)}; has {header}"
+        )
+    wanted = [c for c in (*LAB_COLUMNS, *VALUE_COLUMNS, "valueuom") if c in header]
+    types = {"subject_id": pa.int64(), "itemid": pa.int64()} | {
+        c: pa.string() for c in ("charttime", "value", "valuenum", "valueuom") if c in wanted
+    }
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=block_size),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=True),
+    )
+    item_set = pa.array(sorted({int(i) for i in itemids}), type=pa.int64())
+    stats = LabReadStats()
+    parts: list[pd.DataFrame] = []
+    try:
+        for batch in reader:
+            stats.rows_scanned += batch.num_rows
+            kept = batch.filter(pc.is_in(batch.column("itemid"), value_set=item_set))
+            if kept.num_rows:
+                parts.append(kept.to_pandas())
+    except (pa.ArrowInvalid, OSError, EOFError) as err:
+        raise DataInputError(f"{path} is corrupt after {stats.rows_scanned} rows: {err}") from err
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=wanted)
+    return _normalise(frame, stats)
+
+
+def _normalise(frame: pd.DataFrame, stats: LabReadStats) -> tuple[pd.DataFrame, LabReadStats]:
+    numeric = pd.to_numeric(frame.get("valuenum"), errors="coerce") if "valuenum" in frame else None
+    from_text = pd.to_numeric(frame.get("value"), errors="coerce") if "value" in frame else None
+    if numeric is None:
+        numeric = from_text
+    elif from_text is not None:
+        numeric = numeric.fillna(from_text)
+    out = pd.DataFrame(
+        {
+            "subject_id": frame["subject_id"].astype("int64"),
+            "itemid": frame["itemid"].astype("int64"),
+            "charttime": pd.to_datetime(frame["charttime"], format="ISO8601", errors="coerce"),
+            "valuenum": numeric.astype("float64"),
+            "valueuom": frame["valueuom"] if "valueuom" in frame else pd.Series(pd.NA, index=frame.index),
+        }
+    )
+    stats.drop("lab_missing_value", out["valuenum"].isna().sum())
+    stats.drop("lab_invalid_time", out["charttime"].isna().sum())
+    unit = out["valueuom"].astype("string").str.strip().str.lower()
+    wrong_unit = unit.notna() & ~unit.isin(POTASSIUM_UNITS)
+    stats.drop("lab_unit", wrong_unit.sum())
+    out = out[out["valuenum"].notna() & out["charttime"].notna() & ~wrong_unit].reset_index(drop=True)
+    stats.rows_kept = len(out)
+    return out, stats
+
+
+def read_patients(hosp_root: Path) -> pd.DataFrame | None:
+    """``patients.csv[.gz]`` (subject_id, gender, anchor_age) if present, else None."""
+    if hosp_root.is_file():
+        return None
+    path = _find_table(hosp_root, "patients", required=False)
+    if path is None:
+        return None
+    header = _header(path)
+    cols = [c for c in ("subject_id", "gender", "anchor_age") if c in header]
+    if "subject_id" not in cols:
+        raise DataInputError(f"{path} lacks column subject_id; has {header}")
+    return pd.read_csv(path, usecols=cols)

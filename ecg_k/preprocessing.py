@@ -1,0 +1,130 @@
+"""The one ECG preprocessing implementation (numpy/scipy only), used by ingestion, training and serving.
+
+Pipeline: select leads by name -> QC (NaN, flat, saturation, rate, length) -> zero-phase band-pass ->
+polyphase resample to ``fs`` -> amplitude check -> crop to ``duration_s`` -> per-record z-score -> zero
+pad (after z-score, 0 is the record mean) when the record is shorter but above ``min_duration_s``.
+
+Selecting leads before filtering gives the same output as filtering all leads first (every step is
+lead-wise until the z-score), and keeps a 1-lead pipeline cheap. The config is saved in every dataset
+manifest and model card; the service applies exactly the saved config.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from scipy import signal as sps
+
+from ecg_k import quality
+from ecg_k.leads import MissingLeadError, lead_indices, parse_leads
+from ecg_k.quality import QualityError, SkipReason
+
+
+class PreprocessConfig(BaseModel):
+    """Every parameter of the preprocessing; frozen so that it can be hashed and shared."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fs: float = Field(default=500.0, gt=0, description="Output sampling rate (Hz).")
+    duration_s: float = Field(default=10.0, gt=0, description="Output length in seconds.")
+    min_duration_s: float = Field(default=8.0, gt=0, description="Shorter inputs are rejected (too_short).")
+    leads: tuple[str, ...] = Field(default=("I",), description="Leads kept, by name, in this order.")
+    bandpass_hz: tuple[float, float] = Field(default=(0.5, 40.0), description="Zero-phase band-pass edges.")
+    filter_order: int = Field(default=4, ge=1, le=10, description="Butterworth order of the band-pass.")
+    normalization: str = Field(default="zscore_record", description="Per-record z-score over all leads.")
+    min_input_fs: float = Field(default=100.0, gt=0, description="Lowest accepted input rate (Hz).")
+    max_input_fs: float = Field(default=10_000.0, gt=0, description="Highest accepted input rate (Hz).")
+    flat_range_mv: float = Field(default=0.05, ge=0, description="1-99 % range below this is a flat lead.")
+    saturation_run_s: float = Field(default=0.1, gt=0, description="Time at the extreme that means clipping.")
+    max_abs_mv: float = Field(default=10.0, gt=0, description="Band-passed amplitude limit (mV).")
+
+    @field_validator("leads", mode="before")
+    @classmethod
+    def _parse_leads(cls, value: str | Sequence[str]) -> tuple[str, ...]:
+        return parse_leads(value)
+
+    @field_validator("normalization")
+    @classmethod
+    def _known_normalization(cls, value: str) -> str:
+        if value != "zscore_record":
+            raise ValueError(f"normalization must be 'zscore_record', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PreprocessConfig:
+        low, high = self.bandpass_hz
+        if not 0 < low < high < self.fs / 2:
+            raise ValueError(f"bandpass_hz {self.bandpass_hz} must satisfy 0 < low < high < fs/2")
+        if self.min_duration_s > self.duration_s:
+            raise ValueError("min_duration_s must not exceed duration_s")
+        if high >= self.min_input_fs / 2:
+            raise ValueError("min_input_fs must be above twice the band-pass upper edge")
+        return self
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per lead of the output."""
+        return int(round(self.fs * self.duration_s))
+
+    def digest(self) -> str:
+        """Stable sha256 of the config, stored with datasets, models and predictions."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _bandpass_sos(fs: float, low: float, high: float, order: int) -> np.ndarray:
+    return sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+
+
+def _resample_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    if abs(float(ratio) * fs_in - fs_out) > 1e-6 * fs_out:
+        raise QualityError(SkipReason.UNSUPPORTED_RATE, f"cannot resample {fs_in} Hz to {fs_out} Hz exactly")
+    return ratio.numerator, ratio.denominator
+
+
+def preprocess(
+    signal: np.ndarray, fs: float, lead_names: Sequence[str], config: PreprocessConfig
+) -> np.ndarray:
+    """Turn a raw ECG in mV, shape ``(leads, samples)``, into the model input ``(len(config.leads), n)``.
+
+    Raises :class:`QualityError` with a :class:`SkipReason` for anything unusable.
+    """
+    if signal.ndim != 2 or signal.shape[0] != len(lead_names):
+        raise ValueError(f"signal shape {signal.shape} does not match {len(lead_names)} lead names")
+    if not config.min_input_fs <= fs <= config.max_input_fs:
+        raise QualityError(
+            SkipReason.UNSUPPORTED_RATE,
+            f"sampling rate {fs} Hz outside [{config.min_input_fs}, {config.max_input_fs}]",
+        )
+    try:
+        picked = signal[lead_indices(lead_names, config.leads)].astype(np.float64)
+    except MissingLeadError as err:
+        raise QualityError(SkipReason.MISSING_LEAD, str(err)) from err
+    duration = picked.shape[1] / fs
+    if duration < config.min_duration_s:
+        raise QualityError(
+            SkipReason.TOO_SHORT, f"ECG lasts {duration:.2f} s; at least {config.min_duration_s} s required"
+        )
+    quality.check_finite(picked, config.leads)
+    quality.check_not_flat(picked, config.leads, config.flat_range_mv)
+    quality.check_not_saturated(picked, config.leads, fs, config.saturation_run_s)
+
+    filtered = sps.sosfiltfilt(_bandpass_sos(fs, *config.bandpass_hz, config.filter_order), picked, axis=1)
+    if fs != config.fs:
+        up, down = _resample_ratio(fs, config.fs)
+        filtered = sps.resample_poly(filtered, up, down, axis=1)
+    quality.check_amplitude(filtered, config.leads, config.max_abs_mv)
+
+    cropped = filtered[:, : config.n_samples]
+    std = cropped.std()
+    normalized = (cropped - cropped.mean()) / max(float(std), 1e-8)
+    out = np.zeros((len(config.leads), config.n_samples), dtype=np.float32)
+    out[:, : normalized.shape[1]] = normalized
+    return out

@@ -1,0 +1,88 @@
+"""Signal quality checks shared by ingestion and the service.
+
+Each failure raises :class:`QualityError` with a machine-readable ``reason`` (the same strings are the
+``skipped`` keys of a dataset manifest and the ``reason`` of a service 422), so a record is never
+silently turned into a number.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+
+
+class SkipReason(StrEnum):
+    """Why a record or an ECG-K+ pair was left out."""
+
+    MISSING_WAVEFORM = "missing_waveform"
+    UNREADABLE = "unreadable"
+    MISSING_LEAD = "missing_lead"
+    UNIT = "unit"
+    NAN = "nan"
+    FLAT_LEAD = "flat_lead"
+    SATURATION = "saturation"
+    AMPLITUDE = "amplitude"
+    UNSUPPORTED_RATE = "unsupported_rate"
+    TOO_SHORT = "too_short"
+    NO_LAB_IN_WINDOW = "no_lab_in_window"
+    IMPLAUSIBLE_K = "implausible_k"
+    INVALID_ECG_TIME = "invalid_ecg_time"
+    DUPLICATE_ECG = "duplicate_ecg"
+
+
+class QualityError(ValueError):
+    """An ECG that cannot be used; ``reason`` is a :class:`SkipReason`."""
+
+    def __init__(self, reason: SkipReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_finite(signal: np.ndarray, lead_names: tuple[str, ...]) -> None:
+    """Reject NaN or infinite samples."""
+    bad = ~np.isfinite(signal).all(axis=1)
+    if bad.any():
+        leads = [lead_names[i] for i in np.flatnonzero(bad)]
+        raise QualityError(SkipReason.NAN, f"non-finite samples in lead(s) {leads}")
+
+
+def check_not_flat(signal: np.ndarray, lead_names: tuple[str, ...], min_range_mv: float) -> None:
+    """Reject leads whose 1st-99th percentile range is below ``min_range_mv`` (disconnected electrode)."""
+    low, high = np.percentile(signal, [1.0, 99.0], axis=1)
+    flat = (high - low) < min_range_mv
+    if flat.any():
+        leads = [lead_names[i] for i in np.flatnonzero(flat)]
+        raise QualityError(SkipReason.FLAT_LEAD, f"flat lead(s) {leads} (range < {min_range_mv} mV)")
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True in a 1-D boolean array."""
+    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max()) if starts.size else 0
+
+
+def check_not_saturated(signal: np.ndarray, lead_names: tuple[str, ...], fs: float, max_run_s: float) -> None:
+    """Reject leads that sit at their extreme value for ``max_run_s`` or longer (clipped amplifier).
+
+    A real ECG never stays at its global maximum or minimum for tens of milliseconds; a clipped one
+    draws a flat top at the rail.
+    """
+    max_run = max(2, int(round(max_run_s * fs)))
+    for i, lead in enumerate(signal):
+        for extreme in (lead.max(), lead.min()):
+            if _longest_run(np.abs(lead - extreme) <= 1e-9) >= max_run:
+                raise QualityError(
+                    SkipReason.SATURATION,
+                    f"lead {lead_names[i]} saturates at {extreme:.3f} mV for >= {max_run_s * 1000:.0f} ms",
+                )
+
+
+def check_amplitude(signal: np.ndarray, lead_names: tuple[str, ...], max_abs_mv: float) -> None:
+    """Reject physiologically impossible amplitudes (after baseline removal)."""
+    peak = np.abs(signal).max(axis=1)
+    bad = peak > max_abs_mv
+    if bad.any():
+        leads = [lead_names[i] for i in np.flatnonzero(bad)]
+        raise QualityError(SkipReason.AMPLITUDE, f"lead(s) {leads} exceed +/-{max_abs_mv} mV")
