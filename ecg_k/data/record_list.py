@@ -26,7 +26,7 @@ def find_record_list(ecg_root: Path) -> Path:
 
 
 def read_record_list(ecg_root: Path) -> pd.DataFrame:
-    """Read the record list: ``subject_id, study_id, ecg_time, path`` (+ ``ecg_path``, absolute, no suffix)."""
+    """Read the record list: ``subject_id, study_id, ecg_time, ecg_path`` (relative to ``ecg_root``)."""
     path = find_record_list(ecg_root)
     header = pd.read_csv(path, nrows=0).columns
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -36,5 +36,4 @@ def read_record_list(ecg_root: Path) -> pd.DataFrame:
         path, usecols=list(REQUIRED_COLUMNS), dtype={"subject_id": "int64", "study_id": "int64", "path": str}
     )
     frame["ecg_time"] = pd.to_datetime(frame["ecg_time"], format="ISO8601", errors="coerce")
-    frame["ecg_path"] = [str(ecg_root / p) for p in frame["path"]]
-    return frame
+    return frame.rename(columns={"path": "ecg_path"})

@@ -1,0 +1,152 @@
+"""The ``ecgk`` command line (Typer). Data commands live here; later packages add theirs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from ecg_k.data.cohort import CohortConfig
+from ecg_k.data.errors import DataInputError
+from ecg_k.data.ingest import IngestConfig, Ingestor
+from ecg_k.data.splits import SPLITS
+from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.settings import get_settings
+
+app = typer.Typer(
+    name="ecgk", help="ecg-k: blood potassium from the ECG.", no_args_is_help=True, add_completion=False
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a clear error and exit non-zero (never a traceback for bad input)."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Output directory (MIMIC layout).")],
+    n_ecgs: Annotated[int, typer.Option(help="Number of ECGs.")] = 4000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
+) -> None:
+    """Generate the synthetic ECG-K-DIR dataset in MIMIC-IV layout (the embedded default)."""
+    from ecg_k.synth import generate_dataset
+
+    try:
+        summary = generate_dataset(out, n_ecgs=n_ecgs, seed=seed, workers=workers)
+    except (ValueError, FileExistsError) as err:
+        fail(str(err))
+    console.print(f"synthetic dataset: {summary.n_ecgs} ECGs, {summary.n_subjects} subjects -> {summary.out}")
+
+
+@app.command()
+def ingest(
+    ecg_root: Annotated[Path, typer.Option(help="MIMIC-IV-ECG root (holds record_list.csv).")],
+    hosp_root: Annotated[Path, typer.Option(help="MIMIC-IV hosp dir (or its parent, or a labevents file).")],
+    out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
+    window_min: Annotated[float, typer.Option(help="Pairing window, minutes either side.")] = 60.0,
+    leads: Annotated[str, typer.Option(help="Leads by name, comma-separated, or 'all'.")] = "I",
+    fs: Annotated[float, typer.Option(help="Output sampling rate (Hz).")] = 500.0,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
+    seed: Annotated[int, typer.Option(help="Seed of the balanced split.")] = get_settings().seed,
+    itemids: Annotated[str, typer.Option(help="K+ itemids, comma-separated (50822 = whole blood).")] = "50971",
+    balanced_max_per_bin: Annotated[int, typer.Option(help="Cap on val/test pairs per 0.1 bin.")] = 100,
+    shard_size: Annotated[int, typer.Option(help="Records per resumable shard.")] = 256,
+    patients: Annotated[Path | None, typer.Option(help="Dir with patients.csv[.gz] if not in hosp root.")] = None,
+    cohort_only: Annotated[bool, typer.Option("--cohort-only", help="Stop after pairing and splitting.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different dataset in --out.")] = False,
+    max_shards: Annotated[int | None, typer.Option(help="Process at most N shards, then stop (resumable).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Pair ECGs with K+ labs, split, preprocess and write an ECG-K-DIR dataset (resumable)."""
+    try:
+        config = IngestConfig(
+            cohort=CohortConfig(
+                window_min=window_min,
+                itemids=tuple(int(i) for i in itemids.split(",") if i.strip()),
+                balanced_max_per_bin=balanced_max_per_bin,
+                seed=seed,
+            ),
+            preprocess=PreprocessConfig(fs=fs, leads=leads),
+            shard_size=shard_size,
+        )
+        ingestor = Ingestor(ecg_root, hosp_root, out, config, patients_root=patients)
+        manifest = ingestor.run(
+            workers=workers, cohort_only=cohort_only, progress=progress, overwrite=overwrite, max_shards=max_shards
+        )
+    except ValidationError as err:
+        fail(f"invalid option: {_first_validation_message(err)}")
+    except (DataInputError, ValueError) as err:
+        fail(str(err))
+    print_dataset_summary(out, manifest)
+
+
+def _first_validation_message(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
+    """Counts, skips and label tails of a dataset, as a table."""
+    table = Table(title=f"ECG-K-DIR dataset {root} ({manifest['status']})")
+    for column in ("split", "pairs", "subjects", "K+ <= 3.5", "K+ >= 5.5", "K+ range"):
+        table.add_column(column, justify="right")
+    for split in SPLITS:
+        hist = manifest["label_histogram"][split]
+        values = np.array([float(k) for k in hist], dtype=float)
+        counts = np.array(list(hist.values()), dtype=int)
+        span = f"{values.min():.1f}-{values.max():.1f}" if len(values) else "-"
+        table.add_row(
+            split, str(manifest["counts"][split]), str(manifest["subjects"][split]),
+            str(int(counts[values <= 3.5 + 1e-9].sum())), str(int(counts[values >= 5.5 - 1e-9].sum())), span,
+        )
+    console.print(table)
+    skipped = ", ".join(f"{k}={v}" for k, v in manifest["skipped"].items()) or "none"
+    console.print(f"ECGs in record list: {manifest['ecgs_in_record_list']}; skipped: {skipped}; "
+                  f"other pairs of val/test subjects discarded: {manifest['discarded_holdout_pairs']}")
+
+
+@app.command()
+def demo(
+    home: Annotated[Path | None, typer.Option(help="Where the demo writes (default: $ECGK_HOME/demo).")] = None,
+    n_ecgs: Annotated[int, typer.Option(help="Synthetic ECGs to generate.")] = 4000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+) -> None:
+    """The end-to-end demo on the embedded defaults: synth -> ingest -> dataset summary."""
+    from ecg_k.synth import generate_dataset
+
+    root = home or get_settings().home / "demo"
+    console.rule("1/2 synthetic MIMIC-IV-ECG + labs")
+    synth_dir = root / "synthetic"
+    summary = generate_dataset(synth_dir, n_ecgs=n_ecgs, seed=seed, workers=workers)
+    console.print(f"{summary.n_ecgs} ECGs of {summary.n_subjects} subjects in {summary.elapsed_s:.1f} s")
+    console.rule("2/2 ingest")
+    config = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=demo_balanced_cap(n_ecgs)))
+    dataset = root / "dataset"
+    manifest = Ingestor(synth_dir / "mimic-iv-ecg", synth_dir / "mimic-iv", dataset, config).run(workers=workers)
+    print_dataset_summary(dataset, manifest)
+
+
+def demo_balanced_cap(n_ecgs: int) -> int:
+    """Val/test cap per bin that keeps the demo's train set about 70 % of the pairs."""
+    return max(2, n_ecgs // 200)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted; rerun the same command to resume")
+        sys.exit(130)

@@ -1,0 +1,73 @@
+"""The dataset directory contract (DESIGN.md): file names, manifest I/O, split arrays.
+
+``D/cohort.parquet``, ``D/{split}.signals.npy`` (float16, ``(n, leads, samples)``, row i = i-th cohort
+row of that split), ``D/{split}.labels.npy`` (float32), ``D/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecg_k.data.errors import DataInputError
+
+MANIFEST = "manifest.json"
+COHORT = "cohort.parquet"
+REJECTED = "rejected.parquet"
+DATASET_FORMAT = "ecg-k-dataset/1"
+
+
+def signals_path(root: Path, split: str) -> Path:
+    return root / f"{split}.signals.npy"
+
+
+def labels_path(root: Path, split: str) -> Path:
+    return root / f"{split}.labels.npy"
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write a parquet file through a temporary file and rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of a dataset directory, with a clear error when there is none."""
+    path = root / MANIFEST
+    if not path.is_file():
+        raise DataInputError(f"{root} is not an ecg-k dataset (no {MANIFEST})")
+    return json.loads(path.read_text())
+
+
+def load_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Signals (read-only float16 memmap) and labels of one split of a complete dataset."""
+    manifest = read_manifest(root)
+    if manifest.get("status") != "complete":
+        raise DataInputError(f"dataset {root} is not complete (status {manifest.get('status')!r})")
+    signals = np.load(signals_path(root, split), mmap_mode="r")
+    labels = np.load(labels_path(root, split))
+    if len(signals) != len(labels):
+        raise DataInputError(f"{root}: {split} has {len(signals)} signals but {len(labels)} labels")
+    return signals, labels
