@@ -1,0 +1,58 @@
+"""Shared fixtures: the real test data beside the checkout (../shared/data/real), verified by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _real_data_root() -> Path:
+    return Path(os.environ.get("ECGK_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Root of the real MIMIC/CinC/PTB fixtures; every data file checked against MANIFEST.sha256.
+
+    Markdown files are documentation, not fixtures (SOURCES.md was edited after the manifest was made).
+    """
+    root = _real_data_root()
+    manifest = root / "MANIFEST.sha256"
+    if not manifest.is_file():
+        pytest.fail(f"real test data not found at {root}; set ECGK_REAL_DATA to the shared/data/real folder")
+    for line in manifest.read_text().splitlines():
+        if not line.strip():
+            continue
+        digest, name = line.split(maxsplit=1)
+        if name.endswith(".md"):
+            continue
+        path = root / name.lstrip("*")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert actual == digest, f"fixture drifted: {name}"
+    return root
+
+
+@pytest.fixture(scope="session")
+def ecg_demo_root(real_data: Path) -> Path:
+    return (real_data / "mimic-iv-ecg-demo-0.1__SebPelay0-Mimic-Prep"
+            / "mimic-iv-ecg-demo-diagnostic-electrocardiogram-matched-subset-demo-0.1")
+
+
+@pytest.fixture(scope="session")
+def labs_v1_file(real_data: Path) -> Path:
+    return real_data / "mimic-iv-clinical-demo-1.0__clementinojr-codingSkills-main" / "hosp" / "labevents_potassium.csv"
+
+
+@pytest.fixture(scope="session")
+def cinc_dir(real_data: Path) -> Path:
+    return real_data / "physionet-challenge-2021__DeepPSP-torch_ecg" / "sample-data" / "cinc2021"
+
+
+@pytest.fixture(scope="session")
+def mimic_header_dir(real_data: Path) -> Path:
+    return real_data / "mimic-iv-ecg-v1.0-headers__SebPelay0-Mimic-Prep" / "SampleData" / "p10000032"

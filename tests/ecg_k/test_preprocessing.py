@@ -1,0 +1,128 @@
+"""The shared preprocessing: QC reasons, filter, resample, crop/pad, z-score, on real and generated ECGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_k.data.waveforms import read_wfdb
+from ecg_k.leads import STANDARD_LEADS
+from ecg_k.preprocessing import PreprocessConfig, preprocess
+from ecg_k.quality import QualityError, SkipReason
+
+FS = 500.0
+
+
+def tone(freq_hz: float, fs: float = FS, seconds: float = 10.0, amp: float = 1.0) -> np.ndarray:
+    t = np.arange(int(fs * seconds)) / fs
+    return amp * np.sin(2 * np.pi * freq_hz * t)
+
+
+def spectrum_peak_hz(x: np.ndarray, fs: float) -> float:
+    power = np.abs(np.fft.rfft(x)) ** 2
+    return float(np.fft.rfftfreq(len(x), 1 / fs)[np.argmax(power)])
+
+
+def test_output_shape_and_zscore_on_real_cinc(cinc_dir: Path) -> None:
+    config = PreprocessConfig(leads="all")
+    for header in sorted(cinc_dir.glob("*.hea"))[:10]:
+        record = read_wfdb(header.with_suffix(""))
+        out = preprocess(record.signal, record.fs, record.lead_names, config)
+        assert out.shape == (12, 5000) and out.dtype == np.float32
+        assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-4
+
+
+def test_ptb_1000_hz_is_resampled_to_500_and_cropped(real_data: Path) -> None:
+    record = read_wfdb(real_data / "ptb-diagnostic__MIT-LCP-wfdb-python" / "sample-data" / "s0010_re")
+    out = preprocess(record.signal, record.fs, record.lead_names, PreprocessConfig(leads="all"))
+    assert out.shape == (12, 5000)
+    # the 1000 Hz lead II and the output lead II share their dominant (QRS-rich) rhythm content
+    lead_ii_in = record.signal[1, :10000]
+    corr = np.corrcoef(out[1], (lead_ii_in - lead_ii_in.mean())[::2])[0, 1]
+    assert corr > 0.9
+
+
+def test_leads_are_selected_by_name_in_config_order() -> None:
+    signal = np.stack([tone(1.0 + i) for i in range(12)])
+    out = preprocess(signal, FS, STANDARD_LEADS, PreprocessConfig(leads="aVF,I"))
+    assert spectrum_peak_hz(out[0], FS) == pytest.approx(6.0, abs=0.1)
+    assert spectrum_peak_hz(out[1], FS) == pytest.approx(1.0, abs=0.1)
+
+
+def test_bandpass_removes_wander_and_mains_but_keeps_ecg_band() -> None:
+    names = ("I",)
+    config = PreprocessConfig()
+    kept = preprocess(tone(10.0)[None], FS, names, config)
+    assert spectrum_peak_hz(kept[0], FS) == pytest.approx(10.0, abs=0.1)
+    mixed = tone(10.0) + tone(0.1) + tone(60.0)  # equal input power: compare gains
+    out = preprocess(mixed[None], FS, names, config)
+    power = np.abs(np.fft.rfft(out[0])) ** 2
+    freqs = np.fft.rfftfreq(5000, 1 / FS)
+    assert power[np.argmin(np.abs(freqs - 10))] > 100 * power[np.argmin(np.abs(freqs - 0.1))]
+    assert power[np.argmin(np.abs(freqs - 10))] > 100 * power[np.argmin(np.abs(freqs - 60))]
+
+
+def test_resampling_keeps_frequency_from_any_supported_rate() -> None:
+    for fs in (250.0, 360.0, 1000.0, 257.0):
+        out = preprocess(tone(7.0, fs=fs)[None], fs, ("I",), PreprocessConfig())
+        assert out.shape == (1, 5000)
+        assert spectrum_peak_hz(out[0], FS) == pytest.approx(7.0, abs=0.1)
+
+
+def test_long_records_are_cropped_and_short_ones_padded_with_zero() -> None:
+    long = preprocess(tone(5.0, seconds=12)[None], FS, ("I",), PreprocessConfig())
+    assert long.shape == (1, 5000)
+    short = preprocess(tone(5.0, seconds=9)[None], FS, ("I",), PreprocessConfig())
+    assert short.shape == (1, 5000)
+    assert np.all(short[0, 4500:] == 0) and np.abs(short[0, :4500]).max() > 1
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: (np.where(np.arange(5000) == 7, np.nan, tone(5.0))[None], FS), SkipReason.NAN),
+        (lambda: (np.full((1, 5000), 0.3), FS), SkipReason.FLAT_LEAD),
+        (lambda: (np.clip(tone(1.0, amp=2.0), -1.0, 1.0)[None], FS), SkipReason.SATURATION),
+        (lambda: (tone(5.0, seconds=3)[None], FS), SkipReason.TOO_SHORT),
+        (lambda: (tone(5.0, fs=50.0)[None], 50.0), SkipReason.UNSUPPORTED_RATE),
+        (lambda: (tone(5.0, amp=40.0)[None], FS), SkipReason.AMPLITUDE),
+    ],
+)
+def test_quality_gate_reasons(make, reason: SkipReason) -> None:
+    signal, fs = make()
+    with pytest.raises(QualityError) as err:
+        preprocess(signal, fs, ("I",), PreprocessConfig())
+    assert err.value.reason == reason
+
+
+def test_missing_lead_reason() -> None:
+    with pytest.raises(QualityError) as err:
+        preprocess(tone(5.0)[None], FS, ("II",), PreprocessConfig(leads="I"))
+    assert err.value.reason == SkipReason.MISSING_LEAD
+
+
+def test_real_ecg_is_not_flagged_as_saturated_or_flat(cinc_dir: Path) -> None:
+    config = PreprocessConfig(leads="all")
+    reasons = []
+    for header in sorted(cinc_dir.glob("*.hea")):
+        record = read_wfdb(header.with_suffix(""))
+        try:
+            preprocess(record.signal, record.fs, record.lead_names, config)
+        except QualityError as err:
+            reasons.append(err.reason)
+    assert len(reasons) <= 5, reasons
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"bandpass_hz": (40.0, 0.5)}, {"leads": "I,Q"}, {"min_duration_s": 12.0}, {"normalization": "minmax"}]
+)
+def test_invalid_config_is_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        PreprocessConfig(**kwargs)
+
+
+def test_config_digest_is_stable_and_sensitive() -> None:
+    assert PreprocessConfig().digest() == PreprocessConfig(leads=["I"]).digest()
+    assert PreprocessConfig().digest() != PreprocessConfig(leads="II").digest()
