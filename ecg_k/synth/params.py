@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 class PotassiumEffects:
     """How the true K+ at ECG time shapes the waves (all continuous, see :func:`potassium_effects`)."""
 
-    k_ref: float = 4.2  # K+ at which every multiplier is 1
+    k_ref: float = 4.2  # centre of the mild T slope
     ramp_width: float = 0.3  # softness (mmol/L) of the softplus ramps below
     t_slope: float = 0.15  # T amplitude *= exp(t_slope * (K - k_ref)): mild signal in the normal range
     hyper_t_knee: float = 5.3  # peaked T starts here
@@ -70,6 +70,9 @@ class Morphology:
 class Recording:
     """What changes between two ECGs of one subject besides K+: rhythm, electrodes, noise."""
 
+    limb_angles_deg: tuple[float, float] = (0.0, 60.0)  # lead I and II in the frontal plane (y inferior)
+    chest_angles_deg: tuple[float, ...] = (120.0, 95.0, 75.0, 55.0, 30.0, 0.0)  # V1-V6, from left to anterior
+    chest_gains: tuple[float, ...] = (1.0, 1.5, 1.5, 1.4, 1.2, 1.0)  # proximity of the chest electrodes
     hr_sd_bpm: float = 6.0  # ECG heart rate = subject rate + N(0, sd), clipped to the subject clip range
     rr_sd: float = 0.025  # beat-to-beat RR jitter (fraction of the mean RR)
     rsa: float = 0.03  # respiratory sinus arrhythmia amplitude (fraction)
