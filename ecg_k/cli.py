@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +27,32 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["dist.loss_weight=1", "seed=3"]`` -> nested dict; values parsed as JSON when they can be."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *parents, leaf = key.strip().split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return nested
+
+
+@functools.cache
+def load_plugins() -> None:
+    """Add the commands other packages register under the ``ecgk.commands`` entry-point group."""
+    for entry in entry_points(group="ecgk.commands"):
+        entry.load()(app)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -145,6 +174,7 @@ def demo_balanced_cap(n_ecgs: int) -> int:
 
 def main() -> None:
     """Console-script entry point."""
+    load_plugins()
     try:
         app()
     except KeyboardInterrupt:

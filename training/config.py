@@ -1,0 +1,122 @@
+"""Run configuration of ``ecgk train`` (saved as ``RUN/config.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ecg_k.losses.methods import get_method
+from ecg_k.models import NET1D_CONFIGS
+
+
+class DistLossOptions(BaseModel):
+    """Dist Loss settings (method.md section 3); defaults are the paper's headline INV-L2."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dist_weight: float = Field(default=1.0, ge=0, description="lambda of the distribution term.")
+    dist_weighting: Literal["pseudo_label", "official", "none"] = "pseudo_label"
+    sort: Literal["auto", "soft", "hard"] = "auto"
+    regularization_strength: float = Field(default=0.1, gt=0, description="Soft-sort epsilon.")
+    bw_method: float = Field(default=0.5, gt=0, description="KDE bandwidth factor.")
+    rounding: Literal["official", "quantile"] = "official"
+
+
+class WeightOptions(BaseModel):
+    """Inverse-frequency weighting and LDS (method.md sections 4 and 10)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clip: tuple[float, float] = (5.0, 1000.0)
+    lds_kernel: Literal["gaussian", "triang", "laplace"] = "gaussian"
+    lds_ks: int = 5
+    lds_sigma: float = 2.0
+
+
+class RegularizerOptions(BaseModel):
+    """Hyper-parameters of FDS, RankSim, ConR and Balanced MSE (rescaled for mmol/L, method.md section 10)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fds_ks: int = 5
+    fds_sigma: float = 2.0
+    fds_momentum: float = 0.9
+    fds_start_update: int = 0
+    fds_start_smooth: int = 1
+    ranksim_gamma: float = 100.0
+    ranksim_lambda: float = 2.0
+    conr_beta: float = 4.0
+    conr_window: float = 0.1
+    conr_eta: float = 0.1
+    conr_temperature: float = 0.2
+    conr_noise_std: float = 0.1
+    bmse_mode: Literal["bmc", "bni", "gai"] = "bmc"
+    bmse_init_sigma: float = 1.0
+    bmse_sigma_lr: float = 1e-2
+
+
+class TrainConfig(BaseModel):
+    """Everything a run depends on; ``ecgk train`` flags map onto these fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: Path
+    out: Path
+    method: str = "vanilla"
+    stage: Literal[1, 2] = 1
+    init: Path | None = Field(default=None, description="Stage-1 run a stage-2 run starts from.")
+    model: str = "small"
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=512, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    lr_milestones: tuple[float, ...] = Field(
+        default=(0.5, 0.8), description="Epoch fractions where lr is multiplied by lr_gamma (paper: 5, 8 of 10)."
+    )
+    lr_gamma: float = Field(default=0.1, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0, description="Adam weight decay (paper, ECG).")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")
+    compile: bool = Field(default=False, description="torch.compile the model (CUDA).")
+    in_memory: bool | None = Field(default=None, description="Load signals into RAM (auto: < 4 GiB).")
+    eval_batch_size: int = Field(default=1024, ge=1)
+    dist: DistLossOptions = Field(default_factory=DistLossOptions)
+    weights: WeightOptions = Field(default_factory=WeightOptions)
+    regularizers: RegularizerOptions = Field(default_factory=RegularizerOptions)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        get_method(value)
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in NET1D_CONFIGS:
+            raise ValueError(f"unknown model {value!r}; choose one of {', '.join(NET1D_CONFIGS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _stage_consistent(self) -> TrainConfig:
+        phases = get_method(self.method).phases
+        if self.stage == 1 and phases[0].trains != "all":
+            raise ValueError(f"method {self.method!r} has no end-to-end stage")
+        if self.stage == 2:
+            if len(phases) < 2:
+                raise ValueError(f"method {self.method!r} has no head-retraining stage; use --stage 1")
+            if self.init is None:
+                raise ValueError("--stage 2 needs --init RUN (a finished stage-1 run)")
+        if any(not 0 < m < 1 for m in self.lr_milestones):
+            raise ValueError("lr_milestones are fractions of the epochs, each in (0, 1)")
+        return self
+
+    def milestones(self) -> list[int]:
+        """Epoch indices (0-based) at which the learning rate decays."""
+        return sorted({max(1, round(m * self.epochs)) for m in self.lr_milestones})
+
+    def resume_key(self) -> dict[str, Any]:
+        """The fields that must match for ``--resume`` (everything but where and how it runs)."""
+        return self.model_dump(mode="json", exclude={"device", "compile", "in_memory", "eval_batch_size"})

@@ -1,0 +1,59 @@
+"""``ecgk evaluate``: predictions, metrics.json, report.md and plots of a run (DESIGN.md run contract)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ecg_k.data.store import COHORT, write_json_atomic, write_parquet_atomic
+from ecg_k.metrics import evaluate_predictions
+from training.data import SplitData
+from training.evaluation_report import write_report
+from training.run_io import load_best_net, read_run_config
+from training.trainer import predict, resolve_device
+
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.parquet"
+EVAL_SPLITS = ("val", "test")
+
+
+def evaluate_run(
+    run: Path, data: Path | None = None, shot_rule: str = "relative", n_boot: int = 1000, device: str = "auto"
+) -> dict[str, Any]:
+    """Predict val and test with the selected model, compute the metrics and write the report."""
+    config = read_run_config(run)
+    dataset = data or Path(config["train"]["data"])
+    net = load_best_net(run)
+    target = resolve_device(device)
+    net.to(target)
+    cohort = pd.read_parquet(dataset / COHORT)
+    frames = []
+    for split in EVAL_SPLITS:
+        split_data = SplitData.load(dataset, split)
+        rows = cohort[cohort["split"] == split]
+        y_hat = predict(net, split_data, 1024, target)
+        frames.append(pd.DataFrame({
+            "split": split, "subject_id": rows["subject_id"].to_numpy(), "study_id": rows["study_id"].to_numpy(),
+            "y": split_data.labels.astype("float64"), "y_hat": y_hat,
+        }))
+    predictions = pd.concat(frames, ignore_index=True)
+    train_labels = SplitData.load(dataset, "train").labels
+    metrics = evaluate_predictions(predictions, train_labels, config["train"]["method"], shot_rule=shot_rule,
+                                   n_boot=n_boot)
+    metrics["run"] = {"stage": config["train"]["stage"], "model": config["train"]["model"],
+                      "dataset": str(dataset)}
+    write_parquet_atomic(predictions, run / PREDICTIONS)
+    write_json_atomic(run / METRICS, metrics)
+    write_report(run, metrics, predictions, train_labels)
+    return metrics
+
+
+def read_metrics(run: Path) -> dict[str, Any]:
+    """``RUN/metrics.json`` or a clear error."""
+    path = run / METRICS
+    if not path.is_file():
+        raise FileNotFoundError(f"{run} has no {METRICS}; run `ecgk evaluate --run {run}` first")
+    return json.loads(path.read_text())

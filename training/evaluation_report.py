@@ -1,0 +1,426 @@
+"""Evaluation artefacts of a run: plots, ``report.md`` and the side-by-side methods table.
+
+Plots follow scikit-learn's Display objects (``from_predictions(...)`` builds and draws, ``.plot(ax)``
+redraws, ``.figure_``/``.ax_`` hold the result). They draw on ``matplotlib.figure.Figure`` objects with an
+Agg canvas and never touch pyplot, so no global figure state leaks into a training job or a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from numpy.typing import ArrayLike, NDArray
+
+from ecg_k.metrics import (
+    DETECTION_STATS,
+    HYPER,
+    HYPO,
+    LABEL_STEP,
+    PUBLISHED_ECG_KA_DIR,
+    PUBLISHED_SOURCE,
+    REGIONS,
+    SHOT_RULES,
+    ShotRegions,
+    bin_value,
+    per_bin_errors,
+    regions_from_metrics,
+    shot_regions,
+    validate_predictions,
+)
+
+REGION_COLOURS = {"many": "#1b9e77", "median": "#7570b3", "few": "#d95f02"}
+LABEL_COLOUR, PREDICTION_COLOUR = "tab:orange", "tab:blue"
+CLINICAL_ZONES = (
+    ("critical hypo (< 2.5)", -np.inf, 2.5, "#2166ac"),
+    ("hypo (≤ 3.5)", 2.5, 3.5, "#92c5de"),
+    ("hyper (≥ 5.5)", 5.5, 6.5, "#f4a582"),
+    ("critical hyper (> 6.5)", 6.5, np.inf, "#b2182b"),
+)
+"""(label, low, high, colour) of the shaded K+ zones (DESIGN.md flags); 3.5-5.5 is left unshaded."""
+K_AXIS = "K⁺ (mmol/L)"
+COMPARISON_COLUMNS = (
+    "MAE all", "MAE many", "MAE median", "MAE few", "GM all", "GM many", "GM median", "GM few",
+    "bMAE", "AUROC hyper", "AUROC hypo",
+)
+_ALL_REGIONS = ("overall", *REGIONS)
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+class _Display:
+    """Shared plumbing: the axes to draw on (a fresh Agg-backed figure when none is given) and saving."""
+
+    figsize: tuple[float, float] = (7.0, 4.0)
+    ax_: Axes
+    figure_: Figure
+
+    def _axes(self, ax: Axes | None) -> Axes:
+        if ax is None:
+            figure = Figure(figsize=self.figsize, layout="constrained")
+            FigureCanvasAgg(figure)
+            ax = figure.add_subplot()
+        self.ax_, self.figure_ = ax, ax.get_figure(root=True)
+        return ax
+
+    def savefig(self, path: Path, dpi: int = 110) -> Path:
+        """Write the figure (PNG by the suffix) and return the path."""
+        self.figure_.savefig(path, dpi=dpi)
+        return path
+
+
+class LabelPredictionHistogramDisplay(_Display):
+    """Label and prediction histograms overlaid on the 0.1 mmol/L bins (the paper's Fig. 1b/1c).
+
+    Shows the distribution mismatch Dist Loss targets: a plain model's predictions crowd the normal range.
+    """
+
+    def __init__(self, y: ArrayLike, y_hat: ArrayLike, name: str | None = None) -> None:
+        self.y, self.y_hat = validate_predictions(y, y_hat)
+        self.name = name
+
+    @classmethod
+    def from_predictions(
+        cls, y: ArrayLike, y_hat: ArrayLike, *, name: str | None = None, ax: Axes | None = None
+    ) -> Self:
+        return cls(y, y_hat, name).plot(ax)
+
+    def plot(self, ax: Axes | None = None) -> Self:
+        ax = self._axes(ax)
+        values = np.concatenate([self.y, self.y_hat])
+        low, high = np.floor(values.min() / LABEL_STEP), np.ceil(values.max() / LABEL_STEP)
+        edges = (np.arange(low, high + 2) - 0.5) * LABEL_STEP
+        ax.hist(self.y, bins=edges, color=LABEL_COLOUR, alpha=0.55, label="label")
+        ax.hist(self.y_hat, bins=edges, color=PREDICTION_COLOUR, alpha=0.55, label="prediction")
+        for cutoff in (HYPO, HYPER):
+            ax.axvline(cutoff.value, color="0.4", ls=":", lw=1)
+        ax.set(xlabel=K_AXIS, ylabel="count", title=_title("Labels vs predictions", self.name))
+        ax.legend()
+        return self
+
+
+class PerBinErrorDisplay(_Display):
+    """MAE per 0.1 mmol/L test bin over many/median/few shading, training counts on a twin axis."""
+
+    figsize = (10.5, 4.0)
+    twin_ax_: Axes
+
+    def __init__(self, table: pd.DataFrame, regions: ShotRegions, name: str | None = None) -> None:
+        self.table, self.regions, self.name = table, regions, name
+
+    @classmethod
+    def from_predictions(
+        cls, y: ArrayLike, y_hat: ArrayLike, regions: ShotRegions, *, name: str | None = None,
+        ax: Axes | None = None,
+    ) -> Self:
+        return cls(per_bin_errors(y, y_hat, regions), regions, name).plot(ax)
+
+    def plot(self, ax: Axes | None = None) -> Self:
+        ax = self._axes(ax)
+        known = np.fromiter(self.regions.train_counts, dtype=np.int64)
+        tested = self.table["bin"].to_numpy()
+        bins = np.arange(min(known.min(), tested.min()), max(known.max(), tested.max()) + 1)
+        region = self.regions.region_of_bins(bins)
+        change = np.flatnonzero(region[1:] != region[:-1]) + 1
+        for start, stop in zip(np.r_[0, change], np.r_[change, bins.size], strict=True):
+            ax.axvspan((bins[start] - 0.5) * LABEL_STEP, (bins[stop - 1] + 0.5) * LABEL_STEP,
+                       color=REGION_COLOURS[region[start]], alpha=0.15, lw=0)
+        ax.bar(self.table["k"], self.table["mae"], width=0.8 * LABEL_STEP, color="0.25", label="test MAE")
+        ax.set(xlabel=K_AXIS, ylabel="MAE (mmol/L)", title=_title("MAE per 0.1 mmol/L bin", self.name))
+
+        twin = ax.twinx()
+        twin.plot(bin_value(bins), self.regions.counts_of_bins(bins), drawstyle="steps-mid",
+                  color="tab:red", lw=1.2, label="train count")
+        many_cut, few_cut = self.regions.cuts
+        twin.axhline(many_cut, color="tab:red", ls="--", lw=0.8, label=f"many if above {many_cut:g}")
+        twin.axhline(few_cut, color="tab:red", ls=":", lw=0.8, label=f"few if below {few_cut:g}")
+        twin.set_ylabel("training samples per bin")
+        self.twin_ax_ = twin
+        handles = [Patch(color=REGION_COLOURS[name], alpha=0.3, label=name) for name in REGIONS]
+        handles += ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize="small",
+                  title=f"rule: {self.regions.rule}")
+        return self
+
+
+class SortedErrorDisplay(_Display):
+    """Absolute errors sorted ascending, one curve per method, within one shot region (paper Fig. 5).
+
+    Shows where a GM difference comes from: many tiny errors drag the GM down without changing the MAE.
+    """
+
+    def __init__(self, errors: Mapping[str, NDArray[np.float64]], region: str) -> None:
+        if not errors:
+            raise ValueError("no methods given: need at least one method's errors")
+        self.errors, self.region = dict(errors), region
+
+    @classmethod
+    def from_predictions(
+        cls, runs: Mapping[str, tuple[ArrayLike, ArrayLike]], regions: ShotRegions, *, region: str = "few",
+        ax: Axes | None = None,
+    ) -> Self:
+        """``runs``: method name -> (y, y_hat); keeps the errors of samples whose label bin is ``region``."""
+        if region not in REGIONS:
+            raise ValueError(f"unknown region {region!r}; expected one of {REGIONS}")
+        errors = {}
+        for method, (y, y_hat) in runs.items():
+            y_arr, y_hat_arr = validate_predictions(y, y_hat)
+            mask = regions.region_of(y_arr) == region
+            errors[method] = np.sort(np.abs(y_hat_arr - y_arr)[mask])
+        return cls(errors, region).plot(ax)
+
+    def plot(self, ax: Axes | None = None) -> Self:
+        ax = self._axes(ax)
+        for method, errors in self.errors.items():
+            label = f"{method} (n={errors.size}" + (f", MAE={errors.mean():.3f})" if errors.size else ")")
+            ax.plot(np.arange(1, errors.size + 1), errors, lw=1.5, label=label)
+        ax.set(xlabel="rank of sorted error", ylabel="|error| (mmol/L)",
+               title=f"Sorted absolute errors, {self.region}-shot region")
+        ax.legend(fontsize="small")
+        return self
+
+
+class PredictedActualDisplay(_Display):
+    """Predicted vs actual K+: identity line, shaded clinical zones, points coloured by shot region."""
+
+    figsize = (6.0, 6.0)
+
+    def __init__(
+        self, y: ArrayLike, y_hat: ArrayLike, region: NDArray[np.str_], name: str | None = None
+    ) -> None:
+        self.y, self.y_hat = validate_predictions(y, y_hat)
+        if len(region) != self.y.size:
+            raise ValueError(f"length mismatch: {len(region)} region tags vs {self.y.size} samples")
+        self.region, self.name = np.asarray(region), name
+
+    @classmethod
+    def from_predictions(
+        cls, y: ArrayLike, y_hat: ArrayLike, regions: ShotRegions, *, name: str | None = None,
+        ax: Axes | None = None,
+    ) -> Self:
+        return cls(y, y_hat, regions.region_of(y), name).plot(ax)
+
+    def plot(self, ax: Axes | None = None) -> Self:
+        ax = self._axes(ax)
+        values = np.concatenate([self.y, self.y_hat])
+        low, high = values.min() - 0.2, values.max() + 0.2
+        for label, start, stop, colour in CLINICAL_ZONES:
+            start, stop = max(start, low), min(stop, high)
+            if start < stop:
+                ax.axvspan(start, stop, color=colour, alpha=0.18, lw=0, label=label)
+                ax.axhspan(start, stop, color=colour, alpha=0.08, lw=0)
+        ax.plot([low, high], [low, high], color="black", ls="--", lw=1, label="identity")
+        for name in REGIONS:
+            mask = self.region == name
+            if mask.any():
+                ax.scatter(self.y[mask], self.y_hat[mask], s=8, alpha=0.5, color=REGION_COLOURS[name],
+                           label=f"{name} (n={int(mask.sum())})")
+        ax.set(xlim=(low, high), ylim=(low, high), xlabel=f"actual {K_AXIS}", ylabel=f"predicted {K_AXIS}",
+               title=_title("Predicted vs actual", self.name))
+        ax.set_aspect("equal")
+        ax.legend(fontsize="small", loc="upper left")
+        return self
+
+
+def _title(what: str, name: str | None) -> str:
+    return what if name is None else f"{what}: {name}"
+
+
+# ---------------------------------------------------------------------------------------------- report.md
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    """A number for a markdown cell; '–' for missing (None/NaN)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{value:.{digits}f}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _with_ci(stats: Mapping[str, Any], name: str) -> str:
+    ci = stats["ci95"][name]
+    return _fmt(stats[name]) + ("" if ci is None else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]")
+
+
+def _bin_ranges(ks: Sequence[float]) -> str:
+    """Compact K+ list, e.g. '2.0–2.9, 5.4–6.6'; consecutive 0.1 bins merge into one range."""
+    if not ks:
+        return "none"
+    bins = np.rint(np.asarray(ks) / LABEL_STEP).astype(np.int64)
+    breaks = np.flatnonzero(np.diff(bins) != 1) + 1
+    parts = []
+    for run in np.split(bins, breaks):
+        low, high = bin_value(run[[0, -1]])
+        parts.append(f"{low:.1f}" if run.size == 1 else f"{low:.1f}–{high:.1f}")
+    return ", ".join(parts)
+
+
+def _region_table(split_metrics: Mapping[str, Any], names: Sequence[str]) -> str:
+    columns = ("n", "mae", "mse", "gm", "bmae", "zero_errors")
+    rows = [[name, *(_fmt(split_metrics[name][column]) for column in columns)] for name in names]
+    return _md_table(["region", "n", "MAE", "MSE", "GM", "bMAE", "zero errors"], rows)
+
+
+def _clinical_table(split_metrics: Mapping[str, Any]) -> str:
+    rows = []
+    for key, stats in split_metrics.items():
+        if not (isinstance(stats, Mapping) and "ci95" in stats):
+            continue
+        percent = f"{100 * stats['prevalence']:.1f} %"
+        auroc, sensitivity, specificity, ppv, npv = (_with_ci(stats, name) for name in DETECTION_STATS)
+        rows.append([f"{key} ({stats['rule']})", f"{percent} ({stats['n_positive']}/{stats['n']})", auroc,
+                     sensitivity, specificity, f"{ppv} at prevalence {percent}", npv])
+    return _md_table(["cut-off", "prevalence", "AUROC", "sensitivity", "specificity", "PPV", "NPV"], rows)
+
+
+def _split_section(
+    split: str, split_metrics: Mapping[str, Any], rule: str, other_rule: str, plots: Mapping[str, Path]
+) -> str:
+    other_key = f"by_{other_rule}_rule"
+    n_boot = split_metrics["hyper"]["n_boot"]
+    figures = "\n\n".join(f"![{title}](plots/{path.name})" for title, path in plots.items())
+    return "\n\n".join([
+        f"## Split `{split}` (n = {split_metrics['overall']['n']})",
+        f"### Regression, shot rule `{rule}`",
+        _region_table(split_metrics, _ALL_REGIONS),
+        f"bMAE (mean of the per-bin MAEs over this split's label bins): {_fmt(split_metrics['bmae'])}; "
+        f"Pearson r: {_fmt(split_metrics['pearson'])}.",
+        f"The same split under the `{other_rule}` rule (key `{other_key}`):",
+        _region_table(split_metrics[other_key], REGIONS),
+        "### Clinical detection (predictions cut at the same K⁺; "
+        f"95 % percentile bootstrap CI, {n_boot} resamples)",
+        _clinical_table(split_metrics),
+        "PPV and NPV hold only at the prevalence shown: a balanced test set has far more abnormal K⁺ than a "
+        "clinic, where at 1 % prevalence even a good model has a PPV near 3 % (conventions.md section 2).",
+        "### Plots",
+        figures,
+    ])
+
+
+def save_split_plots(
+    plots_dir: Path, split: str, y: ArrayLike, y_hat: ArrayLike, regions: ShotRegions, method: str
+) -> dict[str, Path]:
+    """The four plots of one split as ``plots_dir/{split}_*.png``; returns title -> path."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    displays = {
+        "labels vs predictions": ("label_vs_prediction",
+                                  LabelPredictionHistogramDisplay.from_predictions(y, y_hat, name=method)),
+        "MAE per bin": ("per_bin_mae", PerBinErrorDisplay.from_predictions(y, y_hat, regions, name=method)),
+        "sorted few-shot errors": ("sorted_errors_few",
+                                   SortedErrorDisplay.from_predictions({method: (y, y_hat)}, regions)),
+        "predicted vs actual": ("predicted_vs_actual",
+                                PredictedActualDisplay.from_predictions(y, y_hat, regions, name=method)),
+    }
+    return {title: display.savefig(plots_dir / f"{split}_{stem}.png")
+            for title, (stem, display) in displays.items()}
+
+
+def write_report(
+    run_dir: Path, metrics: Mapping[str, Any], predictions: pd.DataFrame, train_labels: ArrayLike
+) -> None:
+    """Write ``run_dir/report.md`` and ``run_dir/plots/*.png`` for every split evaluated in ``metrics``."""
+    regions = regions_from_metrics(metrics, train_labels)
+    other_rule = next(rule for rule in SHOT_RULES if rule != regions.rule)
+    saved = metrics["shot_regions"][other_rule]
+    other = shot_regions(train_labels, other_rule, many=saved["many"], few=saved["few"])
+    splits = [key for key, value in metrics.items() if isinstance(value, Mapping) and "overall" in value]
+    if not splits:
+        raise ValueError("metrics hold no evaluated split (no entry with an 'overall' region)")
+
+    region_bins = regions.to_dict()["bins"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sections = [
+        f"# Evaluation report: {metrics['method']}",
+        f"Shot regions on the training labels ({_fmt(metrics.get('n_train'))} samples): "
+        f"{regions.describe()}.",
+        _md_table(["region", "training bins (K⁺, mmol/L)"],
+                  [[name, _bin_ranges(region_bins[name])] for name in REGIONS]),
+        f"Also reported for comparison: {other.describe()}.",
+        "Balanced-test MAE is not comparable with MAE on a natural-distribution test set "
+        "(method.md section 7).",
+    ]
+    for split in splits:
+        rows = predictions[predictions["split"] == split]
+        if rows.empty:
+            raise ValueError(f"predictions have no rows for split {split!r}, which metrics report")
+        y, y_hat = rows["y"].to_numpy(), rows["y_hat"].to_numpy()
+        plots = save_split_plots(run_dir / "plots", split, y, y_hat, regions, metrics["method"])
+        sections.append(_split_section(split, metrics[split], regions.rule, other_rule, plots))
+    (run_dir / "report.md").write_text("\n\n".join(sections) + "\n")
+
+
+# ----------------------------------------------------------------------------------------- comparison
+
+
+def _frame(rows: Mapping[str, Sequence[float | None]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_dict(dict(rows), orient="index", columns=list(COMPARISON_COLUMNS), dtype=float)
+    frame.index.name = "method"
+    return frame
+
+
+def comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> pd.DataFrame:
+    """One row per run (``runs``: method name -> metrics.json dict), the paper's Table 8 columns.
+
+    All runs must share one shot rule: region metrics under different rules are not comparable.
+    """
+    if not runs:
+        raise ValueError("no runs to compare")
+    rules = {name: metrics.get("shot_rule") for name, metrics in runs.items()}
+    if len(set(rules.values())) != 1:
+        raise ValueError(f"runs use different shot rules, so their regions differ: {rules}")
+    rows = {}
+    for name, metrics in runs.items():
+        if split not in metrics:
+            raise ValueError(f"run {name!r} has no {split!r} metrics")
+        m = metrics[split]
+        errors = [m[region][metric] for metric in ("mae", "gm") for region in _ALL_REGIONS]
+        rows[name] = [*errors, m["bmae"], m["hyper"]["auroc"], m["hypo"]["auroc"]]
+    frame = _frame(rows)
+    frame.attrs.update(split=split, shot_rule=next(iter(rules.values())))
+    return frame
+
+
+def published_table() -> pd.DataFrame:
+    """The paper's ECG-Ka-DIR numbers (real MIMIC-IV) in the comparison columns; NaN where not published."""
+    blank = [None] * (len(COMPARISON_COLUMNS) - 2 * len(_ALL_REGIONS))
+    return _frame({name: [*row["mae"], *row["gm"], *blank] for name, row in PUBLISHED_ECG_KA_DIR.items()})
+
+
+def _frame_markdown(frame: pd.DataFrame) -> str:
+    rows = [[str(name), *map(_fmt, row)] for name, row in zip(frame.index, frame.to_numpy(), strict=True)]
+    return _md_table([frame.index.name or "", *frame.columns], rows)
+
+
+def write_comparison(out: Path, runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> None:
+    """Write ``out/comparison.{md,csv}`` and ``out/published_ecg_ka_dir.csv`` (``out`` is a directory)."""
+    table = comparison_table(runs, split)
+    published = published_table()
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "comparison.csv")
+    published.to_csv(out / "published_ecg_ka_dir.csv")
+    text = "\n\n".join([
+        f"# Method comparison (split `{split}`, shot rule `{table.attrs['shot_rule']}`)",
+        _frame_markdown(table),
+        "## Reference only: published numbers on real MIMIC-IV (not comparable)",
+        f"> {PUBLISHED_SOURCE}. These are published numbers on the real ECG-Ka-DIR benchmark; they are "
+        "**not comparable** with runs on synthetic data or on a different cohort, split or shot rule. "
+        "AUROC and bMAE were not reported.",
+        _frame_markdown(published),
+    ])
+    (out / "comparison.md").write_text(text + "\n")
+

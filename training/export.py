@@ -1,0 +1,94 @@
+"""``ecgk export``: a single-file ONNX model, a parity check that fails the export, and ``model_card.json``."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ecg_k.clinical import Thresholds
+from ecg_k.data.store import read_manifest, sha256_file, write_json_atomic
+from ecg_k.metrics import shot_regions
+from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.version import code_version
+from training.data import SplitData
+from training.evaluate import PREDICTIONS, evaluate_run, read_metrics
+from training.onnx_export import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, export_onnx, verify_onnx_parity
+from training.run_io import load_best_net, read_run_config
+
+MODEL_FILE = "model.onnx"
+MODEL_CARD = "model_card.json"
+INTERVAL_QUANTILES = (0.025, 0.05, 0.1, 0.5, 0.9, 0.95, 0.975)
+
+
+def residual_quantiles(predictions: pd.DataFrame, train_labels: np.ndarray, rule: str) -> dict[str, Any]:
+    """Quantiles of ``y - y_hat`` on val, overall and per shot region **of the estimate** (the service
+    knows only the estimate), for prediction intervals ``y_hat + q``."""
+    val = predictions[predictions["split"] == "val"]
+    residual = (val["y"] - val["y_hat"]).to_numpy()
+    region = shot_regions(train_labels, rule=rule).region_of(np.clip(val["y_hat"].to_numpy(), 1.5, 10.0))
+    groups = {"overall": np.ones(len(val), dtype=bool)} | {r: region == r for r in ("many", "median", "few")}
+    out: dict[str, Any] = {}
+    for name, mask in groups.items():
+        values = residual[mask]
+        out[name] = {
+            "n": int(mask.sum()),
+            "quantiles": {f"{q:g}": float(np.quantile(values, q)) for q in INTERVAL_QUANTILES} if len(values) else None,
+        }
+    return {"split": "val", "grouped_by": "shot region of the estimate", "residual": "y - y_hat", "regions": out}
+
+
+def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]:
+    """Export the selected model of ``run``; the ONNX file appears only once parity holds."""
+    config = read_run_config(run)
+    dataset = Path(config["train"]["data"])
+    if not (run / PREDICTIONS).is_file():
+        evaluate_run(run)
+    metrics = read_metrics(run)
+    predictions = pd.read_parquet(run / PREDICTIONS)
+    preprocess = PreprocessConfig.model_validate(config["dataset"]["preprocess"])
+    net = load_best_net(run)
+    val = SplitData.load(dataset, "val")
+    train_labels = SplitData.load(dataset, "train").labels
+
+    tmp = run / f".{MODEL_FILE}.tmp.onnx"
+    export_onnx(net, tmp, n_leads=len(preprocess.leads), n_samples=preprocess.n_samples, opset=opset)
+    real = torch.from_numpy(np.asarray(val.signals[: min(5, len(val))], dtype=np.float32))
+    noise = torch.randn(3, len(preprocess.leads), preprocess.n_samples, generator=torch.Generator().manual_seed(0))
+    max_diff = max(verify_onnx_parity(net, tmp, batch, rtol=rtol) for batch in (real, noise) if len(batch))
+    os.replace(tmp, run / MODEL_FILE)
+    digest = sha256_file(run / MODEL_FILE)
+    manifest = read_manifest(dataset)
+    card = {
+        "format": "ecg-k-model-card/1",
+        "name": "ecg-k-net1d",
+        "version": f"{config['train']['method']}-s{config['train']['stage']}-{digest[:12]}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "method": config["train"]["method"],
+        "stage": config["train"]["stage"],
+        "architecture": {"net1d": net.config.model_dump(mode="json"), "in_channels": net.in_channels},
+        "input": {"name": ONNX_INPUT_NAME, "shape": ["batch", len(preprocess.leads), preprocess.n_samples],
+                  "dtype": "float32", "leads": list(preprocess.leads)},
+        "output": {"name": ONNX_OUTPUT_NAME, "shape": ["batch"], "unit": "mmol/L"},
+        "preprocessing": preprocess.model_dump(mode="json"),
+        "preprocessing_digest": preprocess.digest(),
+        "thresholds": Thresholds().model_dump(),
+        "shot_regions": shot_regions(train_labels, rule=metrics["shot_rule"]).to_dict(),
+        "metrics": {split: metrics[split] for split in ("test", "val")},
+        "shot_rule": metrics["shot_rule"],
+        "prediction_intervals": residual_quantiles(predictions, train_labels, metrics["shot_rule"]),
+        "onnx": {"file": MODEL_FILE, "sha256": digest, "bytes": (run / MODEL_FILE).stat().st_size, "opset": opset,
+                 "parity": {"max_abs_diff": max_diff, "rtol": rtol, "atol": 0.0}},
+        "training_data": {"path": str(dataset), "counts": manifest["counts"],
+                          "label_histogram_train": manifest["label_histogram"]["train"],
+                          "checksums": manifest.get("checksums", {}), "config": manifest["config"]},
+        "train_config": config["train"],
+        "code_version": code_version(),
+    }
+    write_json_atomic(run / MODEL_CARD, card)
+    return card
