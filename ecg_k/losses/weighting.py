@@ -1,6 +1,6 @@
 """K+ label bins, smoothing windows and per-sample loss weights (method.md sections 4, 6 and 10).
 
-Bins are 0.1 mmol/L wide and indexed with ``round(label / 0.1)`` (never ``int``: ``4.1 * 10`` is
+Bins are 0.1 mmol/L wide and indexed with ``round(label / 0.1)`` (never ``int``: ``4.1 / 0.1`` is
 ``40.999...``). The official DIR code counts per *integer* label, which would put every K+ value into about
 five bins; by the bin-equivalence rule of method.md section 10 (1 year <-> one 0.1 mmol/L bin) the
 count-based options below carry over unchanged: ``inverse`` clips counts to (5, 1000), ``sqrt_inv`` takes
@@ -30,14 +30,16 @@ Scheme = Literal["none", "inverse", "sqrt_inv"]
 WindowNorm = Literal["peak", "sum"]
 
 
-def label_grid(min_label: float = MIN_LABEL, max_label: float = MAX_LABEL, step: float = LABEL_STEP) -> np.ndarray:
+def label_grid(
+    min_label: float = MIN_LABEL, max_label: float = MAX_LABEL, step: float = LABEL_STEP
+) -> np.ndarray:
     """Bin centres ``min + i*step`` (rounded to 1e-9, no accumulation drift); 86 points for the defaults.
 
     ``np.arange(min, max + step, step)`` (the official code) can gain a point from float error; building from
     integer indices cannot. ``(max - min) / step`` must be an integer.
     """
     if not (np.isfinite(min_label) and np.isfinite(max_label) and step > 0 and max_label > min_label):
-        raise ValueError(f"need finite min_label < max_label and step > 0, got {min_label}, {max_label}, {step}")
+        raise ValueError(f"need finite min_label < max_label and step > 0: {min_label}, {max_label}, {step}")
     span = (max_label - min_label) / step
     n_steps = int(round(span))
     if abs(span - n_steps) > 1e-6:
@@ -48,7 +50,7 @@ def label_grid(min_label: float = MIN_LABEL, max_label: float = MAX_LABEL, step:
 def bin_index(
     labels: ArrayLike, min_label: float = MIN_LABEL, max_label: float = MAX_LABEL, step: float = LABEL_STEP
 ) -> np.ndarray:
-    """Grid bin of each label: ``round(label/step) - round(min_label/step)``; out-of-range labels go to the edge bins.
+    """Grid bin ``round(label/step) - round(min_label/step)`` of each label; out-of-range labels: edge bins.
 
     Pooling out-of-range labels in the edge bins matches the official ``min(max_target - 1, int(label))`` and
     the FDS edge buckets.
@@ -72,8 +74,8 @@ def bin_counts(
 def kernel_window(kernel: Kernel, ks: int, sigma: float, norm: WindowNorm) -> np.ndarray:
     """Symmetric smoothing window of odd size ``ks`` (in bins), as in the LDS/FDS code.
 
-    ``norm="peak"`` scales the maximum to 1 (LDS, ``get_lds_kernel_window``); ``norm="sum"`` scales the sum to 1
-    (FDS). The gaussian window is ``gaussian_filter1d`` of a centred delta, exactly as the official code builds it.
+    ``norm="peak"`` scales the maximum to 1 (LDS, ``get_lds_kernel_window``); ``norm="sum"`` scales the sum
+    to 1 (FDS). The gaussian window is ``gaussian_filter1d`` of a centred delta, as in the official code.
     """
     if ks < 1 or ks % 2 == 0:
         raise ValueError(f"kernel size must be a positive odd number of bins, got {ks}")
@@ -101,8 +103,8 @@ def kernel_window(kernel: Kernel, ks: int, sigma: float, norm: WindowNorm) -> np
 class LDSConfig:
     """Label distribution smoothing (method.md section 10); sizes in 0.1 mmol/L bins.
 
-    Defaults are the DIR README recipe (gaussian, ks 5, sigma 2 = 0.2 mmol/L), which carries over unchanged by bin
-    equivalence; the official train.py default is ks 9, sigma 1.
+    Defaults are the DIR README recipe (gaussian, ks 5, sigma 2 = 0.2 mmol/L), which carries over unchanged by
+    bin equivalence; the official train.py default is ks 9, sigma 1.
     """
 
     kernel: Kernel = "gaussian"
@@ -117,7 +119,7 @@ def effective_counts(
     lds: LDSConfig | None = None,
 ) -> np.ndarray:
     """Per-bin count the weight is the inverse of: clipped (``inverse``) or square-rooted (``sqrt_inv``), then
-    optionally LDS-smoothed (``convolve1d`` with a peak-1 window, ``mode="constant"``), in that order (section 4).
+    optionally LDS-smoothed (``convolve1d``, peak-1 window, ``mode="constant"``), in that order (section 4).
     """
     values = np.asarray(counts, dtype=np.float64)
     if scheme == "inverse":
@@ -130,21 +132,23 @@ def effective_counts(
     else:
         raise ValueError(f"effective counts need scheme inverse or sqrt_inv, got {scheme!r}")
     if lds is not None:
-        values = convolve1d(values, weights=kernel_window(lds.kernel, lds.ks, lds.sigma, "peak"), mode="constant")
+        window = kernel_window(lds.kernel, lds.ks, lds.sigma, "peak")
+        values = convolve1d(values, weights=window, mode="constant")
     return values
 
 
 class SampleWeights:
     """Per-bin loss weights fitted on the training labels, looked up per sample during training (section 4).
 
-    ``w_b = c / n_eff(b)`` with ``n_eff`` from :func:`effective_counts` and ``c`` chosen so that the mean weight
-    over the training samples is 1 (official rescaling). ``scheme="none"`` gives 1 everywhere (LDS then is an
-    error, as in the official code). A bin with no effective count (no training sample and no LDS mass) never
-    occurs for a training sample; it gets the largest weight of the other bins so that lookups stay finite.
+    ``w_b = c / n_eff(b)`` with ``n_eff`` from :func:`effective_counts` and ``c`` chosen so that the mean
+    weight over the training samples is 1 (official rescaling). ``scheme="none"`` gives 1 everywhere (LDS
+    then is an error, as in the official code). A bin with no effective count (no training sample, no LDS
+    mass) never occurs for a training sample; it gets the largest weight of the other bins so that lookups
+    stay finite.
 
-    Defaults: ``clip=(5, 1000)`` is the official ``inverse`` clip, kept for reproduction. At MIMIC scale dozens of
-    bins exceed 1000 samples, so this clip flattens the weights over the whole many-shot region; both bounds
-    are configurable.
+    Defaults: ``clip=(5, 1000)`` is the official ``inverse`` clip, kept for reproduction. At MIMIC scale
+    dozens of bins exceed 1000 samples, so this clip flattens the weights over the whole many-shot region;
+    both bounds are configurable.
     """
 
     def __init__(
@@ -161,7 +165,7 @@ class SampleWeights:
         if scheme not in ("none", "inverse", "sqrt_inv"):
             raise ValueError(f"unknown weighting scheme {scheme!r}; choose none, inverse or sqrt_inv")
         if scheme == "none" and lds is not None:
-            raise ValueError("LDS smooths the counts behind inverse weights: use scheme inverse or sqrt_inv with it")
+            raise ValueError("LDS smooths the counts behind inverse weights: use scheme inverse or sqrt_inv")
         self.scheme = scheme
         self.min_label, self.max_label, self.step = min_label, max_label, step
         bins = bin_index(train_labels, min_label, max_label, step)
@@ -171,7 +175,8 @@ class SampleWeights:
         if scheme == "none":
             weights = np.ones(n_bins)
         else:
-            n_eff = effective_counts(np.bincount(bins, minlength=n_bins).astype(np.float64), scheme, clip, lds)
+            counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
+            n_eff = effective_counts(counts, scheme, clip, lds)
             weights = np.zeros(n_bins)
             filled = n_eff > 0
             weights[filled] = 1.0 / n_eff[filled]
@@ -186,7 +191,7 @@ class SampleWeights:
         return self.bin_weights[bin_index(labels, self.min_label, self.max_label, self.step)]
 
     def for_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Weights of a label tensor: same shape and device, float32 (the bin lookup runs on the tensor's device)."""
+        """Weights of a label tensor: same shape and device, float32 (looked up on the tensor's device)."""
         if not torch.isfinite(labels).all():
             raise ValueError("labels contain NaN or inf")
         offset = int(round(self.min_label / self.step))
