@@ -26,7 +26,7 @@ app = typer.Typer(
     name="ecgk", help="ecg-k: blood potassium from the ECG.", no_args_is_help=True, add_completion=False
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:

@@ -82,6 +82,11 @@ class TrainConfig(BaseModel):
     compile: bool = Field(default=False, description="torch.compile the model (CUDA).")
     in_memory: bool | None = Field(default=None, description="Load signals into RAM (auto: < 4 GiB).")
     eval_batch_size: int = Field(default=1024, ge=1)
+    head_bias_init: Literal["label_mean", "zero"] = Field(
+        default="label_mean",
+        description="Start the head's output bias at the mean training K+ (deviation from the official code, "
+        "whose bias starts near 0 and needs thousands of Adam steps at lr 1e-3 to reach ~4.2 mmol/L).",
+    )
     dist: DistLossOptions = Field(default_factory=DistLossOptions)
     weights: WeightOptions = Field(default_factory=WeightOptions)
     regularizers: RegularizerOptions = Field(default_factory=RegularizerOptions)

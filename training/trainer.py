@@ -113,7 +113,6 @@ class Objective:
     criterion: nn.Module | None
     ranksim: RankSim | None = None
     conr: ConR | None = None
-    noise_std: float = 0.0
 
     def head_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weights = None if self.phase.sample_weights == "none" else self.weights.for_labels(target)
@@ -148,7 +147,7 @@ def build_objective(phase: Phase, config: TrainConfig, train_labels: np.ndarray,
         if phase.regularizer == "ranksim" else None
     conr = ConR(window=r.conr_window, beta=r.conr_beta, eta=r.conr_eta, temperature=r.conr_temperature,
                 noise_std=r.conr_noise_std) if phase.regularizer == "conr" else None
-    return Objective(phase, weights, criterion, ranksim, conr, r.conr_noise_std if conr else 0.0)
+    return Objective(phase, weights, criterion, ranksim, conr)
 
 
 @dataclass(frozen=True)
@@ -173,6 +172,13 @@ class RunState:
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def init_head_bias(net: Net1D, value: float) -> None:
+    """Set the output bias of the head's last Linear (see ``TrainConfig.head_bias_init``)."""
+    last = [m for m in net.head.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias.fill_(value)
 
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
@@ -234,7 +240,9 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         n_leads = self.train_data.signals.shape[1]
         if self.config.stage == 1:
-            return build_net1d(self.config.model, in_channels=n_leads).to(self.runtime.device)
+            net = build_net1d(self.config.model, in_channels=n_leads)
+            self._init_head_bias(net)
+            return net.to(self.runtime.device)
         init_dir = self.config.init
         assert init_dir is not None
         init_config = json.loads((init_dir / CONFIG).read_text())
@@ -250,6 +258,10 @@ class Trainer:
         net = build_net1d(self.config.model, in_channels=n_leads)
         net.load_state_dict(torch.load(init_dir / BEST, map_location="cpu", weights_only=True)["model"])
         return net.to(self.runtime.device)
+
+    def _init_head_bias(self, net: Net1D) -> None:
+        if self.config.head_bias_init == "label_mean":
+            init_head_bias(net, float(np.mean(self.train_data.labels)))
 
     # -- run directory -------------------------------------------------------------------------------------
     def _prepare_out(self, resume: bool) -> RunState:
@@ -399,8 +411,7 @@ class Trainer:
                 x, y = x.pin_memory(), y.pin_memory()
             x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
             if objective.conr is not None:
-                x = torch.cat([x + objective.noise_std * torch.randn_like(x), x + objective.noise_std * torch.randn_like(x)])
-                y = torch.cat([y, y])
+                x, y = objective.conr.make_views(x), torch.cat([y, y])
             with rt.autocast():
                 pred, features = forward(x, y, epoch)
             loss = objective.head_loss(pred, y)
@@ -431,6 +442,7 @@ class Trainer:
         if phase.head_init == "reinit":
             torch.manual_seed(cfg.seed)
             self.net.reset_head()
+            self._init_head_bias(self.net)
         params = self.net.freeze_backbone()
         head = self._wrap(self.net.head)
 

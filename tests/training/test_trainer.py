@@ -1,0 +1,133 @@
+"""Two-stage training on a toy dataset: artefacts, resume, head-only stage 2, every method, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ecg_k.cli import app, load_plugins
+from ecg_k.losses import METHODS
+from training.config import TrainConfig
+from training.run_io import load_best_net
+from training.trainer import Trainer, TrainingError
+
+TINY = {"model": "tiny", "batch_size": 32, "lr": 3e-3}
+
+
+def train(dataset: Path, out: Path, **overrides) -> dict:
+    config = TrainConfig(data=dataset, out=out, **(TINY | overrides))
+    return Trainer(config, progress=False).run()
+
+
+@pytest.fixture(scope="module")
+def stage1(toy_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "vanilla"
+    train(toy_dataset, out, method="vanilla", epochs=4)
+    return out
+
+
+def test_stage1_writes_run_contract_and_learns(stage1: Path) -> None:
+    for name in ("config.json", "checkpoint.pt", "best.pt", "history.json"):
+        assert (stage1 / name).is_file()
+    history = json.loads((stage1 / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    config = json.loads((stage1 / "config.json").read_text())
+    assert config["train"]["method"] == "vanilla" and config["code_version"]["package"]
+    assert config["dataset"]["preprocess"]["leads"] == ["I"]
+    best = min(history, key=lambda h: h["val_bmae"])
+    assert torch.load(stage1 / "best.pt", weights_only=True)["epoch"] == best["epoch"]
+
+
+def test_resume_after_interruption_equals_uninterrupted(toy_dataset: Path, stage1: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    original = Trainer._checkpoint
+    calls = {"n": 0}
+
+    def interrupt_after_two(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_checkpoint", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy_dataset, out, method="vanilla", epochs=4)
+    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    with pytest.raises(TrainingError, match="--resume"):
+        train(toy_dataset, out, method="vanilla", epochs=4)
+    config = TrainConfig(data=toy_dataset, out=out, method="vanilla", epochs=4, **TINY)
+    Trainer(config, progress=False).run(resume=True)
+    resumed, reference = load_best_net(out).state_dict(), load_best_net(stage1).state_dict()
+    for key in reference:
+        torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0)
+    assert json.loads((out / "history.json").read_text())[-1]["val_bmae"] == pytest.approx(
+        json.loads((stage1 / "history.json").read_text())[-1]["val_bmae"], abs=0)
+
+
+def test_stage2_trains_only_the_head_on_cached_features(toy_dataset: Path, stage1: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecg_k.models import Net1D
+
+    calls = {"n": 0}
+    original = Net1D.backbone_features
+
+    def counting(self, ecg):
+        calls["n"] += 1
+        return original(self, ecg)
+
+    monkeypatch.setattr(Net1D, "backbone_features", counting)
+    out = tmp_path / "dist"
+    train(toy_dataset, out, method="dist", stage=2, init=stage1, epochs=5, batch_size=64)
+    # one pass over train (256 rows) and val (64 rows) in eval batches of 1024: 2 calls, whatever the epochs
+    assert calls["n"] == 2
+    before, after = load_best_net(stage1).state_dict(), load_best_net(out).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("dense.") for k in changed)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_an_epoch(method: str, toy_dataset: Path, stage1: Path, tmp_path: Path) -> None:
+    spec = METHODS[method]
+    if spec.phases[0].trains == "all" and spec.phases[0] != METHODS["vanilla"].phases[0]:
+        summary = train(toy_dataset, tmp_path / "s1", method=method, epochs=1)
+        assert np.isfinite(summary["val_bmae"])
+        init = tmp_path / "s1"
+    else:
+        init = stage1
+    if len(spec.phases) > 1:
+        summary = train(toy_dataset, tmp_path / "s2", method=method, stage=2, init=init, epochs=1, batch_size=64)
+        assert np.isfinite(summary["val_bmae"])
+
+
+def test_stage2_refuses_an_init_of_another_method(toy_dataset: Path, stage1: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="stage-1 run"):
+        train(toy_dataset, tmp_path / "x", method="ranksim+dist", stage=2, init=stage1, epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"method": "dist", "stage": 2}, "--init"), ({"method": "nope"}, "unknown method"),
+     ({"model": "huge"}, "unknown model"), ({"method": "vanilla", "stage": 2, "init": "x"}, "no head")],
+)
+def test_invalid_configs(toy_dataset: Path, tmp_path: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data=toy_dataset, out=tmp_path, **overrides)
+
+
+def test_batch_larger_than_train_split(toy_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="fewer than one batch"):
+        train(toy_dataset, tmp_path / "x", method="vanilla", batch_size=512)
+
+
+def test_cli_train_bad_method_exits_2(toy_dataset: Path, tmp_path: Path) -> None:
+    load_plugins()
+    result = CliRunner().invoke(app, ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "r"),
+                                      "--method", "bogus", "--no-progress"])
+    assert result.exit_code == 2 and "unknown method" in result.output
