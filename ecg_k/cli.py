@@ -145,33 +145,6 @@ def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
                   f"other pairs of val/test subjects discarded: {manifest['discarded_holdout_pairs']}")
 
 
-@app.command()
-def demo(
-    home: Annotated[Path | None, typer.Option(help="Where the demo writes (default: $ECGK_HOME/demo).")] = None,
-    n_ecgs: Annotated[int, typer.Option(help="Synthetic ECGs to generate.")] = 4000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
-) -> None:
-    """The end-to-end demo on the embedded defaults: synth -> ingest -> dataset summary."""
-    from ecg_k.synth import generate_dataset
-
-    root = home or get_settings().home / "demo"
-    console.rule("1/2 synthetic MIMIC-IV-ECG + labs")
-    synth_dir = root / "synthetic"
-    summary = generate_dataset(synth_dir, n_ecgs=n_ecgs, seed=seed, workers=workers)
-    console.print(f"{summary.n_ecgs} ECGs of {summary.n_subjects} subjects in {summary.elapsed_s:.1f} s")
-    console.rule("2/2 ingest")
-    config = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=demo_balanced_cap(n_ecgs)))
-    dataset = root / "dataset"
-    manifest = Ingestor(synth_dir / "mimic-iv-ecg", synth_dir / "mimic-iv", dataset, config).run(workers=workers)
-    print_dataset_summary(dataset, manifest)
-
-
-def demo_balanced_cap(n_ecgs: int) -> int:
-    """Val/test cap per bin that keeps the demo's train set about 70 % of the pairs."""
-    return max(2, n_ecgs // 200)
-
-
 def main() -> None:
     """Console-script entry point."""
     load_plugins()

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ecg_k.cli import console, fail, parse_options
+from ecg_k.settings import get_settings
 
 
 def train(
@@ -103,6 +104,23 @@ def compare(
     console.print(f"-> {out / 'comparison.md'}")
 
 
+def demo(
+    home: Annotated[Path | None, typer.Option(help="Where the demo writes (default: $ECGK_HOME/demo).")] = None,
+    n_ecgs: Annotated[int, typer.Option(help="Synthetic ECGs to generate.")] = 4000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data and the runs.")] = 0,
+    stage1_epochs: Annotated[int, typer.Option(help="Stage-1 epochs.")] = 12,
+    stage2_epochs: Annotated[int, typer.Option(help="Stage-2 epochs.")] = 20,
+) -> None:
+    """End to end on the embedded defaults: synth -> ingest -> stage 1 -> stage 2 (Dist Loss) -> evaluate ->
+    export, printing the comparison table. Rerunning continues where it stopped."""
+    from training.demo import DemoPlan, run_demo
+
+    plan = DemoPlan(n_ecgs=n_ecgs, seed=seed, workers=workers, stage1_epochs=stage1_epochs,
+                    stage2_epochs=stage2_epochs)
+    run_demo(home or get_settings().home / "demo", plan)
+
+
 def _run_label(run: Path) -> str:
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     method = config.get("train", {}).get("method", run.name)
@@ -115,5 +133,5 @@ def _fmt(value: float | None) -> str:
 
 def register(app: typer.Typer) -> None:
     """Entry point of the ``ecgk.commands`` group."""
-    for command in (train, evaluate, export, compare):
+    for command in (train, evaluate, export, compare, demo):
         app.command()(command)

@@ -273,27 +273,32 @@ class Trainer:
                 raise TrainingError(f"{out} was started with another configuration; cannot resume it")
             self._restore = saved
             return saved["state"]
-        if (out / CONFIG).exists() and not resume:
-            raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         self._restore = None
         if self.runtime.is_main:
+            if (out / CONFIG).exists() and not resume:
+                raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
             out.mkdir(parents=True, exist_ok=True)
-            payload = {
-                "train": self.config.model_dump(mode="json"),
-                "method_phases": [p.__dict__ for p in self.method.phases],
-                "stage_phases": [p.__dict__ for p in self.phases],
-                "dataset": {
-                    "path": str(self.config.data),
-                    "counts": self.dataset_manifest["counts"],
-                    "preprocess": self.dataset_manifest["config"]["preprocess"],
-                    "checksums": self.dataset_manifest.get("checksums", {}),
-                },
-                "runtime": {"device": str(self.runtime.device), "world_size": self.runtime.world,
-                            "amp_bf16": self.runtime.amp, "torch": torch.__version__},
-                "code_version": code_version(),
-            }
-            (out / CONFIG).write_text(json.dumps(payload, indent=2) + "\n")
+            (out / CONFIG).write_text(json.dumps(self._run_record(), indent=2) + "\n")
+        if self.runtime.world > 1:
+            dist.barrier()
         return RunState()
+
+    def _run_record(self) -> dict[str, Any]:
+        """``RUN/config.json``: the config, the method's phases, the dataset it saw, where it ran, the code."""
+        return {
+            "train": self.config.model_dump(mode="json"),
+            "method_phases": [p.__dict__ for p in self.method.phases],
+            "stage_phases": [p.__dict__ for p in self.phases],
+            "dataset": {
+                "path": str(self.config.data),
+                "counts": self.dataset_manifest["counts"],
+                "preprocess": self.dataset_manifest["config"]["preprocess"],
+                "checksums": self.dataset_manifest.get("checksums", {}),
+            },
+            "runtime": {"device": str(self.runtime.device), "world_size": self.runtime.world,
+                        "amp_bf16": self.runtime.amp, "torch": torch.__version__},
+            "code_version": code_version(),
+        }
 
     # -- main loop -----------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:

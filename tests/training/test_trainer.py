@@ -131,3 +131,23 @@ def test_cli_train_bad_method_exits_2(toy_dataset: Path, tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "r"),
                                       "--method", "bogus", "--no-progress"])
     assert result.exit_code == 2 and "unknown method" in result.output
+
+
+def test_torchrun_two_cpu_ranks_train_both_stages(toy_dataset: Path, tmp_path: Path) -> None:
+    """DDP on CPU (gloo): stage 1 with striped batches, stage 2 with Dist Loss over the gathered global batch."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+            "-m", "ecg_k", "train", "--data", str(toy_dataset), "--model", "tiny", "--device", "cpu",
+            "--epochs", "1", "--no-progress"]
+    first = subprocess.run([*base, "--out", str(tmp_path / "s1"), "--method", "vanilla", "--batch-size", "16"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = subprocess.run([*base, "--out", str(tmp_path / "s2"), "--method", "dist", "--stage", "2", "--init",
+                             str(tmp_path / "s1"), "--batch-size", "32"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    config = json.loads((tmp_path / "s2" / "config.json").read_text())
+    assert config["runtime"]["world_size"] == 2
+    history = json.loads((tmp_path / "s2" / "history.json").read_text())
+    assert len(history) == 1 and np.isfinite(history[0]["val_bmae"])
