@@ -16,9 +16,9 @@ class PotassiumEffects:
 
     k_ref: float = 4.2  # centre of the mild T slope
     ramp_width: float = 0.3  # softness (mmol/L) of the softplus ramps below
-    t_slope: float = 0.15  # T amplitude *= exp(t_slope * (K - k_ref)): mild signal in the normal range
+    t_slope: float = 0.12  # T amplitude *= exp(t_slope * (K - k_ref)): mild signal in the normal range
     hyper_t_knee: float = 5.3  # peaked T starts here
-    hyper_t_gain: float = 0.9  # T amplitude *= 1 + gain * ramp
+    hyper_t_gain: float = 0.6  # T amplitude *= 1 + gain * ramp
     hyper_t_narrow: float = 0.45  # T widths /= 1 + narrow * ramp (tall and narrow)
     hyper_t_symmetry: float = 1.5  # T left/right width ratio -> 1 as exp(-symmetry * ramp)
     hyper_qrs_knee_early: float = 5.8  # slight QRS widening from here ...
@@ -32,7 +32,7 @@ class PotassiumEffects:
     hypo_knee: float = 3.6  # hypokalemic effects start below this
     hypo_t_flatten: float = 1.3  # T amplitude /= 1 + flatten * ramp
     hypo_t_widen: float = 0.25  # T widths *= 1 + widen * ramp
-    hypo_u_mv: float = 0.22  # U amplitude += hypo_u_mv * ramp (U > T below ~3.0)
+    hypo_u_mv: float = 0.26  # U amplitude += hypo_u_mv * ramp (U > T below ~3.0)
     hypo_st_mv: float = -0.10  # ST-segment term += hypo_st_mv * ramp (depression along the T dipole)
     hypo_qt_s: float = 0.04  # QT += hypo_qt_s * ramp (T and U later: long QT(U))
 
@@ -62,8 +62,8 @@ class Morphology:
     t_sigma_right_s: tuple[float, float] = (0.045, 0.10)  # descending T half-width, LN
     t_asymmetry: tuple[float, float] = (1.7, 0.10)  # ascending / descending width ratio, LN
     u_sigma_s: float = 0.04
-    u_delay_s: float = 0.08  # U peak after the T end (T peak + 2.5 right widths)
-    heart_rate_bpm: tuple[float, float, float, float] = (75.0, 12.0, 45.0, 130.0)  # subject N(mean, sd) clipped
+    u_delay_s: float = 0.11  # U peak after the T peak (scaled with the T width, so later when hypokalemic)
+    heart_rate_bpm: tuple[float, float, float, float] = (75.0, 12.0, 45.0, 130.0)  # N(mean, sd), clipped
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,10 @@ class Population:
     """Subjects, K+ distribution, timing and labs of the tables."""
 
     ecgs_per_subject_extra: float = 2.0  # ECGs per subject = 1 + Poisson(this): mean 3
-    k_mixture: tuple[tuple[float, float, float], ...] = ((0.80, 4.2, 0.40), (0.13, 3.3, 0.35), (0.07, 5.6, 0.7))
+    # subject K+ ~ mixture of (weight, mean, sd): normal, hypokalemic and hyperkalemic subjects
+    k_mixture: tuple[tuple[float, float, float], ...] = (
+        (0.80, 4.2, 0.40), (0.13, 3.3, 0.35), (0.07, 5.6, 0.7)
+    )
     k_within_sd: float = 0.25  # ECG K+ = subject K+ + N(0, sd) ...
     k_clip: tuple[float, float] = (1.9, 7.9)  # ... clipped to this range
     lab_noise_sd: float = 0.12  # lab value = true K+ + N(0, sd), rounded to 0.1
