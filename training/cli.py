@@ -109,7 +109,7 @@ def demo(
     n_ecgs: Annotated[int, typer.Option(help="Synthetic ECGs to generate.")] = 4000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and the runs.")] = 0,
-    stage1_epochs: Annotated[int, typer.Option(help="Stage-1 epochs.")] = 12,
+    stage1_epochs: Annotated[int, typer.Option(help="Stage-1 epochs.")] = 20,
     stage2_epochs: Annotated[int, typer.Option(help="Stage-2 epochs.")] = 20,
 ) -> None:
     """End to end on the embedded defaults: synth -> ingest -> stage 1 -> stage 2 (Dist Loss) -> evaluate ->

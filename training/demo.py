@@ -7,6 +7,7 @@ rerun (or a rerun after Ctrl-C) continues instead of starting over.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class DemoPlan:
     seed: int = 0
     workers: int = 2
     model: str = "small"
-    stage1_epochs: int = 12
+    stage1_epochs: int = 20
     stage1_batch: int = 64
     stage2_epochs: int = 20
     stage2_batch: int = 256
@@ -44,11 +45,18 @@ def _train(config: TrainConfig) -> None:
     Trainer(config, progress=True).run(resume=True)
 
 
-def run_demo(home: Path, plan: DemoPlan) -> Path:
-    """Run every step (skipping what is already done) and return the exported run directory."""
+def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
+    """Synthetic MIMIC layout under ``home/synthetic``, ingested into ``home/dataset`` (both reused if done)."""
     console.rule("1/6 synthetic MIMIC-IV-ECG + hosp labs")
     synth = home / "synthetic"
-    summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
+    try:
+        summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
+    except FileExistsError:
+        if not (synth / "synth_manifest.json").is_file():
+            raise
+        console.print(f"{home} holds demo artefacts of another size or code version: starting afresh")
+        shutil.rmtree(home)
+        summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
     console.print(f"{summary.n_ecgs} ECGs of {summary.n_subjects} subjects in {synth}")
 
     console.rule("2/6 ingest (pairing, balanced subject-level split, preprocessing)")
@@ -56,7 +64,12 @@ def run_demo(home: Path, plan: DemoPlan) -> Path:
     config = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=plan.balanced_cap))
     manifest = Ingestor(synth / "mimic-iv-ecg", synth / "mimic-iv", dataset, config).run(workers=plan.workers)
     print_dataset_summary(dataset, manifest)
+    return dataset
 
+
+def run_demo(home: Path, plan: DemoPlan) -> Path:
+    """Run every step (skipping what is already done) and return the exported run directory."""
+    dataset = prepare_dataset(home, plan)
     runs = home / "runs"
     common = {"data": dataset, "model": plan.model, "seed": plan.seed}
     console.rule("3/6 stage 1: vanilla Net1D (L1, end to end)")

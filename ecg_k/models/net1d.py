@@ -90,7 +90,9 @@ NET1D_CONFIGS: Mapping[str, Net1DConfig] = {
         groups_width=16,
     ),
     # CPU-trainable: 5000 -> 2500 (stem) -> 500 -> 100 -> 20; 0.48 M parameters; forward+backward of
-    # 64 x 1 x 5000 takes about 0.3 s on 2 CPU cores (0.2 s with use_do=False).
+    # 64 x 1 x 5000 takes about 0.2 s on 2 CPU cores. No dropout (as AnyPPG's ECGFounderConfig): with p = 0.5
+    # after every layer this narrow net stayed at the label mean for 12 epochs on the synthetic demo data,
+    # without it val MAE fell from 0.96 to 0.58 in 6 epochs.
     "small": Net1DConfig(
         base_filters=16,
         ratio=1.0,
@@ -99,6 +101,7 @@ NET1D_CONFIGS: Mapping[str, Net1DConfig] = {
         kernel_size=11,
         stride=5,
         groups_width=16,
+        use_do=False,
     ),
     # Unit tests: a few thousand parameters.
     "tiny": Net1DConfig(
