@@ -139,10 +139,9 @@ def build_objective(phase: Phase, config: TrainConfig, train_labels: np.ndarray,
             regularization_strength=config.dist.regularization_strength,
         )
     elif phase.loss == "bmse":
-        prior = {"bmc": None, "bni": lambda: histogram_prior(train_labels), "gai": lambda: fit_label_gmm(train_labels)}
-        make_prior = prior[r.bmse_mode]
+        fit_prior = {"bni": histogram_prior, "gai": fit_label_gmm}.get(r.bmse_mode)
         criterion = BalancedMSELoss(r.bmse_mode, init_noise_sigma=r.bmse_init_sigma,
-                                    prior=make_prior() if make_prior else None)
+                                    prior=fit_prior(train_labels) if fit_prior else None)
     ranksim = RankSim(gamma=r.ranksim_gamma, interpolation_lambda=r.ranksim_lambda) \
         if phase.regularizer == "ranksim" else None
     conr = ConR(window=r.conr_window, beta=r.conr_beta, eta=r.conr_eta, temperature=r.conr_temperature,
@@ -193,13 +192,15 @@ def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def predict(net: Net1D, data: SplitData, batch_size: int, device: torch.device, amp: bool = False) -> np.ndarray:
-    """K+ estimates of a whole split (eval mode, no dropout), float64."""
-    return _batched(lambda x: net(x), data, batch_size, device, amp).numpy().astype(np.float64)
+    """K+ estimates of a whole split in eval mode (no dropout, BN running stats), float64."""
+    net.eval()
+    return _batched(net, data, batch_size, device, amp).numpy().astype(np.float64)
 
 
 @torch.no_grad()
 def backbone_features(net: Net1D, data: SplitData, batch_size: int, device: torch.device, amp: bool = False) -> torch.Tensor:
-    """Pooled features of a whole split, float32 on ``device`` (the stage-2 cache)."""
+    """Pooled features of a whole split in eval mode, float32 on ``device`` (the stage-2 cache)."""
+    net.eval()
     return _batched(net.backbone_features, data, batch_size, device, amp).to(device)
 
 
@@ -440,7 +441,6 @@ class Trainer:
     def _head_phase(self, phase: Phase, objective: Objective) -> PhaseParts:
         """Head-only phase on cached features (RRT)."""
         cfg, rt = self.config, self.runtime
-        self.net.eval()
         train_features = backbone_features(self.net, self.train_data, cfg.eval_batch_size, rt.device, rt.amp)
         val_features = backbone_features(self.net, self.val_data, cfg.eval_batch_size, rt.device, rt.amp)
         train_labels = torch.as_tensor(self.train_data.labels, device=rt.device)
