@@ -5,8 +5,10 @@
    ratio <= 2, >= 100 records/s).
 2. Peak RSS of a full ``ecgk ingest`` (one worker, in a fresh process) for two dataset sizes: O(shard)
    memory shows as a ratio near 1 while the data grows several-fold.
+3. Streaming ``labevents.csv.gz`` (v2.2 columns, 2 % potassium rows): rows/s and peak RSS for two file
+   sizes, and the time extrapolated to MIMIC-IV's ~118 M rows.
 
-Usage: ``.venv/bin/python benchmarks/ingest.py [--records 400] [--sizes 400 1600] [--repeats 3]``
+Usage: ``.venv/bin/python benchmarks/ingest.py [--records 400] [--sizes 400 1600] [--lab-rows 1000000 4000000]``
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import wfdb
 
@@ -64,11 +67,48 @@ def _peak_rss_of_ingest(synth_root: Path, out: Path) -> float:
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
+def _write_labevents(path: Path, rows: int) -> None:
+    """A v2.2-layout labevents.csv.gz of ``rows`` rows, 2 % of them serum K+ (itemid 50971)."""
+    rng = np.random.default_rng(0)
+    chunk = 500_000
+    header = True
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        itemid = np.where(rng.random(n) < 0.02, 50971, rng.choice([50983, 50912, 50902, 51221], n))
+        frame = pd.DataFrame({
+            "labevent_id": np.arange(start, start + n), "subject_id": rng.integers(10_000_000, 19_999_999, n),
+            "hadm_id": "", "specimen_id": rng.integers(1, 99_999_999, n), "itemid": itemid, "order_provider_id": "",
+            "charttime": "2180-07-23 08:44:00", "storetime": "2180-07-23 09:30:00",
+            "value": np.round(rng.normal(4.2, 0.5, n), 1), "valuenum": np.round(rng.normal(4.2, 0.5, n), 1),
+            "valueuom": "mEq/L", "ref_range_lower": 3.3, "ref_range_upper": 5.1, "flag": "", "priority": "ROUTINE",
+            "comments": "",
+        })
+        frame.to_csv(path, mode="w" if header else "a", header=header, index=False,
+                     compression={"method": "gzip", "compresslevel": 1})
+        header = False
+
+
+def _lab_stream(path: Path) -> tuple[float, float]:
+    """Seconds and peak RSS (MiB) of streaming ``path`` for serum K+ in a fresh process."""
+    code = (
+        "import resource, sys, time\n"
+        "from pathlib import Path\n"
+        "from ecg_k.data.labs import read_potassium_labs\n"
+        "start = time.perf_counter()\n"
+        "read_potassium_labs(Path(sys.argv[1]), [50971])\n"
+        "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    seconds, rss_kib = done.stdout.split()
+    return float(seconds), int(rss_kib) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=400, help="records timed in the speed comparison")
     parser.add_argument("--sizes", type=int, nargs=2, default=[400, 1600], help="two dataset sizes (ECGs)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lab-rows", type=int, nargs=2, default=[1_000_000, 4_000_000])
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +134,19 @@ def main() -> None:
             "data_ratio": round(args.sizes[1] / args.sizes[0], 2),
             "peak_rss_ratio": round(rss_large / rss_small, 3),
             "this_process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+        lab_stats = []
+        for rows in args.lab_rows:
+            path = tmp_dir / f"labevents-{rows}.csv.gz"
+            _write_labevents(path, rows)
+            lab_stats.append((rows, *_lab_stream(path)))
+        (small_rows, small_s, small_rss), (large_rows, large_s, large_rss) = lab_stats
+        results |= {
+            "labevents_rows": [small_rows, large_rows],
+            "labevents_rows_per_s": [round(small_rows / small_s), round(large_rows / large_s)],
+            "labevents_peak_rss_mib": [round(small_rss, 1), round(large_rss, 1)],
+            "labevents_rss_ratio": round(large_rss / small_rss, 3),
+            "labevents_minutes_for_118M_rows": round(118e6 / (large_rows / large_s) / 60, 1),
         }
     print(json.dumps(results, indent=2))
 
