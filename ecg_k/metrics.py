@@ -31,6 +31,8 @@ GRID_TOLERANCE = 1e-3
 
 ShotRule = Literal["relative", "count"]
 SHOT_RULES: tuple[str, ...] = get_args(ShotRule)
+ESTIMATE_RANGE = (1.5, 10.0)
+"""Plausible K+ range (DESIGN.md) an estimate is clipped to before its 0.1 bin is looked up."""
 REGIONS = ("many", "median", "few")
 SHOT_RULE_DEFAULTS: dict[str, tuple[float, float]] = {"relative": (0.5, 0.15), "count": (100.0, 20.0)}
 """(many, few) per rule: fractions of n_max for the paper's ECG rule, absolute counts for the DIR rule."""
@@ -146,6 +148,11 @@ class ShotRegions:
     def region_of(self, labels: ArrayLike) -> NDArray[np.str_]:
         """Region name of each label (labels on the 0.1 grid)."""
         return self.region_of_bins(_grid_bins(labels, "labels"))
+
+    def region_of_estimates(self, estimates: ArrayLike) -> NDArray[np.str_]:
+        """Region of model estimates (no grid needed): clipped to :data:`ESTIMATE_RANGE`, rounded to 0.1."""
+        values = np.round(np.clip(np.asarray(estimates, dtype=np.float64), *ESTIMATE_RANGE), 1)
+        return self.region_of(values)
 
     def describe(self) -> str:
         """One line stating the rule and its thresholds, for reports."""

@@ -31,8 +31,7 @@ def residual_quantiles(predictions: pd.DataFrame, train_labels: np.ndarray, rule
     knows only the estimate), for prediction intervals ``y_hat + q``."""
     val = predictions[predictions["split"] == "val"]
     residual = (val["y"] - val["y_hat"]).to_numpy()
-    estimate_on_grid = np.round(np.clip(val["y_hat"].to_numpy(), 1.5, 10.0), 1)
-    region = shot_regions(train_labels, rule=rule).region_of(estimate_on_grid)
+    region = shot_regions(train_labels, rule=rule).region_of_estimates(val["y_hat"].to_numpy())
     groups = {"overall": np.ones(len(val), dtype=bool)} | {r: region == r for r in ("many", "median", "few")}
     out: dict[str, Any] = {}
     for name, mask in groups.items():

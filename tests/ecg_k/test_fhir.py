@@ -1,0 +1,187 @@
+"""FHIR Observation and Provenance of a K+ estimate: valid R4 (fhir.resources.R4B) carrying every element
+conventions.md section 5 asks for."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import __fhir_version__
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.provenance import Provenance
+
+from ecg_k.fhir import (
+    AICONFIDENCE_URL,
+    DEVICE_ID,
+    ECG_SHA256_SYSTEM,
+    FHIR_PACKAGE,
+    MODEL_CARD_ID,
+    ONNX_SHA256_SYSTEM,
+    observation_for_prediction,
+    provenance_for_observation,
+)
+from ecg_k.model_card import ModelCard, prediction_interval
+
+ECG_SHA = "ab" * 32
+ECG_TIME = datetime(2180, 3, 4, 10, 15, tzinfo=timezone(timedelta(hours=-5)))
+ISSUED = datetime(2180, 3, 4, 15, 16, 17, 123000, tzinfo=UTC)
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+QUANTITY = {"unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}
+
+
+def _observation(card: ModelCard, estimate: float = 4.237, **overrides: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "observation_id": "pred-42",
+        "estimate": estimate,
+        "coverage": 0.9,
+        "card": card,
+        "subject_key": "sk_3f9a1c",
+        "ecg_sha256": ECG_SHA,
+        "issued": ISSUED,
+        "ecg_time": ECG_TIME,
+        "ecg_reference": "DocumentReference/ecg-7",
+    } | overrides
+    if "interval" not in arguments:
+        arguments["interval"] = prediction_interval(card, estimate, 0.9)
+    return observation_for_prediction(**arguments)
+
+
+def _contained(resource: dict[str, Any], resource_id: str) -> dict[str, Any]:
+    (found,) = [c for c in resource["contained"] if c["id"] == resource_id]
+    return found
+
+
+def test_r4_package_is_used() -> None:
+    assert FHIR_PACKAGE == "fhir.resources.R4B" and __fhir_version__.startswith("4.")
+
+
+def test_observation_carries_every_element(card: ModelCard) -> None:
+    obs = _observation(card)
+    assert json.loads(json.dumps(obs)) == obs  # JSON-able as returned
+    Observation.model_validate(obs)  # still a valid resource
+    assert obs["resourceType"] == "Observation" and obs["id"] == "pred-42"
+    assert obs["status"] == "preliminary"
+    assert obs["code"]["coding"] == [{
+        "system": "http://loinc.org",
+        "code": "2823-3",
+        "display": "Potassium [Moles/volume] in Serum or Plasma",
+    }]
+    assert obs["valueQuantity"] == {"value": 4.24, **QUANTITY}
+    assert obs["interpretation"] == [
+        {"coding": [{"system": INTERPRETATION, "code": "N", "display": "Normal"}]}
+    ]
+    (reference_range,) = obs["referenceRange"]
+    assert reference_range["low"] == {"value": 3.5, **QUANTITY}
+    assert reference_range["high"] == {"value": 5.5, **QUANTITY}
+    assert "<= 3.5" in reference_range["text"] and ">= 5.5" in reference_range["text"]
+    assert "inclusive" in reference_range["text"]
+    assert obs["meta"]["security"] == [{
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+        "code": "AIAST",
+        "display": "Artificial Intelligence asserted",
+    }]
+    assert obs["method"] == {"text": "ECG-derived estimate (deep learning)"}
+
+    assert obs["device"]["reference"] == f"#{DEVICE_ID}"
+    device = _contained(obs, DEVICE_ID)
+    assert device["resourceType"] == "Device"
+    assert device["deviceName"] == [{"name": card.name, "type": "model-name"}]
+    assert device["version"] == [{"value": card.version}]
+    assert device["identifier"] == [{"system": ONNX_SHA256_SYSTEM, "value": card.onnx.sha256}]
+
+    (source,) = obs["derivedFrom"]
+    assert source["identifier"] == {"system": ECG_SHA256_SYSTEM, "value": ECG_SHA}
+    assert source["reference"] == "DocumentReference/ecg-7"
+
+    (confidence,) = obs["extension"]
+    low, high = prediction_interval(card, 4.237, 0.9)
+    assert confidence["url"] == AICONFIDENCE_URL
+    assert confidence["valueRange"] == {"low": {"value": round(low, 2), **QUANTITY},
+                                        "high": {"value": round(high, 2), **QUANTITY}}
+    assert obs["subject"] == {"identifier": {"system": "urn:ecg-k:subject-key", "value": "sk_3f9a1c"}}
+    assert datetime.fromisoformat(obs["effectiveDateTime"]) == ECG_TIME
+    assert datetime.fromisoformat(obs["issued"]) == ISSUED
+    assert "90% prediction interval" in obs["note"][0]["text"] and card.version in obs["note"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("estimate", "value", "code"),
+    [(2.49, 2.49, "LL"), (2.5, 2.5, "L"), (3.5, 3.5, "L"), (3.5004, 3.5, "L"), (3.506, 3.51, "N"),
+     (5.49, 5.49, "N"), (5.5, 5.5, "H"), (6.5, 6.5, "H"), (6.51, 6.51, "HH")],
+)
+def test_interpretation_matches_the_reported_value(
+    card: ModelCard, estimate: float, value: float, code: str
+) -> None:
+    obs = _observation(card, estimate)
+    assert obs["valueQuantity"]["value"] == value
+    assert obs["interpretation"][0]["coding"][0]["code"] == code
+
+
+def test_optional_elements(card: ModelCard) -> None:
+    obs = _observation(card, ecg_time=None, ecg_reference=None)
+    assert "effectiveDateTime" not in obs
+    (source,) = obs["derivedFrom"]
+    assert "reference" not in source and source["identifier"]["value"] == ECG_SHA
+
+
+def test_every_contained_resource_is_referenced(card: ModelCard) -> None:
+    obs = _observation(card)
+    prov = provenance_for_observation(obs, card)
+    for resource in (obs, prov):
+        text = json.dumps({k: v for k, v in resource.items() if k != "contained"})
+        for contained in resource["contained"]:
+            assert f'"#{contained["id"]}"' in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"subject_key": "John Smith"}, "pseudonymous key"),
+        ({"ecg_sha256": "xyz"}, "64 lower-case hex"),
+        ({"issued": datetime(2180, 1, 1, 10)}, "issued must be timezone-aware"),
+        ({"ecg_time": datetime(2180, 1, 1, 10)}, "ecg_time must be timezone-aware"),
+        ({"interval": (5.0, 4.0)}, "low <= high"),
+        ({"interval": (float("nan"), 4.0)}, "finite"),
+        ({"coverage": 90}, "coverage must lie in"),
+        ({"observation_id": "pred/1"}, "observation_id must be a FHIR id"),
+        ({"estimate": float("nan")}, "finite"),
+    ],
+)
+def test_observation_inputs_are_validated(card: ModelCard, overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _observation(card, **({"interval": (3.0, 5.0)} | overrides))
+
+
+def test_provenance_names_target_ai_device_and_model_card(card: ModelCard) -> None:
+    obs = _observation(card)
+    url = "https://models.example/ecg-k/card.json"
+    prov = provenance_for_observation(obs, card, provenance_id="prov-42", model_card_url=url)
+    assert json.loads(json.dumps(prov)) == prov
+    Provenance.model_validate(prov)
+    assert prov["id"] == "prov-42"
+    assert prov["target"] == [{"reference": "Observation/pred-42"}]
+    assert prov["recorded"] == obs["issued"]
+    assert prov["reason"][0]["coding"][0]["code"] == "AIAST"
+    assert prov["meta"]["security"] == obs["meta"]["security"]
+
+    (agent,) = prov["agent"]
+    assert agent["who"]["reference"] == f"#{DEVICE_ID}"
+    assert _contained(prov, DEVICE_ID) == _contained(obs, DEVICE_ID)  # the same AI device, with its version
+
+    entities = {entity["role"]: entity["what"] for entity in prov["entity"]}
+    assert entities["source"] == obs["derivedFrom"][0]
+    assert entities["derivation"]["reference"] == f"#{MODEL_CARD_ID}"
+    model_card = _contained(prov, MODEL_CARD_ID)
+    assert model_card["resourceType"] == "DocumentReference"
+    assert model_card["type"]["coding"][0]["code"] == "AIModelCard"
+    assert model_card["identifier"][0]["value"] == card.version
+    assert model_card["content"][0]["attachment"]["url"] == url
+
+
+def test_provenance_needs_a_built_observation(card: ModelCard) -> None:
+    obs = _observation(card)
+    without_id = {k: v for k, v in obs.items() if k != "id"}
+    with pytest.raises(ValueError, match="must have an id"):
+        provenance_for_observation(without_id, card)
