@@ -19,6 +19,7 @@ from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.data.splits import SPLITS
+from ecg_k.db.cli import db_app, keys_app
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.settings import get_settings
 
@@ -27,6 +28,8 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:

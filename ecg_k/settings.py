@@ -18,6 +18,14 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, description="Default process-pool size for ingestion.")
     seed: int = Field(default=666, description="Default seed (the DIR template's balanced-split seed).")
     log_level: str = Field(default="INFO")
+    database_url: str = Field(
+        default_factory=lambda data: f"sqlite:///{data['home'] / 'ecgk.db'}",
+        description="SQLAlchemy URL (postgresql+psycopg://… for PostgreSQL); SQLite under home by default.",
+    )
+    ecg_store: Path = Field(
+        default_factory=lambda data: data["home"] / "ecg-store",
+        description="Root of the content-addressed store of submitted ECGs.",
+    )
 
 
 @functools.cache

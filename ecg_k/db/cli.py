@@ -1,0 +1,143 @@
+"""``ecgk db`` (migrations) and ``ecgk keys`` (API keys). Database modules are imported per command, so
+the rest of ``ecgk`` starts without SQLAlchemy."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create (the key is shown once), list, revoke.", no_args_is_help=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Database URL (default: ECGK_DATABASE_URL, else SQLite under ECGK_HOME)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from ecg_k.cli import fail  # here, not at the top: ecg_k.cli imports this module
+
+    fail(message, code)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Bad input (a bad URL, an unknown role or key) exits 2; an unreachable database exits 1."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (ValueError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as err:
+        _fail(str(err))
+    except sqlalchemy.exc.OperationalError as err:
+        _fail(f"database unavailable: {err.orig}", code=1)
+
+
+def _shown(url: str | None) -> str:
+    """The URL as safe to print (password hidden)."""
+    import sqlalchemy as sa
+
+    from ecg_k.settings import get_settings
+
+    return sa.make_url(url or get_settings().database_url).render_as_string(hide_password=True)
+
+
+def _actor() -> str:
+    """Who runs the CLI, for the audit trail."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except OSError:
+        return f"cli:uid-{os.getuid()}"
+
+
+def _require_head(url: str | None) -> None:
+    from ecg_k.db.migrate import current_revision, head_revision
+
+    current, head = current_revision(url), head_revision()
+    if current != head:
+        _fail(f"database {_shown(url)} is at revision {current or 'none'}, not {head}: run `ecgk db upgrade`")
+
+
+@db_app.command()
+def upgrade(url: UrlOption = None) -> None:
+    """Create or migrate the schema to the newest revision (safe to repeat)."""
+    from ecg_k.db.migrate import current_revision, upgrade as upgrade_to_head
+
+    with _clear_errors():
+        upgrade_to_head(url)
+        typer.echo(f"database {_shown(url)} at revision {current_revision(url)} (head)")
+
+
+@db_app.command()
+def current(url: UrlOption = None) -> None:
+    """Show the schema revision of the database and the newest one."""
+    from ecg_k.db.migrate import current_revision, head_revision
+
+    with _clear_errors():
+        revision, head = current_revision(url), head_revision()
+        state = "up to date" if revision == head else "behind: run `ecgk db upgrade`"
+        typer.echo(f"database {_shown(url)}: revision {revision or 'none'}, head {head} ({state})")
+
+
+@keys_app.command()
+def create(
+    role: Annotated[str, typer.Option(help="client, reviewer or admin.")],
+    name: Annotated[str | None, typer.Option(help="Who or what the key is for.")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Create an API key and print it once: only its hash is stored."""
+    from ecg_k.db.api_keys import create_api_key
+    from ecg_k.db.session import session_scope
+
+    with _clear_errors():
+        _require_head(url)
+        with session_scope(url) as session:
+            new = create_api_key(session, role, name=name, actor=_actor())
+        role = new.key.role.value
+        typer.echo(f"API key {new.key.id} ({role}) created; store it now, it is not shown again:", err=True)
+        typer.echo(new.plaintext)
+
+
+@keys_app.command("list")
+def list_keys(url: UrlOption = None) -> None:
+    """List API keys (id, prefix, role, name, created, revoked); secrets are never shown."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ecg_k.db.api_keys import list_api_keys
+    from ecg_k.db.session import session_scope
+
+    with _clear_errors():
+        _require_head(url)
+        with session_scope(url) as session:
+            keys = list_api_keys(session)
+    table = Table(title=f"API keys in {_shown(url)}")
+    for column in ("id", "prefix", "role", "name", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-"
+        table.add_row(str(key.id), key.prefix, key.role.value, key.name or "-",
+                      key.created_at.isoformat(timespec="seconds"), revoked)
+    Console().print(table)
+
+
+@keys_app.command()
+def revoke(
+    key_id: Annotated[int, typer.Argument(help="Id of the key (see `ecgk keys list`).")],
+    url: UrlOption = None,
+) -> None:
+    """Revoke an API key for good."""
+    from ecg_k.db.api_keys import revoke_api_key
+    from ecg_k.db.session import session_scope
+
+    with _clear_errors():
+        _require_head(url)
+        with session_scope(url) as session:
+            revoke_api_key(session, key_id, actor=_actor())
+        typer.echo(f"API key {key_id} revoked")

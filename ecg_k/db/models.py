@@ -1,0 +1,297 @@
+"""The ecg-k database schema: SQLAlchemy 2.0 typed ORM models, one concept per table.
+
+The same metadata is written out by hand in ``migrations/versions``; a test compares the two.
+Enums are stored as strings with a CHECK constraint (no PostgreSQL enum types to migrate), timestamps are
+UTC-aware on both SQLite and PostgreSQL, and JSON documents are JSONB on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+"""A JSON column: JSONB on PostgreSQL, JSON text on SQLite."""
+
+
+def utcnow() -> datetime:
+    """The current time, UTC-aware."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that only accepts aware datetimes and always returns them in UTC.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as naive UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: pass a time-zone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ModelStatus(enum.StrEnum):
+    """Where a model version stands in the registry (at most one champion)."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+    RETIRED = "retired"
+
+
+class Role(enum.StrEnum):
+    """What an API key may do: clients predict and read their own predictions, reviewers confirm and
+    review, admins manage keys and models."""
+
+    CLIENT = "client"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+class Flag(enum.StrEnum):
+    """HL7 v3 interpretation of a K+ estimate (conventions.md section 5)."""
+
+    CRITICAL_LOW = "LL"
+    LOW = "L"
+    NORMAL = "N"
+    HIGH = "H"
+    CRITICAL_HIGH = "HH"
+
+
+class ShotRegion(enum.StrEnum):
+    """Training-label density region of an estimate (many/median/few-shot)."""
+
+    MANY = "many"
+    MEDIAN = "median"
+    FEW = "few"
+
+
+class Verdict(enum.StrEnum):
+    """A reviewer's judgement of one prediction."""
+
+    AGREE = "agree"
+    DISAGREE = "disagree"
+    UNUSABLE_ECG = "unusable_ecg"
+
+
+class AuditOutcome(enum.StrEnum):
+    """Outcome of an audited action (IHE BALP: success, or the failure class)."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+def _enum(kind: type[enum.StrEnum], name: str) -> sa.Enum:
+    """A string column restricted to the enum's values by a named CHECK constraint."""
+    return sa.Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        validate_strings=True,
+        length=max(len(member.value) for member in kind),
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so every constraint has a stable name."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JsonDocument}
+
+
+class ModelVersion(Base):
+    """A registered ONNX model version with its model card; at most one is the champion."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("name", "version"),
+        sa.Index(
+            "uq_model_versions_one_champion",
+            "status",
+            unique=True,
+            sqlite_where=sa.text("status = 'champion'"),
+            postgresql_where=sa.text("status = 'champion'"),
+        ),
+        sa.CheckConstraint("length(sha256) = 64", name="sha256_hex"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    version: Mapped[str] = mapped_column(sa.String(100))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    path: Mapped[str] = mapped_column(sa.String(1000))
+    preprocessing_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    card: Mapped[dict[str, Any]]
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "model_status"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+    promoted_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"ModelVersion({self.name!r}, {self.version!r}, {self.status.value})"
+
+
+class GateDecision(Base):
+    """A retraining gate decision: a challenger compared with the champion of the day."""
+
+    __tablename__ = "gate_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    challenger_id: Mapped[int] = mapped_column(sa.ForeignKey("model_versions.id"), index=True)
+    champion_id: Mapped[int | None] = mapped_column(sa.ForeignKey("model_versions.id"))
+    passed: Mapped[bool]
+    criteria: Mapped[dict[str, Any]]
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+
+    challenger: Mapped[ModelVersion] = relationship(foreign_keys=[challenger_id])
+    champion: Mapped[ModelVersion | None] = relationship(foreign_keys=[champion_id])
+
+
+class ApiKey(Base):
+    """An API key: a public lookup prefix and a salted scrypt hash of the secret (never the secret)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    salt: Mapped[str] = mapped_column(sa.String(32))
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+    revoked_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"ApiKey({self.id}, {self.prefix!r}, {self.role.value}, revoked={self.revoked_at is not None})"
+
+
+class EcgRecord(Base):
+    """A submitted ECG, identified by the sha256 of its content in the file store (ecg_store.py)."""
+
+    __tablename__ = "ecg_records"
+    __table_args__ = (
+        sa.CheckConstraint("length(sha256) = 64", name="sha256_hex"),
+        sa.CheckConstraint("fs > 0 AND n_leads > 0 AND n_samples > 0", name="positive_shape"),
+    )
+
+    sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    n_leads: Mapped[int]
+    n_samples: Mapped[int]
+    fs: Mapped[float]
+    lead_names: Mapped[list[str]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+
+
+class Prediction(Base):
+    """One K+ estimate (or "unable to estimate": no value, no flag) served for one ECG."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        sa.Index("ix_predictions_model_version_id_created_at", "model_version_id", "created_at"),
+        sa.Index("ix_predictions_flag_created_at", "flag", "created_at"),
+        sa.Index("ix_predictions_api_key_id_created_at", "api_key_id", "created_at"),
+        sa.CheckConstraint("(k_estimate IS NULL) = (flag IS NULL)", name="estimate_has_flag"),
+        sa.CheckConstraint("interval_low <= interval_high", name="interval_ordered"),
+        sa.CheckConstraint("latency_ms >= 0", name="latency_non_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    model_version_id: Mapped[int] = mapped_column(sa.ForeignKey("model_versions.id"))
+    model_status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "model_status"))
+    api_key_id: Mapped[int | None] = mapped_column(sa.ForeignKey("api_keys.id"))
+    ecg_sha256: Mapped[str] = mapped_column(sa.ForeignKey("ecg_records.sha256"), index=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(200))
+    k_estimate: Mapped[float | None]
+    interval_low: Mapped[float | None]
+    interval_high: Mapped[float | None]
+    flag: Mapped[Flag | None] = mapped_column(_enum(Flag, "flag"))
+    critical: Mapped[bool] = mapped_column(default=False)
+    shot_region: Mapped[ShotRegion | None] = mapped_column(_enum(ShotRegion, "shot_region"))
+    quality: Mapped[dict[str, Any]]
+    patient_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    ecg_time: Mapped[datetime | None]
+    latency_ms: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now(), index=True)
+
+    model_version: Mapped[ModelVersion] = relationship()
+    ecg: Mapped[EcgRecord] = relationship()
+
+
+class LabConfirmation(Base):
+    """The measured K+ that confirms (or refutes) one prediction: a labelled pair for retraining."""
+
+    __tablename__ = "lab_confirmations"
+    __table_args__ = (sa.CheckConstraint("k_value > 0", name="k_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prediction_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("predictions.id"), unique=True)
+    k_value: Mapped[float]
+    lab_time: Mapped[datetime]
+    itemid: Mapped[int | None]
+    confirmed_by: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+
+    prediction: Mapped[Prediction] = relationship()
+
+
+class Review(Base):
+    """A reviewer's verdict on one prediction (several reviews per prediction are allowed)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prediction_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("predictions.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
+    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict, "verdict"))
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+
+    prediction: Mapped[Prediction] = relationship()
+
+
+class AuditEvent(Base):
+    """One audited action. Append-only in the database itself: triggers refuse UPDATE and DELETE.
+
+    No foreign keys on purpose: the audit trail outlives what it names, and no cascade may ever touch it.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now(), index=True)
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    action: Mapped[str] = mapped_column(sa.String(100))
+    resource: Mapped[str] = mapped_column(sa.String(200), index=True)
+    outcome: Mapped[AuditOutcome] = mapped_column(_enum(AuditOutcome, "outcome"))
+    request_id: Mapped[str | None] = mapped_column(sa.String(200), index=True)
+    detail: Mapped[dict[str, Any] | None]

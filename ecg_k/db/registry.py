@@ -1,0 +1,179 @@
+"""Model registry: ONNX model versions with their model cards; one champion, challengers, retired ones.
+
+A version enters as a challenger once its ONNX file matches the sha256 in its card. ``promote`` makes it
+the champion and retires the previous one in the caller's transaction, together with an audit event; the
+database's partial unique index guarantees at most one champion even under concurrent promotions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ecg_k.data.store import sha256_file
+from ecg_k.db.audit import record_audit
+from ecg_k.db.models import AuditOutcome, GateDecision, ModelStatus, ModelVersion, utcnow
+
+
+def _json_object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object that PostgreSQL can store (no NaN or infinities)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not storable JSON: {err}") from None
+    return value
+
+
+def _card_field(card: dict[str, Any], path: str, card_path: Path) -> str:
+    value: Any = card
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"model card {card_path} has no {path}")
+    return value
+
+
+def _resource(version: ModelVersion) -> str:
+    return f"model_version:{version.name}/{version.version}"
+
+
+def register_model(
+    session: Session,
+    card_path: Path,
+    *,
+    actor: str,
+    onnx_path: Path | None = None,
+    request_id: str | None = None,
+) -> ModelVersion:
+    """Register the model of ``card_path`` (a ``model_card.json``) as a challenger.
+
+    The ONNX file is ``onnx_path`` or the card's ``onnx.file`` beside the card; its sha256 must equal the
+    card's ``onnx.sha256``.
+    """
+    card_path = Path(card_path)
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"model card not found: {card_path}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"model card {card_path} is not valid JSON: {err}") from None
+    card = _json_object(card, f"model card {card_path}")
+    name = _card_field(card, "name", card_path)
+    version = _card_field(card, "version", card_path)
+    expected = _card_field(card, "onnx.sha256", card_path)
+    if onnx_path is None:
+        onnx_path = card_path.parent / _card_field(card, "onnx.file", card_path)
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ValueError(f"ONNX file not found: {onnx_path}")
+    actual = sha256_file(onnx_path)
+    if actual != expected:
+        raise ValueError(f"sha256 mismatch: model card says {expected}, {onnx_path} is {actual}")
+    if find_version(session, name, version) is not None:
+        raise ValueError(f"model {name} version {version} is already registered")
+    model = ModelVersion(
+        name=name,
+        version=version,
+        sha256=actual,
+        path=str(onnx_path.resolve()),
+        preprocessing_digest=card.get("preprocessing_digest"),
+        card=card,
+        status=ModelStatus.CHALLENGER,
+    )
+    session.add(model)
+    session.flush()
+    record_audit(session, actor, "model.register", _resource(model), AuditOutcome.SUCCESS, request_id,
+                 {"sha256": actual})
+    return model
+
+
+def find_version(session: Session, name: str, version: str) -> ModelVersion | None:
+    """The registered version ``name``/``version``, or ``None``."""
+    query = sa.select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
+    return session.scalars(query).one_or_none()
+
+
+def get_champion(session: Session) -> ModelVersion | None:
+    """The champion (the version the service serves), or ``None`` before the first promotion."""
+    query = sa.select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION)
+    return session.scalars(query).one_or_none()
+
+
+def list_versions(session: Session, name: str | None = None) -> list[ModelVersion]:
+    """Registered versions (of model ``name``, if given), oldest first."""
+    query = sa.select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id)
+    if name is not None:
+        query = query.where(ModelVersion.name == name)
+    return list(session.scalars(query))
+
+
+def promote(
+    session: Session, name: str, version: str, *, actor: str, request_id: str | None = None
+) -> ModelVersion:
+    """Make ``name``/``version`` the champion and retire the previous champion, audited, in one transaction.
+
+    A retired version may be promoted again (rollback). Commit or roll back with the caller's session.
+    """
+    target = session.scalars(
+        sa.select(ModelVersion)
+        .where(ModelVersion.name == name, ModelVersion.version == version)
+        .with_for_update()
+    ).one_or_none()
+    if target is None:
+        raise ValueError(f"model {name} version {version} is not registered")
+    if target.status is ModelStatus.CHAMPION:
+        raise ValueError(f"model {name} version {version} is already the champion")
+    previous = session.scalars(
+        sa.select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION).with_for_update()
+    ).one_or_none()
+    now = utcnow()
+    if previous is not None:
+        previous.status = ModelStatus.RETIRED
+        previous.retired_at = now
+        session.flush()  # retire first: the one-champion index is checked row by row
+    target.status = ModelStatus.CHAMPION
+    target.promoted_at = now
+    target.retired_at = None
+    session.flush()
+    detail = {"sha256": target.sha256, "previous": None if previous is None else _resource(previous)}
+    record_audit(session, actor, "model.promote", _resource(target), AuditOutcome.SUCCESS, request_id, detail)
+    return target
+
+
+def record_gate_decision(
+    session: Session,
+    challenger: ModelVersion,
+    *,
+    passed: bool,
+    criteria: dict[str, Any],
+    actor: str,
+    request_id: str | None = None,
+) -> GateDecision:
+    """Record a retraining gate decision about ``challenger`` against today's champion, audited.
+
+    ``criteria`` holds the compared metrics, margins and reasons. Promotion itself is :func:`promote`.
+    """
+    if challenger.status is not ModelStatus.CHALLENGER:
+        raise ValueError(f"{_resource(challenger)} is {challenger.status.value}, not a challenger")
+    champion = get_champion(session)
+    decision = GateDecision(
+        challenger=challenger,
+        champion=champion,
+        passed=bool(passed),
+        criteria=_json_object(criteria, "gate criteria"),
+        actor=actor,
+    )
+    session.add(decision)
+    session.flush()
+    detail = {"passed": bool(passed), "champion": None if champion is None else _resource(champion),
+              "gate_decision_id": decision.id}
+    record_audit(
+        session, actor, "model.gate", _resource(challenger), AuditOutcome.SUCCESS, request_id, detail
+    )
+    return decision

@@ -1,0 +1,87 @@
+"""The one engine and session factory per database URL (the settings' ``database_url`` by default)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ecg_k.settings import get_settings
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Every SQLite connection: foreign keys enforced, WAL so readers do not block the writer."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def create_db_engine(database_url: str) -> Engine:
+    """A new engine for ``database_url``; SQLite files get their directory created.
+
+    Most callers want :func:`get_engine` (one shared engine per URL) instead.
+    """
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+_engines: dict[str, Engine] = {}
+_sessionmakers: dict[str, sessionmaker[Session]] = {}
+_lock = threading.Lock()
+
+
+def get_engine(database_url: str | None = None) -> Engine:
+    """The shared engine of ``database_url`` (default: the settings' ``database_url``)."""
+    url = database_url or get_settings().database_url
+    with _lock:
+        if url not in _engines:
+            _engines[url] = create_db_engine(url)
+        return _engines[url]
+
+
+def get_sessionmaker(database_url: str | None = None) -> sessionmaker[Session]:
+    """The shared session factory of ``database_url`` (default: the settings' ``database_url``)."""
+    url = database_url or get_settings().database_url
+    engine = get_engine(url)
+    with _lock:
+        if url not in _sessionmakers:
+            _sessionmakers[url] = sessionmaker(bind=engine, expire_on_commit=False)
+        return _sessionmakers[url]
+
+
+@contextmanager
+def session_scope(database_url: str | None = None) -> Iterator[Session]:
+    """A session that commits when the block ends normally and rolls back when it raises."""
+    session = get_sessionmaker(database_url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection and forget the shared engines (tests, shutdown)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _sessionmakers.clear()
