@@ -27,6 +27,25 @@ class Settings(BaseSettings):
         description="Root of the content-addressed store of submitted ECGs.",
     )
 
+    # Inference service (``ecgk serve``)
+    host: str = Field(default="127.0.0.1", description="Interface the API listens on (loopback by default).")
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port of the API.")
+    model_path: Path | None = Field(
+        default=None, description="model.onnx to serve (its model_card.json beside it); the champion if unset."
+    )
+    api_key_header: str = Field(default="X-API-Key", description="Request header that carries the API key.")
+    api_key_cache_s: float = Field(
+        default=60.0, ge=0, description="How long a verified key is trusted without a new scrypt check."
+    )
+    rate_limit_per_s: float = Field(default=20.0, gt=0, description="Sustained requests per second per key.")
+    rate_limit_burst: int = Field(default=40, ge=1, description="Requests a key may send at once (bucket size).")
+    max_body_bytes: int = Field(default=10 * 2**20, ge=1024, description="Largest request body accepted (413).")
+    batch_max: int = Field(default=32, ge=1, description="Most ECGs in one batch request.")
+    interval_coverage: float = Field(default=0.9, gt=0, lt=1, description="Coverage of served intervals.")
+    ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads within one run.")
+    ort_inter_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads across graph nodes.")
+    use_cuda: bool = Field(default=True, description="Ask ONNX Runtime for CUDA when it is installed.")
+
 
 @functools.cache
 def get_settings() -> Settings:

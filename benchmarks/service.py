@@ -1,0 +1,127 @@
+"""Latency and throughput of the inference API on loopback, against bare ONNX Runtime on the same input.
+
+Starts ``python -m service.cli serve --model MODEL`` on a fresh SQLite database, posts one real ECG (a CinC
+2021 record) with 1, 8 and 32 concurrent clients, and prints p50/p99 latency and throughput for each, then
+the ratio of the single-client service latency (p50) to bare ``OnnxModel.predict`` on the same preprocessed
+input (target: <= 1.25 for a single ECG with the small model).
+
+Usage: ``.venv/bin/python benchmarks/service.py --model RUN/model.onnx [--requests 200] [--record PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from ecg_k.data.waveforms import read_wfdb
+from ecg_k.db.api_keys import create_api_key
+from ecg_k.db.migrate import upgrade
+from ecg_k.db.models import Role
+from ecg_k.db.session import session_scope
+from ecg_k.inference import OnnxModel
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RECORD = REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg/sample-data/cinc2021/E07500"
+CONCURRENCY = (1, 8, 32)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentiles(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    return statistics.median(ordered) * 1e3, ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3
+
+
+def _bare_predict_s(model: OnnxModel, model_input: np.ndarray, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        model.predict(model_input[None])
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _load(base_url: str, key: str, body: dict[str, object], clients: int, n: int) -> tuple[list[float], float]:
+    """Latencies of ``n`` posts by ``clients`` concurrent clients, and the wall time."""
+    pool = [httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60) for _ in range(clients)]
+
+    def one(i: int) -> float:
+        start = time.perf_counter()
+        response = pool[i % clients].post("/v1/predictions", json=body)
+        response.raise_for_status()
+        return time.perf_counter() - start
+
+    for client in pool:
+        client.post("/v1/predictions", json=body).raise_for_status()  # warm connections
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as executor:
+        latencies = list(executor.map(one, range(n)))
+    wall = time.perf_counter() - start
+    for client in pool:
+        client.close()
+    return latencies, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="model.onnx (model_card.json beside it)")
+    parser.add_argument("--record", type=Path, default=DEFAULT_RECORD, help="WFDB record path (no suffix)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
+    args = parser.parse_args()
+
+    record = read_wfdb(args.record)
+    body = {"sampling_rate": record.fs,
+            "leads": {name: row.tolist() for name, row in zip(record.lead_names, record.signal, strict=True)}}
+    model = OnnxModel(args.model.with_name("model_card.json"), args.model, use_cuda=False)
+    model_input = model.preprocess(record.signal.astype(np.float32), record.fs, record.lead_names)
+    model.warm_up()
+    bare_p50, bare_p99 = _percentiles(_bare_predict_s(model, model_input, args.requests))
+    print(f"bare OnnxModel.predict: p50 {bare_p50:.2f} ms  p99 {bare_p99:.2f} ms")
+
+    with tempfile.TemporaryDirectory(prefix="ecgk-bench-") as folder:
+        database_url = f"sqlite:///{folder}/ecgk.db"
+        upgrade(database_url)
+        with session_scope(database_url) as session:
+            key = create_api_key(session, Role.CLIENT, actor="benchmark").plaintext
+        port = _free_port()
+        env = {**os.environ, "ECGK_HOME": folder, "ECGK_DATABASE_URL": database_url, "ECGK_USE_CUDA": "false",
+               "ECGK_RATE_LIMIT_PER_S": "1000000", "ECGK_RATE_LIMIT_BURST": "1000000", "ECGK_LOG_LEVEL": "WARNING"}
+        server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--model", str(args.model),
+                                   "--port", str(port)], cwd=REPO_ROOT, env=env)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/health/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            single_p50 = 0.0
+            for clients in CONCURRENCY:
+                latencies, wall = _load(base_url, key, body, clients, args.requests)
+                p50, p99 = _percentiles(latencies)
+                single_p50 = single_p50 or p50
+                print(f"{clients:>2} clients: p50 {p50:.1f} ms  p99 {p99:.1f} ms  {args.requests / wall:.1f} req/s")
+        finally:
+            server.terminate()
+            server.wait()
+    print(f"service p50 / bare predict p50 (1 client): {single_p50 / bare_p50:.2f} (target <= 1.25)")
+
+
+if __name__ == "__main__":
+    main()

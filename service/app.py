@@ -1,0 +1,72 @@
+"""The FastAPI app: ``create_app`` builds it; its lifespan migrates the database, loads and warms up the
+model, and only then reports ready. Run with ``ecgk serve`` or ``uvicorn service.app:create_app --factory``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+
+from ecg_k.db.migrate import upgrade
+from ecg_k.db.session import dispose_engines
+from ecg_k.settings import Settings, get_settings
+from ecg_k.version import __version__
+from service.audit import audit_failure
+from service.limits import BodySizeLimitMiddleware
+from service.metrics import Metrics
+from service.middleware import RequestContextMiddleware
+from service.routes import fhir, health, labs, metrics, models, predictions
+from service.runtime import load_runtime
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """K+ (mmol/L) estimated from the ECG, with a prediction interval, a hypo/hyperkalemia flag, the
+shot region of the estimate and a FHIR R4 Observation. Send the API key in the `X-API-Key` header.
+An estimate is not a laboratory measurement."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app for ``settings`` (default: the process settings from ``ECGK_*``)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(upgrade, settings.database_url)
+        runtime = await run_in_threadpool(load_runtime, settings)
+        card = runtime.model.card
+        app_metrics.model.info({"name": card.name, "version": card.version, "sha256": card.onnx.sha256,
+                                "providers": ",".join(runtime.model.providers)})
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.ready = False
+            dispose_engines()
+
+    app = FastAPI(title="ecg-k inference API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app_metrics = Metrics()
+    app.state.metrics = app_metrics
+    for module in (predictions, fhir, labs, models, health, metrics):
+        app.include_router(module.router)
+
+    def reject_body(connection: HTTPConnection, status_code: int) -> None:
+        audit_failure(connection, settings.database_url, "request.body", connection.url.path, status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 for a request that fails the schema, audited when it reached an authenticated route."""
+        if getattr(request.state, "actor", None) is not None:
+            await run_in_threadpool(audit_failure, request, settings.database_url, "request.validate",
+                                    request.url.path, 422)
+        errors = [{key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=reject_body)
+    app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
+    return app

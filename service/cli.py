@@ -1,0 +1,46 @@
+"""``ecgk serve``: registered into the ``ecgk`` app through the ``ecgk.commands`` entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ecg_k.settings import get_settings
+
+
+def serve(
+    model: Annotated[Path | None, typer.Option(help="model.onnx to serve (model_card.json beside it); "
+                                                    "default: the registry's champion.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = get_settings().host,
+    port: Annotated[int, typer.Option(help="TCP port.")] = get_settings().port,
+) -> None:
+    """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn."""
+    import logging
+
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = get_settings().model_copy(update={"host": host, "port": port, "model_path": model})
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
+                log_level=settings.log_level.lower())
+
+
+def register(app: typer.Typer) -> None:
+    """Entry point of the ``ecgk.commands`` group."""
+    app.command()(serve)
+
+
+def main() -> None:
+    """``python -m service.cli serve …``: the ``ecgk`` app with this package's commands registered."""
+    from ecg_k.cli import app
+
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""``/v1/predictions``: score an ECG (JSON, WFDB upload, batch) and read a stored estimate."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
+from sqlalchemy.orm import Session
+
+from ecg_k.clinical import flag, interpretation_code, is_critical, reported_value
+from ecg_k.data.waveforms import read_wfdb
+from ecg_k.db.ecg_store import store_ecg
+from ecg_k.db.models import Flag as DbFlag
+from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion
+from ecg_k.model_card import RELIABILITY_NOTES, prediction_interval, shot_region_of_estimate
+from ecg_k.quality import QualityError, SkipReason
+from service.audit import AuditScope, audited, request_id_of
+from service.auth import Caller, Client
+from service.auth_cache import Principal
+from service.deps import RuntimeDep
+from service.runtime import Runtime
+from service.schemas import (
+    PSEUDONYM_PATTERN,
+    BatchIn,
+    BatchItemOut,
+    BatchOut,
+    EcgIn,
+    Interval,
+    ModelRef,
+    PredictionOut,
+    Unusable,
+    UnusableResponse,
+)
+
+router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+
+UNUSABLE = {status.HTTP_422_UNPROCESSABLE_CONTENT: {
+    "model": UnusableResponse, "description": "Unusable ECG (reason) or invalid request."}}
+WFDB_RECORD = "record"
+WFDB_SIGNAL_SUFFIXES = (".dat", ".mat")
+MAX_WFDB_HEADER_BYTES = 64 * 1024
+
+
+def unusable(reason: SkipReason | str, message: str) -> HTTPException:
+    """A 422 whose ``detail`` holds a machine-readable ``reason`` (no number for an unusable ECG)."""
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {"reason": str(reason), "message": message})
+
+
+def prediction_out(row: Prediction, runtime: Runtime) -> PredictionOut:
+    """The response form of a stored prediction."""
+    assert row.k_estimate is not None and row.interval_low is not None and row.interval_high is not None
+    card = runtime.card_of(row.model_version)
+    value = reported_value(row.k_estimate)
+    region = shot_region_of_estimate(card, row.k_estimate)
+    version = row.model_version
+    return PredictionOut(
+        id=row.id, request_id=row.request_id, k_estimate=value,
+        interval=Interval(low=round(row.interval_low, 2), high=round(row.interval_high, 2),
+                          coverage=runtime.settings.interval_coverage),
+        flag=flag(value, card.thresholds), interpretation=interpretation_code(value, card.thresholds),
+        critical=row.critical, shot_region=region, reliability_note=RELIABILITY_NOTES[region],
+        model=ModelRef(name=version.name, version=version.version, sha256=version.sha256,
+                       status=row.model_status.value),
+        ecg_sha256=row.ecg_sha256, patient_id=row.patient_id, ecg_time=row.ecg_time, created_at=row.created_at,
+    )
+
+
+class Scored:
+    """A raw ECG, its model input and (after :func:`_estimate`) its estimate."""
+
+    def __init__(self, signal: np.ndarray, fs: float, lead_names: list[str], model_input: np.ndarray,
+                 ecg_time: datetime | None, patient_id: str | None) -> None:
+        self.signal, self.fs, self.lead_names, self.model_input = signal, fs, lead_names, model_input
+        self.ecg_time, self.patient_id = ecg_time, patient_id
+        self.estimate = float("nan")
+
+
+def _prepare(runtime: Runtime, signal: np.ndarray, fs: float, lead_names: list[str],
+             ecg_time: datetime | None, patient_id: str | None) -> Scored:
+    """The card's preprocessing and quality gate; :class:`QualityError` for an unusable ECG."""
+    signal = np.ascontiguousarray(signal, dtype=np.float32)
+    return Scored(signal, fs, lead_names, runtime.model.preprocess(signal, fs, lead_names), ecg_time, patient_id)
+
+
+def _from_json(runtime: Runtime, ecg: EcgIn) -> Scored:
+    names, rows = ecg.named_rows()
+    return _prepare(runtime, np.asarray(rows, dtype=np.float64), ecg.sampling_rate, names, ecg.ecg_time,
+                    ecg.patient_id)
+
+
+def _estimate(runtime: Runtime, items: list[Scored]) -> None:
+    """One ONNX Runtime run over all items."""
+    estimates = runtime.model.predict(np.stack([item.model_input for item in items]))
+    for item, estimate in zip(items, estimates, strict=True):
+        item.estimate = float(estimate)
+
+
+def _store(session: Session, runtime: Runtime, item: Scored, principal: Principal, request: Request,
+           started: float) -> Prediction:
+    """Store the ECG and its prediction; the caller's transaction commits both."""
+    card = runtime.model.card
+    value = reported_value(item.estimate)
+    low, high = prediction_interval(card, item.estimate, runtime.settings.interval_coverage)
+    ecg = store_ecg(session, runtime.store, item.signal, item.fs, item.lead_names)
+    version = session.get(ModelVersion, runtime.model_version_id)
+    assert version is not None
+    row = Prediction(
+        id=uuid.uuid4(), model_version=version, model_status=version.status, api_key_id=principal.key_id,
+        ecg_sha256=ecg.sha256, request_id=request_id_of(request), k_estimate=item.estimate,
+        interval_low=low, interval_high=high, flag=DbFlag(interpretation_code(value, card.thresholds)),
+        critical=is_critical(value, card.thresholds),
+        shot_region=ShotRegion(shot_region_of_estimate(card, item.estimate)),
+        quality={"fs": item.fs, "n_samples": int(item.signal.shape[1]), "leads": item.lead_names,
+                 "preprocessing_digest": card.preprocessing_digest},
+        patient_id=item.patient_id, ecg_time=item.ecg_time, latency_ms=(time.perf_counter() - started) * 1e3,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _serve_one(request: Request, runtime: Runtime, principal: Principal, scope: AuditScope, item: Scored,
+               started: float) -> PredictionOut:
+    _estimate(runtime, [item])
+    row = _store(scope.session, runtime, item, principal, request, started)
+    scope.resource = f"prediction:{row.id}"
+    out = prediction_out(row, runtime)
+    scope.detail = {"model_version_id": runtime.model_version_id, "interpretation": out.interpretation}
+    request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation).inc()
+    return out
+
+
+def _detail_of(err: QualityError) -> dict[str, Any]:
+    return {"reason": err.reason.value, "message": str(err)}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=UNUSABLE)
+def create_prediction(ecg: EcgIn, request: Request, runtime: RuntimeDep, principal: Client) -> PredictionOut:
+    """Estimate K+ from one ECG in mV (JSON); 422 with the reason for an unusable ECG."""
+    started = time.perf_counter()
+    with audited(request, runtime.settings.database_url, "prediction.create", "prediction") as scope:
+        try:
+            item = _from_json(runtime, ecg)
+        except QualityError as err:
+            raise unusable(err.reason, str(err)) from err
+        return _serve_one(request, runtime, principal, scope, item, started)
+
+
+def _wfdb_header(text: str, signal_file: str) -> str:
+    """The uploaded header with its record name and every signal file name replaced by fixed ones."""
+    lines = text.splitlines()
+    content = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+    if not content:
+        raise unusable(SkipReason.UNREADABLE, "the WFDB header holds no record line")
+    record_line = lines[content[0]].split()
+    if "/" in record_line[0]:
+        raise unusable(SkipReason.UNREADABLE, "multi-segment WFDB records are not accepted")
+    n_signals = int(record_line[1]) if len(record_line) > 1 and record_line[1].isdigit() else 0
+    if n_signals < 1 or len(content) < 1 + n_signals:
+        raise unusable(SkipReason.UNREADABLE, "the WFDB header declares no signals or lacks signal lines")
+    lines[content[0]] = " ".join([WFDB_RECORD, *record_line[1:]])
+    for i in content[1: 1 + n_signals]:
+        fields = lines[i].split()
+        lines[i] = " ".join([signal_file, *fields[1:]])
+    return "\n".join(lines) + "\n"
+
+
+@router.post("/wfdb", status_code=status.HTTP_201_CREATED, responses=UNUSABLE)
+def create_prediction_wfdb(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Client,
+    header: Annotated[UploadFile, File(description="WFDB header (.hea).")],
+    signal: Annotated[UploadFile, File(description="WFDB signal file (.dat, or CinC's .mat).")],
+    ecg_time: Annotated[datetime | None, Form(description="When the ECG was recorded (with offset).")] = None,
+    patient_id: Annotated[str | None, Form(pattern=PSEUDONYM_PATTERN)] = None,
+) -> PredictionOut:
+    """Estimate K+ from a WFDB record uploaded as multipart ``header`` + ``signal``."""
+    started = time.perf_counter()
+    with audited(request, runtime.settings.database_url, "prediction.create", "prediction") as scope:
+        if ecg_time is not None and ecg_time.utcoffset() is None:
+            raise unusable(SkipReason.INVALID_ECG_TIME, "ecg_time must carry a UTC offset")
+        suffix = Path(signal.filename or "").suffix.lower()
+        signal_file = WFDB_RECORD + (suffix if suffix in WFDB_SIGNAL_SUFFIXES else ".dat")
+        raw_header = header.file.read(MAX_WFDB_HEADER_BYTES + 1)
+        if len(raw_header) > MAX_WFDB_HEADER_BYTES:
+            raise unusable(SkipReason.UNREADABLE, f"the WFDB header exceeds {MAX_WFDB_HEADER_BYTES} bytes")
+        try:
+            header_text = raw_header.decode("ascii")
+        except UnicodeDecodeError as err:
+            raise unusable(SkipReason.UNREADABLE, "the WFDB header is not ASCII text") from err
+        with tempfile.TemporaryDirectory(prefix="ecgk-wfdb-") as folder:
+            directory = Path(folder)
+            (directory / f"{WFDB_RECORD}.hea").write_text(_wfdb_header(header_text, signal_file))
+            (directory / signal_file).write_bytes(signal.file.read())
+            try:
+                record = read_wfdb(directory / WFDB_RECORD)
+                item = _prepare(runtime, record.signal, record.fs, list(record.lead_names), ecg_time, patient_id)
+            except QualityError as err:
+                raise unusable(err.reason, str(err)) from err
+        return _serve_one(request, runtime, principal, scope, item, started)
+
+
+@router.post("/batch", responses=UNUSABLE)
+def create_predictions_batch(batch: BatchIn, request: Request, runtime: RuntimeDep,
+                             principal: Client) -> BatchOut:
+    """Estimate K+ for up to the batch cap of ECGs; unusable ones get a reason instead of a number."""
+    started = time.perf_counter()
+    cap = runtime.settings.batch_max
+    with audited(request, runtime.settings.database_url, "prediction.batch", "prediction") as scope:
+        if len(batch.ecgs) > cap:
+            raise unusable("batch_too_large", f"{len(batch.ecgs)} ECGs in one batch; at most {cap} allowed")
+        results: list[BatchItemOut] = []
+        usable: list[tuple[int, Scored]] = []
+        for index, ecg in enumerate(batch.ecgs):
+            try:
+                usable.append((index, _from_json(runtime, ecg)))
+            except QualityError as err:
+                results.append(BatchItemOut(index=index, error=Unusable(**_detail_of(err))))
+        if usable:
+            _estimate(runtime, [item for _, item in usable])
+        for index, item in usable:
+            row = _store(scope.session, runtime, item, principal, request, started)
+            out = prediction_out(row, runtime)
+            request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation).inc()
+            results.append(BatchItemOut(index=index, prediction=out))
+        results.sort(key=lambda result: result.index)
+        scope.detail = {"n": len(batch.ecgs), "scored": len(usable),
+                        "prediction_ids": [str(r.prediction.id) for r in results if r.prediction]}
+        return BatchOut(results=results)
+
+
+def load_prediction(session: Session, prediction_id: uuid.UUID, principal: Principal) -> Prediction:
+    """The prediction, or 404 when it does not exist or belongs to another client key (no BOLA)."""
+    row = session.get(Prediction, prediction_id)
+    if row is None or (principal.role is Role.CLIENT and row.api_key_id != principal.key_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no prediction {prediction_id}")
+    return row
+
+
+@router.get("/{prediction_id}", responses={404: {"description": "Unknown, or another client's."}})
+def read_prediction(prediction_id: uuid.UUID, request: Request, runtime: RuntimeDep,
+                    principal: Caller) -> PredictionOut:
+    """A stored prediction (clients see only their own key's)."""
+    with audited(request, runtime.settings.database_url, "prediction.read",
+                 f"prediction:{prediction_id}") as scope:
+        return prediction_out(load_prediction(scope.session, prediction_id, principal), runtime)
+
+
