@@ -60,7 +60,7 @@ def main() -> None:
                             epochs=plan.stage2_epochs, batch_size=plan.stage2_batch, **common)).run(resume=True)
         metrics[method] = evaluate_run(out, n_boot=200)
     write_comparison(args.home / "comparison", metrics)
-    print(comparison_table(metrics).to_string())
+    print(comparison_table(metrics).round(3).to_string())
     if "dist" in metrics:
         vanilla, dist = metrics["vanilla"]["test"], metrics["dist"]["test"]
         check = {

@@ -84,7 +84,7 @@ def run_demo(home: Path, plan: DemoPlan) -> Path:
     console.rule("5/6 evaluate (balanced test set; shot regions by the paper's ECG rule)")
     metrics = {f"{name}": evaluate_run(run) for name, run in (("vanilla", vanilla), ("dist", dist))}
     write_comparison(runs / "comparison", metrics)
-    console.print(comparison_table(metrics).to_string())
+    console.print(comparison_table(metrics).round(3).to_string(), soft_wrap=True)
 
     console.rule("6/6 export the Dist Loss model to ONNX")
     card = export_run(dist)
