@@ -10,12 +10,11 @@ to audit a failed action, record the failure in a session of its own.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ecg_k.db.models import AuditEvent, AuditOutcome
+from ecg_k.db.models import AuditEvent, AuditOutcome, json_object
 
 
 def record_audit(
@@ -42,12 +41,7 @@ def record_audit(
         allowed = ", ".join(member.value for member in AuditOutcome)
         raise ValueError(f"audit outcome must be one of {allowed}, got {outcome!r}") from None
     if detail is not None:
-        if not isinstance(detail, dict):
-            raise ValueError(f"audit detail must be a JSON object (dict), got {type(detail).__name__}")
-        try:
-            json.dumps(detail, allow_nan=False)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"audit detail is not JSON-serialisable: {err}") from None
+        json_object(detail, "audit detail")
     event = AuditEvent(
         actor=actor, action=action, resource=resource, outcome=outcome, request_id=request_id, detail=detail
     )

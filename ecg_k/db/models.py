@@ -8,6 +8,7 @@ UTC-aware on both SQLite and PostgreSQL, and JSON documents are JSONB on Postgre
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +120,18 @@ def _enum(kind: type[enum.StrEnum], name: str) -> sa.Enum:
         length=max(len(member.value) for member in kind),
         values_callable=lambda members: [member.value for member in members],
     )
+
+
+def json_object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object every backend can store in a :class:`JsonDocument` (no NaN or
+    infinities, which PostgreSQL's jsonb refuses); else a ValueError naming ``what``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object (dict), got {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not storable JSON (not JSON-serialisable: {err})") from None
+    return value
 
 
 class Base(DeclarativeBase):

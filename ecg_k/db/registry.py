@@ -16,18 +16,7 @@ from sqlalchemy.orm import Session
 
 from ecg_k.data.store import sha256_file
 from ecg_k.db.audit import record_audit
-from ecg_k.db.models import AuditOutcome, GateDecision, ModelStatus, ModelVersion, utcnow
-
-
-def _json_object(value: Any, what: str) -> dict[str, Any]:
-    """``value`` if it is a JSON object that PostgreSQL can store (no NaN or infinities)."""
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} is not storable JSON: {err}") from None
-    return value
+from ecg_k.db.models import AuditOutcome, GateDecision, ModelStatus, ModelVersion, json_object, utcnow
 
 
 def _card_field(card: dict[str, Any], path: str, card_path: Path) -> str:
@@ -63,7 +52,7 @@ def register_model(
         raise ValueError(f"model card not found: {card_path}") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"model card {card_path} is not valid JSON: {err}") from None
-    card = _json_object(card, f"model card {card_path}")
+    card = json_object(card, f"model card {card_path}")
     name = _card_field(card, "name", card_path)
     version = _card_field(card, "version", card_path)
     expected = _card_field(card, "onnx.sha256", card_path)
@@ -166,7 +155,7 @@ def record_gate_decision(
         challenger=challenger,
         champion=champion,
         passed=bool(passed),
-        criteria=_json_object(criteria, "gate criteria"),
+        criteria=json_object(criteria, "gate criteria"),
         actor=actor,
     )
     session.add(decision)
