@@ -1,4 +1,5 @@
-# Trainer image (CPU): ingestion, training, evaluation, export and the demo.
+# Trainer image (CPU): ingestion, training, evaluation, export and the demo (whose last step serves the
+# exported model, hence the service requirements too).
 # torch comes from the PyTorch CPU index (PyPI's default Linux wheel is the CUDA build); torchsort is then
 # compiled against it without build isolation (docs: ../shared/reference/install.md, sections 2-3).
 FROM python:3.11-slim
@@ -16,7 +17,8 @@ RUN apt-get update \
 WORKDIR /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY requirements/ requirements/
-RUN pip install --no-build-isolation -c requirements/constraints.txt -r requirements/train.txt
+RUN pip install --no-build-isolation -c requirements/constraints.txt -r requirements/train.txt \
+    -r requirements/service.txt
 COPY pyproject.toml README.md ./
 COPY ecg_k/ ecg_k/
 COPY training/ training/

@@ -1,7 +1,8 @@
 """``ecgk demo``: the end-to-end run on the embedded defaults, sized for 2 CPU cores.
 
 synth (MIMIC layout) -> ingest -> stage 1 (vanilla Net1D) -> stage 2 (head retrained with Dist Loss) ->
-evaluate both -> export the Dist Loss model to ONNX -> the comparison table. Every step is resumable, so a
+evaluate both -> export the Dist Loss model to ONNX -> the comparison table -> the API on loopback serving
+a few test ECGs. Every step is resumable, so a
 rerun (or a rerun after Ctrl-C) continues instead of starting over.
 """
 
@@ -18,6 +19,7 @@ from ecg_k.synth import generate_dataset
 from training.config import TrainConfig
 from training.evaluate import evaluate_run
 from training.evaluation_report import comparison_table, write_comparison
+from training.demo_api import send_test_ecgs
 from training.export import export_run
 from training.trainer import Trainer
 
@@ -47,7 +49,7 @@ def _train(config: TrainConfig) -> None:
 
 def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
     """Synthetic MIMIC layout under ``home/synthetic``, ingested into ``home/dataset`` (both reused if done)."""
-    console.rule("1/6 synthetic MIMIC-IV-ECG + hosp labs")
+    console.rule("1/7 synthetic MIMIC-IV-ECG + hosp labs")
     synth = home / "synthetic"
     try:
         summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
@@ -59,7 +61,7 @@ def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
         summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
     console.print(f"{summary.n_ecgs} ECGs of {summary.n_subjects} subjects in {synth}")
 
-    console.rule("2/6 ingest (pairing, balanced subject-level split, preprocessing)")
+    console.rule("2/7 ingest (pairing, balanced subject-level split, preprocessing)")
     dataset = home / "dataset"
     config = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=plan.balanced_cap))
     manifest = Ingestor(synth / "mimic-iv-ecg", synth / "mimic-iv", dataset, config).run(workers=plan.workers)
@@ -72,23 +74,25 @@ def run_demo(home: Path, plan: DemoPlan) -> Path:
     dataset = prepare_dataset(home, plan)
     runs = home / "runs"
     common = {"data": dataset, "model": plan.model, "seed": plan.seed}
-    console.rule("3/6 stage 1: vanilla Net1D (L1, end to end)")
+    console.rule("3/7 stage 1: vanilla Net1D (L1, end to end)")
     vanilla = runs / "vanilla"
     _train(TrainConfig(out=vanilla, method="vanilla", epochs=plan.stage1_epochs, batch_size=plan.stage1_batch,
                        **common))
-    console.rule("4/6 stage 2: head retrained with Dist Loss (INV-L2) on cached features")
+    console.rule("4/7 stage 2: head retrained with Dist Loss (INV-L2) on cached features")
     dist = runs / "dist"
     _train(TrainConfig(out=dist, method="dist", stage=2, init=vanilla, epochs=plan.stage2_epochs,
                        batch_size=plan.stage2_batch, **common))
 
-    console.rule("5/6 evaluate (balanced test set; shot regions by the paper's ECG rule)")
+    console.rule("5/7 evaluate (balanced test set; shot regions by the paper's ECG rule)")
     metrics = {f"{name}": evaluate_run(run) for name, run in (("vanilla", vanilla), ("dist", dist))}
     write_comparison(runs / "comparison", metrics)
     console.print(comparison_table(metrics).round(3).to_string(), soft_wrap=True)
 
-    console.rule("6/6 export the Dist Loss model to ONNX")
+    console.rule("6/7 export the Dist Loss model to ONNX")
     card = export_run(dist)
     console.print(f"model {card['version']}: {dist / 'model.onnx'} (parity max |diff| "
                   f"{card['onnx']['parity']['max_abs_diff']:.1e}); card: {dist / 'model_card.json'}")
+    console.rule("7/7 the API on loopback: the exported model serves test ECGs")
+    send_test_ecgs(dataset, dist / "model.onnx", home)
     console.print(f"reports: {vanilla / 'report.md'}, {dist / 'report.md'}; table: {runs / 'comparison'}")
     return dist
