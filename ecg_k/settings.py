@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,12 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default_factory=lambda data: f"sqlite:///{data['home'] / 'ecgk.db'}",
         description="SQLAlchemy URL (postgresql+psycopg://… for PostgreSQL); SQLite under home by default.",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="SQLite PRAGMA synchronous (WAL mode). FULL: a commit is on disk before it returns (durable "
+        "against power loss). NORMAL: durable against a process crash, not an OS crash or power loss; "
+        "saves one fsync per commit.",
     )
     ecg_store: Path = Field(
         default_factory=lambda data: data["home"] / "ecg-store",

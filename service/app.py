@@ -7,7 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+import sqlalchemy as sa
+from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -66,6 +67,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     request.url.path, 422)
         errors = [{key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def database_unavailable(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        """503 while the database cannot be reached: the request's transaction did not commit, so nothing
+        was stored (and its audit event could not be written either; the log line says so)."""
+        logger.error("database unavailable during %s %s: %s", request.method, request.url.path,
+                     type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+        return JSONResponse({"detail": "database unavailable: nothing was stored; retry later"},
+                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=reject_body)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)

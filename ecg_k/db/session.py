@@ -18,10 +18,12 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    """Every SQLite connection: foreign keys enforced, WAL so readers do not block the writer."""
+    """Every SQLite connection: foreign keys enforced, WAL so readers do not block the writer, and the
+    settings' ``sqlite_synchronous`` (FULL by default: a commit is durable when it returns)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={get_settings().sqlite_synchronous}")
     cursor.close()
 
 

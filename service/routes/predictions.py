@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ecg_k.clinical import flag, interpretation_code, is_critical, reported_value
@@ -107,9 +109,9 @@ def _store(session: Session, runtime: Runtime, item: Scored, principal: Principa
     card = runtime.model.card
     value = reported_value(item.estimate)
     low, high = prediction_interval(card, item.estimate, runtime.settings.interval_coverage)
-    ecg = store_ecg(session, runtime.store, item.signal, item.fs, item.lead_names)
-    version = session.get(ModelVersion, runtime.model_version_id)
+    version = session.get(ModelVersion, runtime.model_version_id)  # first, so a dead database stores no blob
     assert version is not None
+    ecg = store_ecg(session, runtime.store, item.signal, item.fs, item.lead_names)
     row = Prediction(
         id=uuid.uuid4(), model_version=version, model_status=version.status, api_key_id=principal.key_id,
         ecg_sha256=ecg.sha256, request_id=request_id_of(request), k_estimate=item.estimate,
@@ -140,8 +142,29 @@ def _detail_of(err: QualityError) -> dict[str, Any]:
     return {"reason": err.reason.value, "message": str(err)}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=UNUSABLE)
-def create_prediction(ecg: EcgIn, request: Request, runtime: RuntimeDep, principal: Client) -> PredictionOut:
+async def ecg_body(request: Request, principal: Client) -> EcgIn:
+    """The JSON body as :class:`EcgIn`, parsed and validated in one pass by pydantic-core.
+
+    FastAPI's own body handling runs ``json.loads`` and then validates the Python objects; for a 12-lead
+    10 s ECG (~450 kB of floats) that costs ~15 ms, against ~3 ms here. Depends on the caller so that a
+    422 comes after authentication (and is audited), as for the other routes.
+    """
+    body = await request.body()
+    try:
+        return EcgIn.model_validate_json(body)
+    except ValidationError as err:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in err.errors(include_url=False)]
+        ) from None
+
+
+ECG_BODY_OPENAPI = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/EcgIn"}}}}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=UNUSABLE, openapi_extra=ECG_BODY_OPENAPI)
+def create_prediction(ecg: Annotated[EcgIn, Depends(ecg_body)], request: Request, runtime: RuntimeDep,
+                      principal: Client) -> PredictionOut:
     """Estimate K+ from one ECG in mV (JSON); 422 with the reason for an unusable ECG."""
     started = time.perf_counter()
     with audited(request, runtime.settings.database_url, "prediction.create", "prediction") as scope:
