@@ -117,13 +117,14 @@ def ingest(
             workers=workers, cohort_only=cohort_only, progress=progress, overwrite=overwrite, max_shards=max_shards
         )
     except ValidationError as err:
-        fail(f"invalid option: {_first_validation_message(err)}")
+        fail(f"invalid option: {validation_message(err)}")
     except (DataInputError, ValueError) as err:
         fail(str(err))
     print_dataset_summary(out, manifest)
 
 
-def _first_validation_message(err: ValidationError) -> str:
+def validation_message(err: ValidationError) -> str:
+    """The first problem of a validation error as ``field.path: message`` (for a CLI error line)."""
     first = err.errors()[0]
     return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 

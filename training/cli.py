@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ecg_k.cli import console, fail, parse_options
+from ecg_k.cli import console, fail, parse_options, validation_message
 from ecg_k.settings import get_settings
 
 
@@ -46,7 +46,7 @@ def train(
         })
         summary = Trainer(config, progress=progress).run(resume=resume)
     except ValidationError as err:
-        fail(f"invalid option: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}")
+        fail(f"invalid option: {validation_message(err)}")
     except (TrainingError, ValueError, FileNotFoundError) as err:
         fail(str(err))
     console.print(f"{method} stage {stage}: best epoch {summary['best_epoch']}, val bMAE {summary['val_bmae']:.4f} "

@@ -34,6 +34,7 @@ from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior
 from ecg_k.losses.methods import Phase, get_method
 from ecg_k.metrics import balanced_mae
 from ecg_k.models import Net1D, build_net1d
+from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.version import code_version
 from training.config import TrainConfig
 from training.data import SplitData, epoch_batches, steps_per_epoch
@@ -225,7 +226,8 @@ class Trainer:
         self.method = get_method(config.method)
         self.phases = self.method.phases[:1] if config.stage == 1 else self.method.phases[1:]
         manifest = read_manifest(config.data)
-        size = sum(manifest["counts"].values()) * len(manifest["config"]["preprocess"]["leads"]) * 5000 * 2
+        preprocess = PreprocessConfig.model_validate(manifest["config"]["preprocess"])
+        size = sum(manifest["counts"].values()) * len(preprocess.leads) * preprocess.n_samples * 2  # float16
         in_memory = config.in_memory if config.in_memory is not None else size < 4 << 30
         self.train_data = SplitData.load(config.data, "train", in_memory)
         self.val_data = SplitData.load(config.data, "val", in_memory)

@@ -6,8 +6,6 @@ same port and data directory (the session's shared server is left alone)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,32 +13,16 @@ from pathlib import Path
 import pytest
 
 from ecg_k.db.session import dispose_engines
-from tests.ecg_k.db.conftest import PG_BIN, PostgresServer, _as_server_account, require_postgres
+from tests.ecg_k.db.conftest import PG_BIN, PostgresServer, running_postgres
 from tests.service.conftest import RawEcg, Service, start_service, stop_service
 
 RECOVERY_TIMEOUT_S = 30.0
 
 
-def _pg_ctl(server: PostgresServer, *args: str) -> None:
-    command = [str(PG_BIN / "pg_ctl"), "-D", str(server.data_dir), "-w", "-t", "60", *args]
-    subprocess.run(_as_server_account(command), check=True, capture_output=True, text=True)
-
-
-def _restart(server: PostgresServer) -> None:
-    options = (f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.socket_dir} "
-               "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-    _pg_ctl(server, "-l", str(server.data_dir / "server.log"), "-o", options, "start")
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
-    require_postgres(PG_BIN, os.environ)
-    server = PostgresServer.start(PG_BIN)
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        dispose_engines()
-        server.stop(PG_BIN)
 
 
 @pytest.fixture
@@ -68,7 +50,7 @@ def test_readiness_and_predictions_follow_the_database(pg_service: Service, own_
         dispose_engines()  # the test's own pool must not hold connections across the restart
         files_before = _store_files(home)
 
-        _pg_ctl(own_postgres, "-m", "fast", "stop")
+        own_postgres.pause(PG_BIN)
         try:
             ready = client.get("/health/ready")
             assert ready.status_code == 503, ready.text
@@ -83,7 +65,7 @@ def test_readiness_and_predictions_follow_the_database(pg_service: Service, own_
             assert response.headers["Retry-After"]
             assert _store_files(home) == files_before
         finally:
-            _restart(own_postgres)
+            own_postgres.resume(PG_BIN)
 
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
         while (ready := client.get("/health/ready")).status_code != 200 and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,20 +102,33 @@ class PostgresServer:
             check=True, capture_output=True, text=True,
         )
         for _attempt in range(3):  # the free port may be taken between the probe and the start
-            port = _free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} "
-                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-            started = subprocess.run(
-                _as_server_account([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l",
-                                    str(data_dir / "server.log"), "-o", options, "-w", "-t", "60", "start"]),
-                capture_output=True, text=True,
-            )
+            server = cls(data_dir, socket_dir, _free_port())
+            started = server._pg_ctl_start(bin_dir)
             if started.returncode == 0:
-                return cls(data_dir, socket_dir, port)
+                return server
         log = (data_dir / "server.log").read_text() if (data_dir / "server.log").exists() else ""
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(socket_dir, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{log[-2000:]}")
+
+    def _pg_ctl_start(self, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        return subprocess.run(
+            _as_server_account([str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l",
+                                str(self.data_dir / "server.log"), "-o", options, "-w", "-t", "60", "start"]),
+            capture_output=True, text=True,
+        )
+
+    def pause(self, bin_dir: Path) -> None:
+        """Stop the server but keep its data (an outage); :meth:`resume` brings it back on the same port."""
+        stop = [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"]
+        subprocess.run(_as_server_account(stop), check=True, capture_output=True, text=True)
+
+    def resume(self, bin_dir: Path) -> None:
+        started = self._pg_ctl_start(bin_dir)
+        if started.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart: {started.stderr}")
 
     def stop(self, bin_dir: Path) -> None:
         stop = [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
@@ -129,8 +143,9 @@ def postgres_requirement() -> Callable[[Path, Mapping[str, str]], None]:
     return require_postgres
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A throwaway server for the block (skip or fail first when PostgreSQL is unavailable)."""
     require_postgres(PG_BIN, os.environ)
     server = PostgresServer.start(PG_BIN)
     try:
@@ -138,6 +153,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         dispose_engines()
         server.stop(PG_BIN)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
