@@ -8,11 +8,12 @@ of the key so the plaintext is never kept; a revocation therefore takes effect w
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from ecg_k.db.api_keys import verify_api_key
 from ecg_k.db.models import Role
@@ -28,41 +29,54 @@ api_key_scheme = APIKeyHeader(name=get_settings().api_key_header, auto_error=Fal
                               description="API key (`ecgk keys create --role client|reviewer|admin`).")
 
 
-def authenticate(
+def _verify(database_url: str, api_key: str) -> Principal | None:
+    """The principal of ``api_key`` from the database (scrypt: run it off the event loop)."""
+    with session_scope(database_url) as session:
+        key = verify_api_key(session, api_key)
+        return None if key is None else Principal(key.id, key.role)
+
+
+async def _refuse(request: Request, database_url: str, resource: str, status_code: int, message: str,
+                  detail: dict[str, str] | None = None) -> NoReturn:
+    """Audit the refusal (in a worker thread: it writes to the database), then raise it."""
+    await run_in_threadpool(audit_failure, request, database_url, "auth", resource, status_code, detail)
+    raise HTTPException(status_code, message)
+
+
+async def authenticate(
     request: Request, runtime: RuntimeDep, api_key: Annotated[str | None, Depends(api_key_scheme)]
 ) -> Principal:
-    """The caller of this request, rate-limited per key; 401 (audited) without a valid key."""
+    """The caller of this request, rate-limited per key; 401 (audited) without a valid key.
+
+    Async, so a cached key costs no thread-pool hop; the database is only touched on a cache miss.
+    """
     database_url = runtime.settings.database_url
     if not api_key:
-        audit_failure(request, database_url, "auth", "api_key", status.HTTP_401_UNAUTHORIZED)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"missing API key header {api_key_scheme.model.name}")
+        await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,
+                      f"missing API key header {api_key_scheme.model.name}")
     digest = hashlib.sha256(api_key.encode()).hexdigest()
     principal = runtime.key_cache.get(digest)
     if principal is None:
-        with session_scope(database_url) as session:
-            key = verify_api_key(session, api_key)
-            if key is not None:
-                principal = Principal(key.id, key.role)
+        principal = await run_in_threadpool(_verify, database_url, api_key)
         if principal is None:
-            audit_failure(request, database_url, "auth", "api_key", status.HTTP_401_UNAUTHORIZED)
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key")
+            await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,
+                          "invalid or revoked API key")
         runtime.key_cache.put(digest, principal)
     request.state.actor = principal.actor
-    enforce_rate_limit(request, runtime, principal.key_id)
+    await enforce_rate_limit(request, runtime, principal.key_id)
     return principal
 
 
-def require_roles(*roles: Role) -> Callable[..., Principal]:
+def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits only keys with one of ``roles`` (403, audited, for the others)."""
     allowed = ", ".join(role.value for role in roles)
 
-    def dependency(request: Request, runtime: RuntimeDep,
-                   principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(request: Request, runtime: RuntimeDep,
+                         principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if principal.role not in roles:
-            audit_failure(request, runtime.settings.database_url, "auth", request.url.path,
-                          status.HTTP_403_FORBIDDEN, {"role": principal.role.value})
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"role {principal.role.value} may not call this route (needs {allowed})")
+            await _refuse(request, runtime.settings.database_url, request.url.path, status.HTTP_403_FORBIDDEN,
+                          f"role {principal.role.value} may not call this route (needs {allowed})",
+                          {"role": principal.role.value})
         return principal
 
     return dependency

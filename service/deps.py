@@ -9,8 +9,8 @@ from fastapi import Depends, HTTPException, Request, status
 from service.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The app's runtime; 503 while the model is not loaded and warmed up."""
+async def get_runtime(request: Request) -> Runtime:
+    """The app's runtime; 503 while the model is not loaded and warmed up (async: no thread-pool hop)."""
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None or not runtime.ready:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the model is not loaded yet")

@@ -43,12 +43,12 @@ class RateLimiter:
             return (1 - tokens) / self._rate
 
 
-def enforce_rate_limit(request: Request, runtime: Runtime, key_id: int) -> None:
-    """429 (audited) with ``Retry-After`` when ``key_id`` has no token left."""
+async def enforce_rate_limit(request: Request, runtime: Runtime, key_id: int) -> None:
+    """429 (audited, from a worker thread) with ``Retry-After`` when ``key_id`` has no token left."""
     wait_s = runtime.rate_limiter.acquire(key_id)
     if wait_s > 0:
-        audit_failure(request, runtime.settings.database_url, "rate_limit", f"api_key:{key_id}",
-                      status.HTTP_429_TOO_MANY_REQUESTS)
+        await run_in_threadpool(audit_failure, request, runtime.settings.database_url, "rate_limit",
+                                f"api_key:{key_id}", status.HTTP_429_TOO_MANY_REQUESTS)
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded for this API key",
                             headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
 

@@ -36,7 +36,12 @@ def create_db_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        # One connection per process: SQLite has one writer at a time anyway, and threads queued on the pool
+        # are handed the connection the moment it is free, where the busy handler would make them poll with
+        # sleeps of up to 100 ms (the tail latency of concurrent requests). Other processes still meet the
+        # busy timeout.
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=1,
+                                  max_overflow=0, pool_timeout=SQLITE_BUSY_TIMEOUT_S)
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)

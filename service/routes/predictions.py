@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ecg_k.clinical import flag, interpretation_code, is_critical, reported_value
 from ecg_k.data.waveforms import read_wfdb
@@ -109,7 +109,8 @@ def _store(session: Session, runtime: Runtime, item: Scored, principal: Principa
     card = runtime.model.card
     value = reported_value(item.estimate)
     low, high = prediction_interval(card, item.estimate, runtime.settings.interval_coverage)
-    version = session.get(ModelVersion, runtime.model_version_id)  # first, so a dead database stores no blob
+    # First, so a dead database stores no blob; the card (a large JSON document) is the model's own, not reread.
+    version = session.get(ModelVersion, runtime.model_version_id, options=[defer(ModelVersion.card)])
     assert version is not None
     ecg = store_ecg(session, runtime.store, item.signal, item.fs, item.lead_names)
     row = Prediction(
