@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -149,6 +150,10 @@ def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
                   f"other pairs of val/test subjects discarded: {manifest['discarded_holdout_pairs']}")
 
 
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+"""A full disk, a file over the size limit, an exhausted quota: reported as such, never as a traceback."""
+
+
 def main() -> None:
     """Console-script entry point."""
     load_plugins()
@@ -157,3 +162,11 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted; rerun the same command to resume")
         sys.exit(130)
+    except OSError as err:
+        if err.errno not in STORAGE_FULL_ERRNOS:
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        err_console.print(f"[bold red]error:[/] out of storage{where} ({err.strerror or err}); artefacts already "
+                          "written are intact (every file is written to a temporary name first): free space "
+                          "and rerun the same command to resume")
+        sys.exit(1)

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def storage_limited(max_file_bytes: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes any file larger than ``max_file_bytes`` unwritable (EFBIG), as a full disk
+    would, for the child and its workers; without root, unlike a small mount."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer instead of failing it
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    return limit
+
+
+def run_ecgk(args: list[str], max_file_bytes: int | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m ecg_k ARGS`` in a child process (optionally with :func:`storage_limited`)."""
+    return subprocess.run([sys.executable, "-m", "ecg_k", *args], capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=None if max_file_bytes is None else storage_limited(max_file_bytes))
 
 
 def _real_data_root() -> Path:

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from ecg_k.clinical import Thresholds
-from ecg_k.data.store import read_manifest, sha256_file, write_json_atomic
+from ecg_k.data.store import read_manifest, sha256_file, write_json
 from ecg_k.metrics import shot_regions
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.version import code_version
@@ -44,7 +44,12 @@ def residual_quantiles(predictions: pd.DataFrame, train_labels: np.ndarray, rule
 
 
 def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]:
-    """Export the selected model of ``run``; the ONNX file appears only once parity holds."""
+    """Export the selected model of ``run``; the ONNX file appears only once parity holds.
+
+    The model and its card are both written to temporary files before either replaces the previous pair, so a
+    failed write (a full disk) leaves the previous export as it was. A crash between the two renames leaves a
+    new model beside the old card, which the card's sha256 then refuses at load; exporting again mends it.
+    """
     config = read_run_config(run)
     dataset = Path(config["train"]["data"])
     if not (run / PREDICTIONS).is_file():
@@ -57,38 +62,45 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
     train_labels = SplitData.load(dataset, "train").labels
 
     tmp = run / f".{MODEL_FILE}.tmp.onnx"
-    export_onnx(net, tmp, n_leads=len(preprocess.leads), n_samples=preprocess.n_samples, opset=opset)
-    real = torch.from_numpy(np.asarray(val.signals[: min(5, len(val))], dtype=np.float32))
-    noise = torch.randn(3, len(preprocess.leads), preprocess.n_samples, generator=torch.Generator().manual_seed(0))
-    max_diff = max(verify_onnx_parity(net, tmp, batch, rtol=rtol) for batch in (real, noise) if len(batch))
-    os.replace(tmp, run / MODEL_FILE)
-    digest = sha256_file(run / MODEL_FILE)
-    manifest = read_manifest(dataset)
-    card = {
-        "format": "ecg-k-model-card/1",
-        "name": "ecg-k-net1d",
-        "version": f"{config['train']['method']}-s{config['train']['stage']}-{digest[:12]}",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "method": config["train"]["method"],
-        "stage": config["train"]["stage"],
-        "architecture": {"net1d": net.config.model_dump(mode="json"), "in_channels": net.in_channels},
-        "input": {"name": ONNX_INPUT_NAME, "shape": ["batch", len(preprocess.leads), preprocess.n_samples],
-                  "dtype": "float32", "leads": list(preprocess.leads)},
-        "output": {"name": ONNX_OUTPUT_NAME, "shape": ["batch"], "unit": "mmol/L"},
-        "preprocessing": preprocess.model_dump(mode="json"),
-        "preprocessing_digest": preprocess.digest(),
-        "thresholds": Thresholds().model_dump(),
-        "shot_regions": shot_regions(train_labels, rule=metrics["shot_rule"]).to_dict(),
-        "metrics": {split: metrics[split] for split in ("test", "val")},
-        "shot_rule": metrics["shot_rule"],
-        "prediction_intervals": residual_quantiles(predictions, train_labels, metrics["shot_rule"]),
-        "onnx": {"file": MODEL_FILE, "sha256": digest, "bytes": (run / MODEL_FILE).stat().st_size, "opset": opset,
-                 "parity": {"max_abs_diff": max_diff, "rtol": rtol, "atol": 0.0}},
-        "training_data": {"path": str(dataset), "counts": manifest["counts"],
-                          "label_histogram_train": manifest["label_histogram"]["train"],
-                          "checksums": manifest.get("checksums", {}), "config": manifest["config"]},
-        "train_config": config["train"],
-        "code_version": code_version(),
-    }
-    write_json_atomic(run / MODEL_CARD, card)
+    card_tmp = run / f".{MODEL_CARD}.tmp"
+    try:
+        export_onnx(net, tmp, n_leads=len(preprocess.leads), n_samples=preprocess.n_samples, opset=opset)
+        real = torch.from_numpy(np.asarray(val.signals[: min(5, len(val))], dtype=np.float32))
+        noise = torch.randn(3, len(preprocess.leads), preprocess.n_samples,
+                            generator=torch.Generator().manual_seed(0))
+        max_diff = max(verify_onnx_parity(net, tmp, batch, rtol=rtol) for batch in (real, noise) if len(batch))
+        digest = sha256_file(tmp)
+        manifest = read_manifest(dataset)
+        card = {
+            "format": "ecg-k-model-card/1",
+            "name": "ecg-k-net1d",
+            "version": f"{config['train']['method']}-s{config['train']['stage']}-{digest[:12]}",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "method": config["train"]["method"],
+            "stage": config["train"]["stage"],
+            "architecture": {"net1d": net.config.model_dump(mode="json"), "in_channels": net.in_channels},
+            "input": {"name": ONNX_INPUT_NAME, "shape": ["batch", len(preprocess.leads), preprocess.n_samples],
+                      "dtype": "float32", "leads": list(preprocess.leads)},
+            "output": {"name": ONNX_OUTPUT_NAME, "shape": ["batch"], "unit": "mmol/L"},
+            "preprocessing": preprocess.model_dump(mode="json"),
+            "preprocessing_digest": preprocess.digest(),
+            "thresholds": Thresholds().model_dump(),
+            "shot_regions": shot_regions(train_labels, rule=metrics["shot_rule"]).to_dict(),
+            "metrics": {split: metrics[split] for split in ("test", "val")},
+            "shot_rule": metrics["shot_rule"],
+            "prediction_intervals": residual_quantiles(predictions, train_labels, metrics["shot_rule"]),
+            "onnx": {"file": MODEL_FILE, "sha256": digest, "bytes": tmp.stat().st_size, "opset": opset,
+                     "parity": {"max_abs_diff": max_diff, "rtol": rtol, "atol": 0.0}},
+            "training_data": {"path": str(dataset), "counts": manifest["counts"],
+                              "label_histogram_train": manifest["label_histogram"]["train"],
+                              "checksums": manifest.get("checksums", {}), "config": manifest["config"]},
+            "train_config": config["train"],
+            "code_version": code_version(),
+        }
+        write_json(card_tmp, card)
+        os.replace(tmp, run / MODEL_FILE)
+        os.replace(card_tmp, run / MODEL_CARD)
+    finally:
+        tmp.unlink(missing_ok=True)
+        card_tmp.unlink(missing_ok=True)
     return card

@@ -31,18 +31,29 @@ def labels_path(root: Path, split: str) -> Path:
     return root / f"{split}.labels.npy"
 
 
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON (the format of every manifest and card)."""
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
+    """Write JSON through a temporary file and rename, so a crash or a full disk never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        write_json(tmp, payload)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write a parquet file through a temporary file and rename."""
+    """Write a parquet file through a temporary file and rename (the previous file survives a failed write)."""
     tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

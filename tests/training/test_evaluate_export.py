@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ from ecg_k.data.store import sha256_file
 from training.config import TrainConfig
 from training.data import SplitData
 from training.evaluate import evaluate_run
-from training.export import export_run
+from tests.conftest import run_ecgk
+from training.export import MODEL_CARD, MODEL_FILE, export_run
 from training.run_io import load_best_net
 from training.trainer import Trainer
 
@@ -70,6 +72,21 @@ def test_export_onnx_parity_and_model_card(runs: dict[str, Path], toy_dataset: P
     with torch.no_grad():
         torch_out = load_best_net(run)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(onnx_out, torch_out, rtol=1e-4, atol=0)
+
+
+def test_export_on_a_full_disk_keeps_the_previous_export(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "dist"
+    shutil.copytree(runs["dist"], run)
+    export_run(run)
+    before = {name: (run / name).read_bytes() for name in (MODEL_FILE, MODEL_CARD)}
+    full = run_ecgk(["export", "--run", str(run)], max_file_bytes=len(before[MODEL_FILE]) // 2)
+    assert full.returncode == 1, full.stderr
+    assert "out of storage" in full.stderr and "Traceback" not in full.stderr
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert not list(run.glob(".*.tmp*"))
+    again = run_ecgk(["export", "--run", str(run)])
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run / MODEL_CARD).read_text())["onnx"]["sha256"] == sha256_file(run / MODEL_FILE)
 
 
 def test_compare_cli_table(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor, process_record
 from ecg_k.data.store import load_split, read_manifest
 from ecg_k.synth import generate_dataset
+from tests.conftest import run_ecgk
 
 runner = CliRunner()
 OUTPUT_FILES = ("cohort.parquet", "rejected.parquet", *(f"{s}.{k}.npy" for s in ("train", "val", "test")
@@ -136,6 +137,22 @@ def test_killed_ingest_resumes_byte_identical(reference: Path, synthetic, tmp_pa
     assert proc.returncode == -signal.SIGKILL  # really interrupted mid-way
     assert not (out / "manifest.json").exists()
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    _same_bytes(reference, out)
+
+
+def test_ingest_on_a_full_disk_fails_clearly_and_resumes(reference: Path, synthetic, tmp_path: Path) -> None:
+    ecg_root, hosp_root, _ = synthetic
+    out = tmp_path / "ds"
+    args = ["ingest", "--ecg-root", str(ecg_root), "--hosp-root", str(hosp_root), "--out", str(out),
+            "--balanced-max-per-bin", "3", "--shard-size", "16", "--workers", "1"]
+    largest_shard = 16 * 5000 * 2 + 64 * 1024  # float16 lead I, plus the npz's other arrays and headers
+    full = run_ecgk(args, max_file_bytes=largest_shard)
+    assert full.returncode == 1, full.stderr
+    assert "out of storage" in full.stderr and "Traceback" not in full.stderr
+    assert any((out / ".work" / "shards").glob("*.npz"))  # the shards written before it stay for the resume
+    assert not (out / "manifest.json").exists()
+    done = run_ecgk(args)
     assert done.returncode == 0, done.stderr
     _same_bytes(reference, out)
 
