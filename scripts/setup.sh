@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${ECGK_VENV:-.venv}
 stamp_file="$VENV/.ecgk-install-stamp"
-stamp=$(cat pyproject.toml requirements/*.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+stamp=$(cat pyproject.toml setup.py requirements/*.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
   exit 0
 fi

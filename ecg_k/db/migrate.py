@@ -23,16 +23,32 @@ from sqlalchemy.engine import Connection
 from ecg_k.db.session import create_db_engine
 from ecg_k.settings import get_settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 ADVISORY_LOCK_KEY = 0x45434B_4D494752  # "ECK" "MIGR": one key for every ecg-k migration
+
+
+def find_migrations_dir(module_dir: Path) -> Path:
+    """Where the Alembic environment is, for this module living in ``module_dir``.
+
+    A wheel ships the repository's ``migrations/`` as ``ecg_k/db/migrations`` (setup.py maps it), so an
+    installed ecg-k finds it beside this module; a source checkout or an editable install finds it at the
+    repository root, two levels up. The first that holds ``env.py`` wins.
+    """
+    candidates = (module_dir / "migrations", module_dir.parents[1] / "migrations")
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    return candidates[0]
+
+
+MIGRATIONS_DIR = find_migrations_dir(Path(__file__).resolve().parent)
 
 
 def alembic_config() -> Config:
     """An Alembic config for ``migrations/`` (no ini file, so the caller's logging is left alone)."""
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise FileNotFoundError(
-            f"Alembic environment not found at {MIGRATIONS_DIR}; run ecg-k from a source checkout "
-            "(or an editable install) that contains migrations/"
+            f"Alembic environment not found at {MIGRATIONS_DIR} nor in a source checkout around it: "
+            "reinstall ecg-k (its wheel ships the migrations) or run it from a checkout"
         )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
