@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads within one run.")
     ort_inter_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads across graph nodes.")
     use_cuda: bool = Field(default=True, description="Ask ONNX Runtime for CUDA when it is installed.")
+    model_poll_s: float = Field(
+        default=10.0, ge=0,
+        description="How often the service checks the registry for a new champion and swaps it in without a "
+        "restart (0: never; a model pinned with --model is never swapped).",
+    )
 
 
 @functools.cache

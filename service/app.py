@@ -1,8 +1,12 @@
 """The FastAPI app: ``create_app`` builds it; its lifespan migrates the database, loads and warms up the
-model, and only then reports ready. Run with ``ecgk serve`` or ``uvicorn service.app:create_app --factory``."""
+model, and only then reports ready; unless a model is pinned (``--model``), a background task then checks the
+registry every ``model_poll_s`` seconds and hot-swaps a new champion in (:class:`service.runtime.ChampionWatcher`).
+Run with ``ecgk serve`` or ``uvicorn service.app:create_app --factory``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +27,7 @@ from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.routes import fhir, health, labs, metrics, models, predictions
-from service.runtime import load_runtime
+from service.runtime import ChampionWatcher, ModelRefusedError, Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +44,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(upgrade, settings.database_url)
         runtime = await run_in_threadpool(load_runtime, settings)
-        card = runtime.model.card
-        app_metrics.model.info({"name": card.name, "version": card.version, "sha256": card.onnx.sha256,
-                                "providers": ",".join(runtime.model.providers)})
+        publish_model(runtime)
         app.state.runtime = runtime
+        app.state.watcher = None if settings.model_path is not None else ChampionWatcher(app.state, publish_model)
+        poller = None
+        if app.state.watcher is not None and settings.model_poll_s > 0:
+            poller = asyncio.create_task(watch_champion(app.state.watcher, settings.model_poll_s))
         try:
             yield
         finally:
-            runtime.ready = False
+            app.state.runtime.ready = False
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
             dispose_engines()
+
+    def publish_model(runtime: Runtime) -> None:
+        """The served model in the Prometheus ``ecgk_model_info``."""
+        card = runtime.model.card
+        app_metrics.model.info({"name": card.name, "version": card.version, "sha256": card.onnx.sha256,
+                                "providers": ",".join(runtime.model.providers)})
 
     app = FastAPI(title="ecg-k inference API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app_metrics = Metrics()
@@ -70,14 +86,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(sa.exc.OperationalError)
     @app.exception_handler(sa.exc.InterfaceError)
-    async def database_unavailable(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
-        """503 while the database cannot be reached: the request's transaction did not commit, so nothing
-        was stored (and its audit event could not be written either; the log line says so)."""
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def database_unavailable(request: Request, exc: sa.exc.SQLAlchemyError) -> JSONResponse:
+        """503 while the database cannot be reached (or no connection frees up in time): the request's
+        transaction did not commit, so nothing was stored (and its audit event could not be written either;
+        the log line says so)."""
+        orig = getattr(exc, "orig", None)
         logger.error("database unavailable during %s %s: %s", request.method, request.url.path,
-                     type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+                     type(orig).__name__ if orig is not None else type(exc).__name__)
         return JSONResponse({"detail": "database unavailable: nothing was stored; retry later"},
                             status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=reject_body)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
     return app
+
+
+async def watch_champion(watcher: ChampionWatcher, interval_s: float) -> None:
+    """Check the registry's champion every ``interval_s`` seconds, in a worker thread, until cancelled.
+
+    Nothing here may end the loop: a refused model was logged by the watcher, an unreachable database is
+    retried at the next tick, and anything else is logged with its traceback.
+    """
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_in_threadpool(watcher.check)
+        except ModelRefusedError:
+            pass
+        except sa.exc.SQLAlchemyError as err:
+            logger.warning("champion check skipped: database unavailable (%s)", type(err).__name__)
+        except Exception:
+            logger.exception("champion check failed; the served model is unchanged")

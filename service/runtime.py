@@ -1,12 +1,22 @@
-"""What a running service holds: its settings, the served model and the ECG store (``app.state.runtime``)."""
+"""What a running service holds: its settings, the served model and the ECG store (``app.state.runtime``).
+
+Hot swap: a :class:`Runtime` never changes its model. When the registry's champion changes,
+:class:`ChampionWatcher` opens, sha256-verifies and warms up the new model off the request path, then replaces
+``app.state.runtime`` with a copy serving it (one attribute assignment, atomic). A request takes the runtime
+once, when it starts (``service.deps.get_runtime``), so it finishes with the model it started with and its
+prediction row records the version that actually served it; the old session is freed with its last request.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sqlalchemy as sa
+from starlette.datastructures import State
 
 from ecg_k.db.ecg_store import EcgStore
 from ecg_k.db.models import ModelVersion
@@ -45,6 +55,10 @@ class Runtime:
             self._cards[version.id] = parse_model_card(version.card, source=f"model card of {version.name}")
         return self._cards[version.id]
 
+    def serving(self, model: OnnxModel, model_version_id: int) -> Runtime:
+        """A runtime serving ``model`` that shares everything else (key cache, rate limiter, store, cards)."""
+        return replace(self, model=model, model_version_id=model_version_id)
+
     def database_ok(self) -> bool:
         """Whether the database answers ``SELECT 1`` now."""
         try:
@@ -78,10 +92,8 @@ def _resolve_version(settings: Settings) -> ModelVersion:
         return version
 
 
-def load_runtime(settings: Settings) -> Runtime:
-    """Resolve, verify (sha256 against the registry and the card), open and warm up the model."""
-    version = _resolve_version(settings)
-    onnx_path = Path(version.path) if settings.model_path is None else Path(settings.model_path)
+def open_model(version: ModelVersion, onnx_path: Path, settings: Settings) -> OnnxModel:
+    """Open ``onnx_path`` (its card beside it), check that it is the registered ``version`` and warm it up."""
     model = OnnxModel(
         onnx_path.with_name(MODEL_CARD_FILE),
         onnx_path,
@@ -96,12 +108,70 @@ def load_runtime(settings: Settings) -> Runtime:
     seconds = model.warm_up()
     logger.info("model %s %s warmed up in %.1f ms on %s", version.name, version.version, seconds * 1e3,
                 model.providers)
+    return model
+
+
+def load_runtime(settings: Settings) -> Runtime:
+    """Resolve, verify (sha256 against the registry and the card), open and warm up the model."""
+    version = _resolve_version(settings)
+    onnx_path = Path(version.path) if settings.model_path is None else Path(settings.model_path)
     return Runtime(
         settings=settings,
-        model=model,
+        model=open_model(version, onnx_path, settings),
         model_version_id=version.id,
         store=EcgStore(settings.ecg_store),
         key_cache=KeyCache(settings.api_key_cache_s),
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ready=True,
     )
+
+
+class ModelRefusedError(RuntimeError):
+    """The registry's champion cannot be served (missing file, sha256 mismatch, failed warm-up)."""
+
+
+class ChampionWatcher:
+    """Keeps ``state.runtime`` serving the registry's champion (not used when a model is pinned).
+
+    :meth:`check` runs in a worker thread, called every ``model_poll_s`` by the app and on demand by the
+    admin reload route; a lock makes concurrent checks load a new model once. A champion that fails to load
+    is refused with one error log line and the served model stays; a refused version is not retried by the
+    poller (the admin reload retries it), so a broken file costs no reload per poll.
+    """
+
+    def __init__(self, state: State, on_swap: Callable[[Runtime], None]) -> None:
+        self._state = state
+        self._on_swap = on_swap
+        self._lock = threading.Lock()
+        self._refused: dict[int, str] = {}
+
+    def check(self, retry_refused: bool = False) -> Runtime:
+        """Serve the champion if it is not served yet; return the runtime serving now.
+
+        Raises :class:`ModelRefusedError` when the champion cannot be served (the old model keeps serving).
+        """
+        with self._lock:
+            current: Runtime = self._state.runtime
+            with session_scope(current.settings.database_url) as session:
+                champion = get_champion(session)
+            if champion is None or champion.id == current.model_version_id:
+                return current
+            if champion.id in self._refused and not retry_refused:
+                raise ModelRefusedError(self._refused[champion.id])
+            served = current.model.card
+            try:
+                model = open_model(champion, Path(champion.path), current.settings)
+            except (RuntimeError, OSError, ValueError) as err:
+                message = (f"champion {champion.name} {champion.version} refused ({type(err).__name__}: {err}); "
+                           f"still serving {served.name} {served.version}")
+                if self._refused.get(champion.id) != message:
+                    logger.error("%s", message)
+                self._refused[champion.id] = message
+                raise ModelRefusedError(message) from err
+            fresh = current.serving(model, champion.id)
+            self._state.runtime = fresh
+            self._refused.pop(champion.id, None)
+            logger.info("now serving champion %s %s (was %s %s)", champion.name, champion.version, served.name,
+                        served.version)
+            self._on_swap(fresh)
+            return fresh

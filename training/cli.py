@@ -1,4 +1,4 @@
-"""``ecgk train | evaluate | export | compare``: registered into the ``ecgk`` app through the
+"""``ecgk train | evaluate | export | compare | demo | retrain``: registered into the ``ecgk`` app through the
 ``ecgk.commands`` entry point, so ``ecg_k`` never imports ``training``. Heavy imports (torch) happen
 inside the commands, keeping ``ecgk --help`` fast."""
 
@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ecg_k.cli import console, fail, parse_options, validation_message
+from ecg_k.db.cli import UrlOption
 from ecg_k.settings import get_settings
 
 
@@ -121,6 +122,67 @@ def demo(
     run_demo(home or get_settings().home / "demo", plan)
 
 
+def retrain(
+    data: Annotated[Path | None, typer.Option(
+        help="Base dataset (default: the champion's training dataset, or the base dataset behind it).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Root of the run directories (default: $ECGK_HOME/retrain).")] = None,
+    champion_run: Annotated[Path | None, typer.Option(
+        help="The champion's training run (default: the directory of its registered ONNX file).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Retrain end to end, not only the head (stage 2).")] = False,
+    delta: Annotated[float, typer.Option(help="Gate: few-shot MAE must improve by at least this (mmol/L).")] = 0.02,
+    epsilon: Annotated[float, typer.Option(help="Gate: overall MAE may worsen by at most this fraction.")] = 0.05,
+    holdout_fraction: Annotated[float, typer.Option(
+        help="Fraction of confirmed subjects kept out of training, for evaluation.")] = 0.2,
+    window_min: Annotated[float | None, typer.Option(
+        help="Pairing window ECG <-> lab, minutes either side (default: the base dataset's).")] = None,
+    min_cases: Annotated[int, typer.Option(help="Fewest trainable confirmed cases worth a run.")] = 1,
+    force_promote: Annotated[bool, typer.Option(
+        "--force-promote", help="Promote the challenger even if the gate refuses it (audited).")] = False,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Run even if this data was already tried.")] = False,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the clinical CIs.")] = 200,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="Challenger training setting over the champion's recipe, e.g. -o epochs=5.")] = None,
+    url: UrlOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Retrain a challenger on the lab-confirmed predictions, gate it against the champion and promote it
+    if it passes (a one-shot batch job, safe to schedule: exit 0 also when there is nothing to do, 3 when
+    another run holds the lock)."""
+    from pydantic import ValidationError
+
+    from ecg_k.data.errors import DataInputError
+    from ecg_k.db.cli import _actor, clear_errors, require_head
+    from ecg_k.db.ecg_store import EcgStore
+    from ecg_k.inference import ModelIntegrityError
+    from training.onnx_export import OnnxParityError
+    from training.retrain import RetrainConfig, Retraining
+    from training.retrain_lock import RetrainBusyError
+    from training.trainer import TrainingError
+
+    settings = get_settings()
+    with clear_errors():  # bad input exits 2, an unreachable database 1
+        require_head(url)
+        try:
+            config = RetrainConfig.model_validate({
+                "out": out or settings.home / "retrain", "data": data, "champion_run": champion_run, "full": full,
+                "gate": {"delta": delta, "epsilon": epsilon}, "holdout_fraction": holdout_fraction,
+                "window_min": window_min, "min_cases": min_cases, "force_promote": force_promote, "rerun": rerun,
+                "n_boot": n_boot, "device": device, "overrides": parse_options(option or []), "progress": progress,
+            })
+            outcome = Retraining(config, url or settings.database_url, EcgStore(settings.ecg_store), settings.home,
+                                 _actor()).run()
+        except ValidationError as err:
+            fail(f"invalid option: {validation_message(err)}")
+        except RetrainBusyError as err:
+            fail(str(err), code=3)
+        except (TrainingError, OnnxParityError, ModelIntegrityError, DataInputError, FileNotFoundError) as err:
+            fail(str(err))
+    console.print(f"{outcome.status}: {outcome.message}", soft_wrap=True)
+    if outcome.run_dir is not None:
+        console.print(f"run record: {outcome.run_dir / 'retrain.json'}", soft_wrap=True)
+
+
 def _run_label(run: Path) -> str:
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     method = config.get("train", {}).get("method", run.name)
@@ -133,5 +195,5 @@ def _fmt(value: float | None) -> str:
 
 def register(app: typer.Typer) -> None:
     """Entry point of the ``ecgk.commands`` group."""
-    for command in (train, evaluate, export, compare, demo):
+    for command in (train, evaluate, export, compare, demo, retrain):
         app.command()(command)

@@ -3,6 +3,10 @@
 A version enters as a challenger once its ONNX file matches the sha256 in its card. ``promote`` makes it
 the champion and retires the previous one in the caller's transaction, together with an audit event; the
 database's partial unique index guarantees at most one champion even under concurrent promotions.
+
+A retraining run (``ecgk retrain``) records its gate decision and, when the gate passed or an operator forced
+it, the promotion with :func:`record_retrain`; :func:`find_retrain_decision` tells it whether the same data
+was already tried against the champion.
 """
 
 from __future__ import annotations
@@ -165,4 +169,60 @@ def record_gate_decision(
     record_audit(
         session, actor, "model.gate", _resource(challenger), AuditOutcome.SUCCESS, request_id, detail
     )
+    return decision
+
+
+RETRAIN_CRITERIA_KEY = "retrain"
+"""Key of the retraining run record inside a gate decision's ``criteria`` (``data_fingerprint``, run dir…)."""
+
+
+def find_retrain_decision(session: Session, data_fingerprint: str, champion: ModelVersion) -> GateDecision | None:
+    """The newest gate decision of a retraining run on the data ``data_fingerprint`` that either compared a
+    challenger with ``champion`` or made ``champion`` (so that data is already in it); else ``None``."""
+    decisions = session.scalars(
+        sa.select(GateDecision)
+        .where(sa.or_(GateDecision.champion_id == champion.id, GateDecision.challenger_id == champion.id))
+        .order_by(GateDecision.id.desc())
+    )
+    for decision in decisions:
+        run = decision.criteria.get(RETRAIN_CRITERIA_KEY)
+        if isinstance(run, dict) and run.get("data_fingerprint") == data_fingerprint:
+            return decision
+    return None
+
+
+def record_retrain(
+    session: Session,
+    challenger: ModelVersion,
+    champion: ModelVersion,
+    *,
+    passed: bool,
+    forced: bool,
+    criteria: dict[str, Any],
+    actor: str,
+    request_id: str | None = None,
+) -> GateDecision:
+    """Record a retraining run's gate decision about ``challenger`` against ``champion`` and promote the
+    challenger when the gate passed or an operator ``forced`` it, in the caller's transaction.
+
+    Audited three ways: ``model.gate`` (the decision), ``model.promote`` (when promoted) and ``model.retrain``
+    (the run: decision, forced, data fingerprint). If ``champion`` is no longer the champion (someone promoted
+    another version during the run), nothing is recorded: the comparison no longer holds.
+    """
+    current = get_champion(session)
+    if current is None or current.id != champion.id:
+        now = "no champion" if current is None else f"{_resource(current)} is the champion now"
+        raise ValueError(f"the challenger was compared with {_resource(champion)}, but {now}: rerun the retraining")
+    run = criteria.get(RETRAIN_CRITERIA_KEY)
+    if not isinstance(run, dict) or not isinstance(run.get("data_fingerprint"), str):
+        raise ValueError(f"gate criteria of a retraining run need {RETRAIN_CRITERIA_KEY}.data_fingerprint")
+    decision = record_gate_decision(session, challenger, passed=passed, criteria={**criteria, "forced": forced},
+                                    actor=actor, request_id=request_id)
+    promoted = passed or forced
+    if promoted:
+        promote(session, challenger.name, challenger.version, actor=actor, request_id=request_id)
+    outcome = ("forced" if not passed else "promoted") if promoted else "refused"
+    record_audit(session, actor, "model.retrain", _resource(challenger), AuditOutcome.SUCCESS, request_id,
+                 {"decision": outcome, "forced": forced, "gate_decision_id": decision.id,
+                  "champion": _resource(champion), "data_fingerprint": run["data_fingerprint"]})
     return decision

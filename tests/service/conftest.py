@@ -63,8 +63,10 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-def start_service(model_path: Path, database_url: str, home: Path, **env: str) -> Service:
-    """Migrate the database, create one key per role (two clients), start the server and wait until ready."""
+def start_service(model_path: Path | None, database_url: str, home: Path, **env: str) -> Service:
+    """Migrate the database, create one key per role (two clients), start the server and wait until ready.
+
+    ``model_path`` pins the served model (``--model``); ``None`` serves the registry's champion (hot swap)."""
     upgrade(database_url)
     with session_scope(database_url) as session:
         keys = {name: create_api_key(session, role, actor="test", name=name).plaintext
@@ -77,8 +79,8 @@ def start_service(model_path: Path, database_url: str, home: Path, **env: str) -
                    "ECGK_USE_CUDA": "false", "PYTHONPATH": str(REPO_ROOT), **env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--model", str(model_path), "--host", "127.0.0.1",
-             "--port", str(port)],
+            [sys.executable, "-m", "service.cli", "serve", *(["--model", str(model_path)] if model_path else []),
+             "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
         )
     service = Service(f"http://127.0.0.1:{port}", database_url, process, log_path, keys)

@@ -3,6 +3,7 @@ follow the label), so a tiny Net1D learns it in a few CPU steps."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +30,14 @@ def _signals(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     return x[:, None, :].astype(np.float16)
 
 
-def write_toy_dataset(root: Path, sizes: dict[str, int], seed: int = 0) -> Path:
+def write_toy_dataset(root: Path, sizes: dict[str, int], seed: int = 0,
+                      sample_labels: Callable[[np.random.Generator, int], np.ndarray] = _labels) -> Path:
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     histogram: dict[str, dict[str, int]] = {}
     for split, n in sizes.items():
-        labels = _labels(rng, n)
+        labels = sample_labels(rng, n)
         np.save(signals_path(root, split), _signals(rng, labels))
         np.save(labels_path(root, split), labels)
         histogram[split] = {f"{k:.1f}": int(c) for k, c in zip(*np.unique(labels, return_counts=True), strict=True)}
