@@ -112,14 +112,17 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and the runs.")] = 0,
     stage1_epochs: Annotated[int, typer.Option(help="Stage-1 epochs.")] = 20,
     stage2_epochs: Annotated[int, typer.Option(help="Stage-2 epochs.")] = 20,
+    new_patients: Annotated[int, typer.Option(min=1, help="New patients sent to the API, labs confirmed.")] = 24,
+    serve: Annotated[bool, typer.Option(help="Keep the API and the dashboard running until Ctrl-C.")] = True,
 ) -> None:
     """End to end on the embedded defaults: synth -> ingest -> stage 1 -> stage 2 (Dist Loss) -> evaluate ->
-    export, printing the comparison table. Rerunning continues where it stopped."""
+    export -> register -> API and dashboard on loopback -> predictions and confirmed labs -> a retraining run
+    with its gate decision; prints where to look and serves until Ctrl-C. Rerunning continues where it stopped."""
     from training.demo import DemoPlan, run_demo
 
     plan = DemoPlan(n_ecgs=n_ecgs, seed=seed, workers=workers, stage1_epochs=stage1_epochs,
-                    stage2_epochs=stage2_epochs)
-    run_demo(home or get_settings().home / "demo", plan)
+                    stage2_epochs=stage2_epochs, new_patients=new_patients)
+    run_demo(home or get_settings().home / "demo", plan, serve_until_interrupted=serve)
 
 
 def retrain(

@@ -1,26 +1,40 @@
 """``ecgk demo``: the end-to-end run on the embedded defaults, sized for 2 CPU cores.
 
 synth (MIMIC layout) -> ingest -> stage 1 (vanilla Net1D) -> stage 2 (head retrained with Dist Loss) ->
-evaluate both -> export the Dist Loss model to ONNX -> the comparison table -> the API on loopback serving
-a few test ECGs. Every step is resumable, so a
-rerun (or a rerun after Ctrl-C) continues instead of starting over.
+evaluate both -> export both to ONNX -> the comparison table -> register (Dist Loss champion) -> the API and
+the dashboard on loopback -> test ECGs and new patients whose labs a reviewer confirms -> a retraining run
+and its gate decision (the API hot-swaps if it promotes) -> where to look, serving until Ctrl-C. The
+training steps are resumable, so a rerun (or a rerun after Ctrl-C) continues instead of starting over.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ecg_k.cli import console, print_dataset_summary
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.ingest import IngestConfig, Ingestor
+from ecg_k.db.registry import get_champion
+from ecg_k.db.session import session_scope
 from ecg_k.synth import generate_dataset
 from training.config import TrainConfig
 from training.evaluate import evaluate_run
 from training.evaluation_report import comparison_table, write_comparison
-from training.demo_api import send_test_ecgs
+from training.demo_serving import (
+    DemoServices,
+    demo_database_url,
+    register_demo_models,
+    run_retraining,
+    running_services,
+    send_confirmed_patients,
+    send_test_ecgs,
+    wait_for_champion,
+)
 from training.export import export_run
+from training.retrain import RetrainOutcome
 from training.trainer import Trainer
 
 
@@ -36,11 +50,19 @@ class DemoPlan:
     stage1_batch: int = 64
     stage2_epochs: int = 20
     stage2_batch: int = 256
+    new_patients: int = 24
 
     @property
     def balanced_cap(self) -> int:
         """Val/test pairs per 0.1 bin: keeps about 70 % of the pairs for training at demo scale."""
         return max(2, self.n_ecgs // 1000)
+
+
+STEPS = 10
+
+
+def _step(number: int, title: str) -> None:
+    console.rule(f"{number}/{STEPS} {title}")
 
 
 def _train(config: TrainConfig) -> None:
@@ -49,7 +71,7 @@ def _train(config: TrainConfig) -> None:
 
 def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
     """Synthetic MIMIC layout under ``home/synthetic``, ingested into ``home/dataset`` (both reused if done)."""
-    console.rule("1/7 synthetic MIMIC-IV-ECG + hosp labs")
+    _step(1, "synthetic MIMIC-IV-ECG + hosp labs")
     synth = home / "synthetic"
     try:
         summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
@@ -61,7 +83,7 @@ def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
         summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
     console.print(f"{summary.n_ecgs} ECGs of {summary.n_subjects} subjects in {synth}")
 
-    console.rule("2/7 ingest (pairing, balanced subject-level split, preprocessing)")
+    _step(2, "ingest (pairing, balanced subject-level split, preprocessing)")
     dataset = home / "dataset"
     config = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=plan.balanced_cap))
     manifest = Ingestor(synth / "mimic-iv-ecg", synth / "mimic-iv", dataset, config).run(workers=plan.workers)
@@ -69,30 +91,85 @@ def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
     return dataset
 
 
-def run_demo(home: Path, plan: DemoPlan) -> Path:
-    """Run every step (skipping what is already done) and return the exported run directory."""
+def run_demo(home: Path, plan: DemoPlan, serve_until_interrupted: bool = False) -> Path:
+    """Run every step (skipping what is already done) and return the run directory of the served champion.
+
+    With ``serve_until_interrupted`` the API and the dashboard keep running after the last step until Ctrl-C.
+    """
     dataset = prepare_dataset(home, plan)
     runs = home / "runs"
     common = {"data": dataset, "model": plan.model, "seed": plan.seed}
-    console.rule("3/7 stage 1: vanilla Net1D (L1, end to end)")
+    _step(3, "stage 1: vanilla Net1D (L1, end to end)")
     vanilla = runs / "vanilla"
     _train(TrainConfig(out=vanilla, method="vanilla", epochs=plan.stage1_epochs, batch_size=plan.stage1_batch,
                        **common))
-    console.rule("4/7 stage 2: head retrained with Dist Loss (INV-L2) on cached features")
+    _step(4, "stage 2: head retrained with Dist Loss (INV-L2) on cached features")
     dist = runs / "dist"
     _train(TrainConfig(out=dist, method="dist", stage=2, init=vanilla, epochs=plan.stage2_epochs,
                        batch_size=plan.stage2_batch, **common))
 
-    console.rule("5/7 evaluate (balanced test set; shot regions by the paper's ECG rule)")
+    _step(5, "evaluate (balanced test set; shot regions by the paper's ECG rule)")
     metrics = {f"{name}": evaluate_run(run) for name, run in (("vanilla", vanilla), ("dist", dist))}
     write_comparison(runs / "comparison", metrics)
     console.print(comparison_table(metrics).round(3).to_string(), soft_wrap=True)
 
-    console.rule("6/7 export the Dist Loss model to ONNX")
-    card = export_run(dist)
-    console.print(f"model {card['version']}: {dist / 'model.onnx'} (parity max |diff| "
-                  f"{card['onnx']['parity']['max_abs_diff']:.1e}); card: {dist / 'model_card.json'}")
-    console.rule("7/7 the API on loopback: the exported model serves test ECGs")
-    send_test_ecgs(dataset, dist / "model.onnx", home)
-    console.print(f"reports: {vanilla / 'report.md'}, {dist / 'report.md'}; table: {runs / 'comparison'}")
-    return dist
+    _step(6, "export both models to ONNX (parity-checked) with their model cards")
+    for run in (vanilla, dist):
+        card = export_run(run)
+        console.print(f"{card['version']}: {run / 'model.onnx'} (parity max |diff| "
+                      f"{card['onnx']['parity']['max_abs_diff']:.1e})")
+
+    _step(7, "register: vanilla, then Dist Loss promoted to champion")
+    database_url = demo_database_url(home)
+    console.print(f"champion {register_demo_models(database_url, vanilla, dist)} in {home / 'ecgk.db'}")
+
+    _step(8, "the API and the dashboard on loopback; test ECGs and new patients with confirmed labs")
+    with running_services(home, database_url) as services:
+        console.print(f"API {services.api_url} (docs: {services.api_url}/docs); dashboard {services.dashboard_url}")
+        send_test_ecgs(services, dataset)
+        flagged = send_confirmed_patients(services, plan.new_patients, plan.seed)
+        console.print(f"{plan.new_patients} new patients: {flagged} flagged by the API; a reviewer confirmed "
+                      "each with its lab K+")
+
+        _step(9, "retraining run: challenger from the champion, gated on the locked test set")
+        outcome = run_retraining(home, database_url)
+        console.print(f"gate: {outcome.status}: {outcome.message}", soft_wrap=True)
+        console.print(f"the API serves {wait_for_champion(services, database_url)}")
+
+        _step(10, "where to look")
+        _print_where_to_look(home, runs, services, outcome)
+        if serve_until_interrupted:
+            _serve_until_interrupted()
+    return _champion_run(database_url)
+
+
+def _print_where_to_look(home: Path, runs: Path, services: DemoServices, outcome: RetrainOutcome) -> None:
+    lines = [
+        f"dashboard      {services.dashboard_url}  (sign in to review with the reviewer key below)",
+        f"API            {services.api_url}/docs",
+        f"client key     {services.client_key}",
+        f"reviewer key   {services.reviewer_key}",
+        f"reports        {runs / 'vanilla' / 'report.md'}, {runs / 'dist' / 'report.md'}",
+        f"comparison     {runs / 'comparison' / 'comparison.md'}",
+        f"database       {home / 'ecgk.db'} (ECGs in {home / 'ecg-store'})",
+        f"logs           {home / 'api.log'}, {home / 'dashboard.log'}",
+    ]
+    if outcome.run_dir is not None:
+        lines.append(f"retraining     {outcome.run_dir / 'retrain.json'}")
+    console.print("\n".join(lines), soft_wrap=True)
+
+
+def _serve_until_interrupted() -> None:
+    console.print("serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping the API and the dashboard")
+
+
+def _champion_run(database_url: str) -> Path:
+    with session_scope(database_url) as session:
+        champion = get_champion(session)
+        assert champion is not None
+        return Path(champion.path).parent
