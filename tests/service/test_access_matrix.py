@@ -1,0 +1,116 @@
+"""Every operation of the API against every kind of caller: no key, a malformed, unknown or revoked key, and
+each role. Refused callers get 401 or 403 (audited) and change nothing; admitted ones are never refused on
+access grounds. The matrix must name every operation the OpenAPI document lists, so a new route cannot
+ship without its access rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ecg_k.db.api_keys import create_api_key, revoke_api_key
+from ecg_k.db.models import Role
+from ecg_k.db.session import session_scope
+from tests.service.conftest import RawEcg, Service
+
+ANY_ROLE = frozenset({"client", "reviewer", "admin"})
+PUBLIC = frozenset({("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")})
+MATRIX: dict[tuple[str, str], frozenset[str]] = {
+    ("POST", "/v1/predictions"): frozenset({"client"}),
+    ("POST", "/v1/predictions/wfdb"): frozenset({"client"}),
+    ("POST", "/v1/predictions/batch"): frozenset({"client"}),
+    ("GET", "/v1/predictions/{prediction_id}"): ANY_ROLE,
+    ("GET", "/v1/predictions/{prediction_id}/fhir"): ANY_ROLE,
+    ("POST", "/v1/predictions/{prediction_id}/lab"): frozenset({"reviewer"}),
+    ("POST", "/v1/predictions/{prediction_id}/reviews"): frozenset({"reviewer"}),
+    ("GET", "/v1/models"): ANY_ROLE,
+    ("POST", "/v1/models/reload"): frozenset({"admin"}),
+}
+"""The roles each operation admits."""
+BAD_KEYS = {"no key": None, "malformed key": "not-a-key", "unknown key": "ecgk_0123456789abcdef_" + "x" * 43}
+
+
+@pytest.fixture(scope="module")
+def revoked_key(service: Service) -> str:
+    with session_scope(service.database_url) as session:
+        key = create_api_key(session, Role.ADMIN, actor="test", name="revoked")
+        revoke_api_key(session, key.key.id, actor="test")
+    return key.plaintext
+
+
+@pytest.fixture(scope="module")
+def prediction_id(service: Service, raw_ecg: RawEcg) -> str:
+    with service.client("client") as client:
+        response = client.post("/v1/predictions", json=raw_ecg.payload())
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _call(base_url: str, key: str | None, method: str, path: str, prediction_id: str) -> httpx.Response:
+    """One request with a harmless body (authentication and roles are checked before the body)."""
+    url = base_url + path.replace("{prediction_id}", prediction_id)
+    headers = {} if key is None else {"X-API-Key": key}
+    if path.endswith("/wfdb"):
+        return httpx.post(url, headers=headers, files={"header": ("r.hea", b"r 0"), "signal": ("r.dat", b"")},
+                          timeout=60)
+    return httpx.request(method, url, headers=headers, json={} if method == "POST" else None, timeout=60)
+
+
+def _operations(service: Service) -> Iterator[tuple[str, str]]:
+    spec = httpx.get(f"{service.base_url}/openapi.json", timeout=30).json()
+    for path, operations in spec["paths"].items():
+        for method in operations:
+            yield method.upper(), path
+
+
+def test_the_matrix_names_every_operation(service: Service) -> None:
+    assert set(_operations(service)) == set(MATRIX) | PUBLIC
+
+
+def test_public_operations_need_no_key(service: Service, prediction_id: str) -> None:
+    for method, path in PUBLIC:
+        assert _call(service.base_url, None, method, path, prediction_id).status_code == 200, path
+
+
+@pytest.mark.parametrize("operation", sorted(MATRIX), ids=lambda operation: " ".join(operation))
+def test_refused_callers_change_nothing(service: Service, revoked_key: str, prediction_id: str,
+                                        operation: tuple[str, str]) -> None:
+    method, path = operation
+    before = service.counts()
+    refusals = 0
+    for name, key in {**BAD_KEYS, "revoked key": revoked_key}.items():
+        response = _call(service.base_url, key, method, path, prediction_id)
+        assert response.status_code == 401, (name, response.text)
+        assert response.json()["detail"], name
+        refusals += 1
+    for role in sorted(ANY_ROLE - MATRIX[operation]):
+        response = _call(service.base_url, service.keys[role], method, path, prediction_id)
+        assert response.status_code == 403, (role, response.text)
+        assert role in response.json()["detail"]
+        refusals += 1
+    after = service.counts()
+    assert after["audit_events"] == before["audit_events"] + refusals  # each refusal audited, nothing else written
+    assert {table: count for table, count in after.items() if table != "audit_events"} == {
+        table: count for table, count in before.items() if table != "audit_events"}
+
+
+@pytest.mark.parametrize("operation", sorted(MATRIX), ids=lambda operation: " ".join(operation))
+def test_admitted_roles_are_not_refused(service: Service, prediction_id: str, operation: tuple[str, str]) -> None:
+    method, path = operation
+    for role in sorted(MATRIX[operation]):
+        response = _call(service.base_url, service.keys[role], method, path, prediction_id)
+        assert response.status_code not in (401, 403), (role, response.status_code, response.text)
+        assert response.status_code < 500, (role, response.text)
+
+
+@pytest.mark.parametrize("suffix", ["", "/fhir"])
+def test_a_client_cannot_read_another_clients_prediction(service: Service, prediction_id: str, suffix: str) -> None:
+    with service.client("other_client") as other:
+        assert other.get(f"/v1/predictions/{prediction_id}{suffix}").status_code == 404  # not even confirmed
+    with service.client("client") as owner:
+        assert owner.get(f"/v1/predictions/{prediction_id}{suffix}").status_code == 200
+    for role in ("reviewer", "admin"):
+        with service.client(role) as reader:
+            assert reader.get(f"/v1/predictions/{prediction_id}{suffix}").status_code == 200
