@@ -164,6 +164,29 @@ class ShotRegions:
         return (f"rule `{self.rule}` ({head}, median in between; n_max = {self.n_max} so cuts at "
                 f"{cut_many:g} / {cut_few:g} training samples per 0.1 mmol/L bin; zero-shot bins are few)")
 
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> ShotRegions:
+        """Rebuild from the :meth:`to_dict` form (as a model card or ``metrics.json`` holds it), checking
+        that it tags the bins as saved; a ValueError says what is missing or inconsistent."""
+        try:
+            counts = {str(k): int(n) for k, n in saved["train_counts"].items()}
+            bins = label_bin(np.array([float(k) for k in counts]), LABEL_STEP)
+            regions = cls(
+                rule=saved["rule"], many=float(saved["many"]), few=float(saved["few"]),
+                train_counts=dict(zip(bins.tolist(), counts.values(), strict=True)),
+            )
+        except KeyError as error:
+            raise ValueError(f"missing key {error}") from error
+        except (TypeError, AttributeError) as error:
+            raise ValueError(f"not a ShotRegions.to_dict() mapping: {error}") from error
+        rebuilt = regions.to_dict()
+        for key in ("n_max", "bins"):
+            if key in saved and saved[key] != rebuilt[key]:
+                raise ValueError(
+                    f"saved {key} {saved[key]} differs from the one the train counts give {rebuilt[key]}"
+                )
+        return regions
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form: thresholds, n_max, training counts per bin and the training bins of each region."""
         bins = np.array(sorted(self.train_counts), dtype=np.int64)

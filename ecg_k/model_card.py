@@ -17,14 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ecg_k.clinical import Thresholds
-from ecg_k.data.cohort import label_bin
-from ecg_k.metrics import LABEL_STEP, ShotRegions
+from ecg_k.metrics import ShotRegions
 from ecg_k.preprocessing import PreprocessConfig
-
 
 Region = Literal["many", "median", "few"]
 IntervalGroup = Literal["overall", "many", "median", "few"]
@@ -124,28 +121,6 @@ class PredictionIntervals(_Frozen):
         return regions
 
 
-def _shot_regions_from_card(saved: Mapping[str, Any]) -> ShotRegions:
-    """Rebuild :class:`ShotRegions` from its ``to_dict()`` form and check it tags the bins as saved."""
-    try:
-        counts = {str(k): int(n) for k, n in saved["train_counts"].items()}
-        bins = label_bin(np.array([float(k) for k in counts]), LABEL_STEP)
-        regions = ShotRegions(
-            rule=saved["rule"], many=float(saved["many"]), few=float(saved["few"]),
-            train_counts=dict(zip(bins.tolist(), counts.values(), strict=True)),
-        )
-    except KeyError as error:
-        raise ValueError(f"missing key {error}") from error
-    except (TypeError, AttributeError) as error:
-        raise ValueError(f"not a ShotRegions.to_dict() mapping: {error}") from error
-    rebuilt = regions.to_dict()
-    for key in ("n_max", "bins"):
-        if key in saved and saved[key] != rebuilt[key]:
-            raise ValueError(
-                f"saved {key} {saved[key]} differs from the one the train counts give {rebuilt[key]}"
-            )
-    return regions
-
-
 class ModelCard(BaseModel):
     """The validated runtime view of a ``model_card.json``."""
 
@@ -170,7 +145,7 @@ class ModelCard(BaseModel):
             return value
         if not isinstance(value, Mapping):
             raise ValueError(f"expected the ShotRegions.to_dict() mapping, got {type(value).__name__}")
-        return _shot_regions_from_card(value)
+        return ShotRegions.from_dict(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

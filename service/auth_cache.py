@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ecg_k.db.api_keys import key_actor
 from ecg_k.db.models import Role
 
 
@@ -18,7 +19,7 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return f"api_key:{self.key_id}"
+        return key_actor(self.key_id)
 
 
 class KeyCache:

@@ -3,18 +3,43 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 import uuid
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ecg_k.clinical import Flag, InterpretationCode
+from ecg_k.db.models import Verdict
+from ecg_k.db.reviews import COMMENT_MAX_CHARS, ITEMID_MAX, K_MAX
 from ecg_k.model_card import Region
 from ecg_k.quality import SkipReason
 
 PSEUDONYM_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 MAX_LEADS = 12
+MAX_LEAD_NAME_CHARS = 64
+
+
+def _has_utc_equivalent(value: datetime) -> datetime:
+    """The database stores UTC, and e.g. year 1 at +14:00 has no UTC equivalent in ``datetime``."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError as err:
+        raise ValueError("time lies outside the range that can be converted to UTC") from err
+    return value
+
+
+def _storable_text(value: str) -> str:
+    """Text the databases can store: no NUL or other control characters (tab and newlines aside) and no lone
+    surrogates (PostgreSQL refuses NUL; neither database encodes a surrogate)."""
+    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r" for ch in value):
+        raise ValueError("text must not hold control characters or lone surrogates")
+    return value
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_has_utc_equivalent)]
+"""An aware time that the database can store."""
 
 _EXAMPLE_LEAD = [round(0.8 * math.sin(2 * math.pi * 1.2 * i / 500), 3) for i in range(8)]
 
@@ -40,7 +65,7 @@ class EcgIn(BaseModel):
     signal: list[list[float]] | None = Field(
         default=None, min_length=1, max_length=MAX_LEADS, description="Rows in the order of lead_names, mV."
     )
-    ecg_time: AwareDatetime | None = Field(default=None, description="When the ECG was recorded.")
+    ecg_time: UtcTime | None = Field(default=None, description="When the ECG was recorded.")
     patient_id: str | None = Field(
         default=None, pattern=PSEUDONYM_PATTERN,
         description="Pseudonymous subject key (never a name or MRN).",
@@ -55,6 +80,8 @@ class EcgIn(BaseModel):
             raise ValueError(f"{len(names)} lead names for {len(rows)} signal rows")
         if len(set(names)) != len(names):
             raise ValueError("lead names repeat")
+        if any(not name.strip() or not name.isprintable() or len(name) > MAX_LEAD_NAME_CHARS for name in names):
+            raise ValueError(f"lead names must be 1 to {MAX_LEAD_NAME_CHARS} printable characters")
         if len({len(row) for row in rows}) != 1 or not rows[0]:
             raise ValueError("every lead must hold the same, non-zero number of samples")
         return self
@@ -148,9 +175,9 @@ class LabIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"k_value": 5.9, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971}]})
 
-    k_value: float = Field(gt=0, le=15, description="Measured K+ in mmol/L.")
-    lab_time: AwareDatetime
-    itemid: int | None = Field(default=None, ge=0, le=2**31 - 1, description="MIMIC itemid (50971 serum).")
+    k_value: float = Field(gt=0, le=K_MAX, description="Measured K+ in mmol/L.")
+    lab_time: UtcTime
+    itemid: int | None = Field(default=None, ge=0, le=ITEMID_MAX, description="MIMIC itemid (50971 serum).")
 
 
 class LabOut(BaseModel):
@@ -161,6 +188,27 @@ class LabOut(BaseModel):
     lab_time: datetime
     itemid: int | None
     confirmed_by: int
+    created_at: datetime
+
+
+class ReviewIn(BaseModel):
+    """A reviewer's verdict on one prediction."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"verdict": "agree", "comment": "T waves peaked; lab K+ 6.1 confirms."}]})
+
+    verdict: Verdict
+    comment: Annotated[str, AfterValidator(_storable_text)] | None = Field(default=None, max_length=COMMENT_MAX_CHARS)
+
+
+class ReviewOut(BaseModel):
+    """A recorded review."""
+
+    id: int
+    prediction_id: uuid.UUID
+    verdict: Verdict
+    comment: str | None
+    reviewer_id: int
     created_at: datetime
 
 

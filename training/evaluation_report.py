@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
+from ecg_k.display import CLINICAL_ZONES, K_AXIS, LABEL_COLOUR, PREDICTION_COLOUR, REGION_COLOURS
 from ecg_k.metrics import (
     DETECTION_STATS,
     HYPER,
@@ -36,16 +37,6 @@ from ecg_k.metrics import (
     validate_predictions,
 )
 
-REGION_COLOURS = {"many": "#1b9e77", "median": "#7570b3", "few": "#d95f02"}
-LABEL_COLOUR, PREDICTION_COLOUR = "tab:orange", "tab:blue"
-CLINICAL_ZONES = (
-    ("critical hypo (< 2.5)", -np.inf, 2.5, "#2166ac"),
-    ("hypo (≤ 3.5)", 2.5, 3.5, "#92c5de"),
-    ("hyper (≥ 5.5)", 5.5, 6.5, "#f4a582"),
-    ("critical hyper (> 6.5)", 6.5, np.inf, "#b2182b"),
-)
-"""(label, low, high, colour) of the shaded K+ zones (DESIGN.md flags); 3.5-5.5 is left unshaded."""
-K_AXIS = "K⁺ (mmol/L)"
 COMPARISON_COLUMNS = (
     "MAE all", "MAE many", "MAE median", "MAE few", "GM all", "GM many", "GM median", "GM few",
     "bMAE", "AUROC hyper", "AUROC hypo",

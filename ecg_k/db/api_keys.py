@@ -40,6 +40,11 @@ def _hash_secret(secret: str, salt: bytes) -> str:
     return digest.hex()
 
 
+def key_actor(key_id: int) -> str:
+    """The audit actor (and resource name) of API key ``key_id``: ``api_key:<id>``."""
+    return f"api_key:{key_id}"
+
+
 def parse_role(role: Role | str) -> Role:
     """``"client"`` -> ``Role.CLIENT``, with a clear error for anything else."""
     try:
@@ -63,7 +68,7 @@ def create_api_key(
     session.add(key)
     session.flush()
     record_audit(
-        session, actor, "api_key.create", f"api_key:{key.id}", AuditOutcome.SUCCESS, request_id,
+        session, actor, "api_key.create", key_actor(key.id), AuditOutcome.SUCCESS, request_id,
         {"role": role.value, "prefix": prefix},
     )
     return NewApiKey(key, f"{KEY_SCHEME}_{prefix}_{secret}")
@@ -103,7 +108,7 @@ def revoke_api_key(session: Session, key_id: int, *, actor: str, request_id: str
     if key.revoked_at is not None:
         raise ValueError(f"API key {key_id} was already revoked at {key.revoked_at.isoformat()}")
     key.revoked_at = utcnow()
-    record_audit(session, actor, "api_key.revoke", f"api_key:{key.id}", AuditOutcome.SUCCESS, request_id)
+    record_audit(session, actor, "api_key.revoke", key_actor(key.id), AuditOutcome.SUCCESS, request_id)
     return key
 
 

@@ -27,7 +27,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 @contextmanager
-def _clear_errors() -> Iterator[None]:
+def clear_errors() -> Iterator[None]:
     """Bad input (a bad URL, an unknown role or key) exits 2; an unreachable database exits 1."""
     import sqlalchemy.exc
 
@@ -39,7 +39,7 @@ def _clear_errors() -> Iterator[None]:
         _fail(f"database unavailable: {err.orig}", code=1)
 
 
-def _shown(url: str | None) -> str:
+def shown_url(url: str | None) -> str:
     """The URL as safe to print (password hidden)."""
     import sqlalchemy as sa
 
@@ -56,12 +56,13 @@ def _actor() -> str:
         return f"cli:uid-{os.getuid()}"
 
 
-def _require_head(url: str | None) -> None:
+def require_head(url: str | None) -> None:
+    """Exit 2 unless the database at ``url`` is migrated to the newest revision."""
     from ecg_k.db.migrate import current_revision, head_revision
 
     current, head = current_revision(url), head_revision()
     if current != head:
-        _fail(f"database {_shown(url)} is at revision {current or 'none'}, not {head}: run `ecgk db upgrade`")
+        _fail(f"database {shown_url(url)} is at revision {current or 'none'}, not {head}: run `ecgk db upgrade`")
 
 
 @db_app.command()
@@ -69,9 +70,9 @@ def upgrade(url: UrlOption = None) -> None:
     """Create or migrate the schema to the newest revision (safe to repeat)."""
     from ecg_k.db.migrate import current_revision, upgrade as upgrade_to_head
 
-    with _clear_errors():
+    with clear_errors():
         upgrade_to_head(url)
-        typer.echo(f"database {_shown(url)} at revision {current_revision(url)} (head)")
+        typer.echo(f"database {shown_url(url)} at revision {current_revision(url)} (head)")
 
 
 @db_app.command()
@@ -79,10 +80,10 @@ def current(url: UrlOption = None) -> None:
     """Show the schema revision of the database and the newest one."""
     from ecg_k.db.migrate import current_revision, head_revision
 
-    with _clear_errors():
+    with clear_errors():
         revision, head = current_revision(url), head_revision()
         state = "up to date" if revision == head else "behind: run `ecgk db upgrade`"
-        typer.echo(f"database {_shown(url)}: revision {revision or 'none'}, head {head} ({state})")
+        typer.echo(f"database {shown_url(url)}: revision {revision or 'none'}, head {head} ({state})")
 
 
 @keys_app.command()
@@ -95,8 +96,8 @@ def create(
     from ecg_k.db.api_keys import create_api_key
     from ecg_k.db.session import session_scope
 
-    with _clear_errors():
-        _require_head(url)
+    with clear_errors():
+        require_head(url)
         with session_scope(url) as session:
             new = create_api_key(session, role, name=name, actor=_actor())
         role = new.key.role.value
@@ -113,11 +114,11 @@ def list_keys(url: UrlOption = None) -> None:
     from ecg_k.db.api_keys import list_api_keys
     from ecg_k.db.session import session_scope
 
-    with _clear_errors():
-        _require_head(url)
+    with clear_errors():
+        require_head(url)
         with session_scope(url) as session:
             keys = list_api_keys(session)
-    table = Table(title=f"API keys in {_shown(url)}")
+    table = Table(title=f"API keys in {shown_url(url)}")
     for column in ("id", "prefix", "role", "name", "created", "revoked"):
         table.add_column(column)
     for key in keys:
@@ -136,8 +137,8 @@ def revoke(
     from ecg_k.db.api_keys import revoke_api_key
     from ecg_k.db.session import session_scope
 
-    with _clear_errors():
-        _require_head(url)
+    with clear_errors():
+        require_head(url)
         with session_scope(url) as session:
             revoke_api_key(session, key_id, actor=_actor())
         typer.echo(f"API key {key_id} revoked")
