@@ -155,7 +155,7 @@ def retrain(
     from pydantic import ValidationError
 
     from ecg_k.data.errors import DataInputError
-    from ecg_k.db.cli import _actor, clear_errors, require_head
+    from ecg_k.db.cli import clear_errors, cli_actor, require_head
     from ecg_k.db.ecg_store import EcgStore
     from ecg_k.inference import ModelIntegrityError
     from training.onnx_export import OnnxParityError
@@ -174,7 +174,7 @@ def retrain(
                 "n_boot": n_boot, "device": device, "overrides": parse_options(option or []), "progress": progress,
             })
             outcome = Retraining(config, url or settings.database_url, EcgStore(settings.ecg_store), settings.home,
-                                 _actor()).run()
+                                 cli_actor()).run()
         except ValidationError as err:
             fail(f"invalid option: {validation_message(err)}")
         except RetrainBusyError as err:

@@ -1,4 +1,4 @@
-"""``ecgk db`` (migrations) and ``ecgk keys`` (API keys). Database modules are imported per command, so
+"""``ecgk db`` (migrations), ``ecgk keys`` (API keys) and ``ecgk models`` (the model registry). Database modules are imported per command, so
 the rest of ``ecgk`` starts without SQLAlchemy."""
 
 from __future__ import annotations
@@ -7,12 +7,15 @@ import getpass
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create (the key is shown once), list, revoke.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: register an exported model, promote a champion, list.",
+                         no_args_is_help=True)
 
 UrlOption = Annotated[
     str | None,
@@ -48,7 +51,7 @@ def shown_url(url: str | None) -> str:
     return sa.make_url(url or get_settings().database_url).render_as_string(hide_password=True)
 
 
-def _actor() -> str:
+def cli_actor() -> str:
     """Who runs the CLI, for the audit trail."""
     try:
         return f"cli:{getpass.getuser()}"
@@ -99,7 +102,7 @@ def create(
     with clear_errors():
         require_head(url)
         with session_scope(url) as session:
-            new = create_api_key(session, role, name=name, actor=_actor())
+            new = create_api_key(session, role, name=name, actor=cli_actor())
         role = new.key.role.value
         typer.echo(f"API key {new.key.id} ({role}) created; store it now, it is not shown again:", err=True)
         typer.echo(new.plaintext)
@@ -140,5 +143,58 @@ def revoke(
     with clear_errors():
         require_head(url)
         with session_scope(url) as session:
-            revoke_api_key(session, key_id, actor=_actor())
+            revoke_api_key(session, key_id, actor=cli_actor())
         typer.echo(f"API key {key_id} revoked")
+
+
+@models_app.command("list")
+def list_models(url: UrlOption = None) -> None:
+    """List registered model versions, oldest first: name, version, status, sha256, registered, path (one per
+    line, tab-separated, for people and scripts alike)."""
+    from ecg_k.db.registry import list_versions
+    from ecg_k.db.session import session_scope
+
+    with clear_errors():
+        require_head(url)
+        with session_scope(url) as session:
+            for v in list_versions(session):
+                typer.echo("\t".join((v.name, v.version, v.status.value, v.sha256,
+                                      v.created_at.isoformat(timespec="seconds"), v.path)))
+
+
+@models_app.command()
+def register(
+    card: Annotated[Path, typer.Argument(help="model_card.json of an exported run (model.onnx beside it).")],
+    promote: Annotated[bool, typer.Option("--promote", help="Make it the champion at once (audited).")] = False,
+    url: UrlOption = None,
+) -> None:
+    """Register an exported model (its sha256 checked against the card) as a challenger, or the champion."""
+    from ecg_k.db.registry import promote as promote_version
+    from ecg_k.db.registry import register_model
+    from ecg_k.db.session import session_scope
+
+    with clear_errors():
+        require_head(url)
+        with session_scope(url) as session:
+            version = register_model(session, card, actor=cli_actor())
+            if promote:
+                promote_version(session, version.name, version.version, actor=cli_actor())
+            typer.echo(f"{version.name} {version.version} registered as {version.status.value}")
+
+
+@models_app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name (see `ecgk models list`).")],
+    version: Annotated[str, typer.Argument(help="Version to make the champion (a retired one rolls back).")],
+    url: UrlOption = None,
+) -> None:
+    """Make a registered version the champion and retire the previous one (audited); a running API swaps
+    to it within ECGK_MODEL_POLL_S seconds."""
+    from ecg_k.db.registry import promote as promote_version
+    from ecg_k.db.session import session_scope
+
+    with clear_errors():
+        require_head(url)
+        with session_scope(url) as session:
+            promote_version(session, name, version, actor=cli_actor())
+        typer.echo(f"{name} {version} is the champion")

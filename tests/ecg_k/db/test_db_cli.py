@@ -1,14 +1,19 @@
-"""``ecgk db`` and ``ecgk keys`` through the real ``ecgk`` app (typer's CliRunner)."""
+"""``ecgk db``, ``ecgk keys`` and ``ecgk models`` through the real ``ecgk`` app (typer's CliRunner)."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from ecg_k.cli import app
 from ecg_k.db.api_keys import verify_api_key
 from ecg_k.db.migrate import current_revision
+from ecg_k.db.models import AuditEvent
+from ecg_k.db.registry import get_champion
 from ecg_k.db.session import session_scope
 
 runner = CliRunner()
@@ -75,3 +80,26 @@ def test_unreachable_database_exits_1() -> None:
     result = runner.invoke(app, ["db", "upgrade", "--url", url])
     assert result.exit_code == 1 and "database unavailable" in result.output
     assert "s3cret" not in result.output
+
+
+def test_models_register_promote_list(db_url: str, card_path: Path) -> None:
+    card = json.loads(card_path.read_text())
+    registered = runner.invoke(app, ["models", "register", str(card_path), "--promote", "--url", db_url])
+    assert registered.exit_code == 0, registered.output
+    assert f"{card['version']} registered as champion" in registered.output
+    listing = runner.invoke(app, ["models", "list", "--url", db_url])
+    assert listing.exit_code == 0
+    assert listing.output.split("\t")[1:4] == [card["version"], "champion", card["onnx"]["sha256"]]
+    for arguments, message in [
+        (["models", "register", str(card_path)], "already registered"),
+        (["models", "register", str(card_path.with_name("nope.json"))], "model card not found"),
+        (["models", "promote", card["name"], card["version"]], "already the champion"),
+        (["models", "promote", card["name"], "v0"], "is not registered"),
+    ]:
+        result = runner.invoke(app, [*arguments, "--url", db_url])
+        assert result.exit_code == 2 and message in result.output, (arguments, result.output)
+    with session_scope(db_url) as session:
+        champion = get_champion(session)
+        assert champion is not None and champion.version == card["version"]
+        actions = list(session.scalars(sa.select(AuditEvent.action).where(AuditEvent.resource.contains(card["version"]))))
+    assert actions == ["model.register", "model.promote"]
