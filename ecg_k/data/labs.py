@@ -9,10 +9,12 @@ gzip decompression, not parsing, is the bottleneck.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,16 +87,16 @@ def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 4 
     types = {"subject_id": pa.int64(), "itemid": pa.int64()} | {
         c: pa.string() for c in ("charttime", "value", "valuenum", "valueuom") if c in wanted
     }
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=block_size),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=True),
-    )
     item_set = pa.array(sorted({int(i) for i in itemids}), type=pa.int64())
     stats = LabReadStats()
     parts: list[pa.RecordBatch] = []  # kept rows stay compact Arrow batches until one conversion at the end
-    try:
+    try:  # opening already parses the first block
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=block_size),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=True),
+        )
         for batch in reader:
             stats.rows_scanned += batch.num_rows
             kept = batch.filter(pc.is_in(batch.column("itemid"), value_set=item_set))
@@ -103,22 +105,39 @@ def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 4 
     except (pa.ArrowInvalid, OSError, EOFError) as err:
         raise DataInputError(f"{path} is corrupt after {stats.rows_scanned} rows: {err}") from err
     frame = pa.Table.from_batches(parts).to_pandas() if parts else pd.DataFrame(columns=wanted)
-    return _normalise(frame, stats)
+    return _normalise(path, frame, stats)
 
 
-def _normalise(frame: pd.DataFrame, stats: LabReadStats) -> tuple[pd.DataFrame, LabReadStats]:
+def naive_times(path: Path, column: str, text: pd.Series) -> pd.Series:
+    """ISO 8601 times without offset, as MIMIC writes them; unparsable ones become NaT. A column with UTC
+    offsets is refused: pandas would make it aware (or object, for mixed offsets), unlike every other time."""
+    with warnings.catch_warnings(action="ignore", category=FutureWarning):  # mixed offsets (an error in pandas 3)
+        try:
+            times = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        except ValueError as err:
+            raise DataInputError(f"{path}: {column} mixes UTC offsets: {err}") from err
+    if times.dtype != "datetime64[ns]":
+        raise DataInputError(f"{path}: {column} carries UTC offsets; MIMIC-IV times are naive ({times.dtype})")
+    return times
+
+
+def _normalise(path: Path, frame: pd.DataFrame, stats: LabReadStats) -> tuple[pd.DataFrame, LabReadStats]:
     numeric = pd.to_numeric(frame.get("valuenum"), errors="coerce") if "valuenum" in frame else None
     from_text = pd.to_numeric(frame.get("value"), errors="coerce") if "value" in frame else None
     if numeric is None:
         numeric = from_text
     elif from_text is not None:
         numeric = numeric.fillna(from_text)
+    numeric = numeric.astype("float64")
+    no_subject = frame["subject_id"].isna()
+    stats.drop("lab_missing_subject", no_subject.sum())
+    frame, numeric = frame[~no_subject], numeric[~no_subject]
     out = pd.DataFrame(
         {
             "subject_id": frame["subject_id"].astype("int64"),
             "itemid": frame["itemid"].astype("int64"),
-            "charttime": pd.to_datetime(frame["charttime"], format="ISO8601", errors="coerce"),
-            "valuenum": numeric.astype("float64"),
+            "charttime": naive_times(path, "charttime", frame["charttime"]),
+            "valuenum": numeric.where(np.isfinite(numeric)),  # "inf" or "1e999" is no measurement
             "valueuom": frame["valueuom"] if "valueuom" in frame else pd.Series(pd.NA, index=frame.index),
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 import uuid
@@ -21,7 +22,7 @@ from ecg_k.db.ecg_store import store_ecg
 from ecg_k.db.models import Flag as DbFlag
 from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion
 from ecg_k.model_card import RELIABILITY_NOTES, prediction_interval, shot_region_of_estimate
-from ecg_k.quality import QualityError, SkipReason
+from ecg_k.quality import QualityError, SkipReason, check_finite
 from service.audit import AuditScope, audited, request_id_of
 from service.auth import Caller, Client
 from service.auth_cache import Principal
@@ -38,6 +39,7 @@ from service.schemas import (
     PredictionOut,
     Unusable,
     UnusableResponse,
+    UtcTime,
 )
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
@@ -85,8 +87,12 @@ class Scored:
 
 def _prepare(runtime: Runtime, signal: np.ndarray, fs: float, lead_names: list[str],
              ecg_time: datetime | None, patient_id: str | None) -> Scored:
-    """The card's preprocessing and quality gate; :class:`QualityError` for an unusable ECG."""
+    """The card's preprocessing and quality gate; :class:`QualityError` for an unusable ECG.
+
+    Every lead must be finite as float32 (the stored form), not only those the model reads.
+    """
     signal = np.ascontiguousarray(signal, dtype=np.float32)
+    check_finite(signal, tuple(lead_names))
     return Scored(signal, fs, lead_names, runtime.model.preprocess(signal, fs, lead_names), ecg_time, patient_id)
 
 
@@ -185,7 +191,7 @@ def _wfdb_header(text: str, signal_file: str) -> str:
     record_line = lines[content[0]].split()
     if "/" in record_line[0]:
         raise unusable(SkipReason.UNREADABLE, "multi-segment WFDB records are not accepted")
-    n_signals = int(record_line[1]) if len(record_line) > 1 and record_line[1].isdigit() else 0
+    n_signals = int(record_line[1]) if len(record_line) > 1 and re.fullmatch(r"\d{1,6}", record_line[1]) else 0
     if n_signals < 1 or len(content) < 1 + n_signals:
         raise unusable(SkipReason.UNREADABLE, "the WFDB header declares no signals or lacks signal lines")
     lines[content[0]] = " ".join([WFDB_RECORD, *record_line[1:]])
@@ -202,14 +208,12 @@ def create_prediction_wfdb(
     principal: Client,
     header: Annotated[UploadFile, File(description="WFDB header (.hea).")],
     signal: Annotated[UploadFile, File(description="WFDB signal file (.dat, or CinC's .mat).")],
-    ecg_time: Annotated[datetime | None, Form(description="When the ECG was recorded (with offset).")] = None,
+    ecg_time: Annotated[UtcTime | None, Form(description="When the ECG was recorded (with offset).")] = None,
     patient_id: Annotated[str | None, Form(pattern=PSEUDONYM_PATTERN)] = None,
 ) -> PredictionOut:
     """Estimate K+ from a WFDB record uploaded as multipart ``header`` + ``signal``."""
     started = time.perf_counter()
     with audited(request, runtime.settings.database_url, "prediction.create", "prediction") as scope:
-        if ecg_time is not None and ecg_time.utcoffset() is None:
-            raise unusable(SkipReason.INVALID_ECG_TIME, "ecg_time must carry a UTC offset")
         suffix = Path(signal.filename or "").suffix.lower()
         signal_file = WFDB_RECORD + (suffix if suffix in WFDB_SIGNAL_SUFFIXES else ".dat")
         raw_header = header.file.read(MAX_WFDB_HEADER_BYTES + 1)
@@ -226,8 +230,8 @@ def create_prediction_wfdb(
             try:
                 record = read_wfdb(directory / WFDB_RECORD)
                 item = _prepare(runtime, record.signal, record.fs, list(record.lead_names), ecg_time, patient_id)
-            except QualityError as err:
-                raise unusable(err.reason, str(err)) from err
+            except QualityError as err:  # without the temporary folder's name, which is the server's business
+                raise unusable(err.reason, str(err).replace(f"{directory}/", "")) from err
         return _serve_one(request, runtime, principal, scope, item, started)
 
 
