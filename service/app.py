@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
 from ecg_k.db.migrate import upgrade
@@ -83,6 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     request.url.path, 422)
         errors = [{key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """HTTP errors as FastAPI answers them; a 400 (a body the parser refuses, such as a malformed multipart
+        form) is raised before any route runs, so it is audited here. Routes audit their own errors."""
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:
+            await run_in_threadpool(audit_failure, request, settings.database_url, "request.parse",
+                                    request.url.path, exc.status_code)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(sa.exc.OperationalError)
     @app.exception_handler(sa.exc.InterfaceError)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -11,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ecg_k.clinical import Flag, InterpretationCode
-from ecg_k.db.models import Verdict
+from ecg_k.db.models import Verdict, storable_text
 from ecg_k.db.reviews import COMMENT_MAX_CHARS, ITEMID_MAX, K_MAX
 from ecg_k.model_card import Region
 from ecg_k.quality import SkipReason
@@ -27,14 +26,6 @@ def _has_utc_equivalent(value: datetime) -> datetime:
         value.astimezone(UTC)
     except OverflowError as err:
         raise ValueError("time lies outside the range that can be converted to UTC") from err
-    return value
-
-
-def _storable_text(value: str) -> str:
-    """Text the databases can store: no NUL or other control characters (tab and newlines aside) and no lone
-    surrogates (PostgreSQL refuses NUL; neither database encodes a surrogate)."""
-    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r" for ch in value):
-        raise ValueError("text must not hold control characters or lone surrogates")
     return value
 
 
@@ -198,7 +189,7 @@ class ReviewIn(BaseModel):
         {"verdict": "agree", "comment": "T waves peaked; lab K+ 6.1 confirms."}]})
 
     verdict: Verdict
-    comment: Annotated[str, AfterValidator(_storable_text)] | None = Field(default=None, max_length=COMMENT_MAX_CHARS)
+    comment: Annotated[str, AfterValidator(storable_text)] | None = Field(default=None, max_length=COMMENT_MAX_CHARS)
 
 
 class ReviewOut(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +121,14 @@ def _enum(kind: type[enum.StrEnum], name: str) -> sa.Enum:
         length=max(len(member.value) for member in kind),
         values_callable=lambda members: [member.value for member in members],
     )
+
+
+def storable_text(value: str) -> str:
+    """``value`` if every database can store it as text: no NUL or other control characters (tab and newlines
+    aside) and no lone surrogates (PostgreSQL refuses NUL; neither database encodes a surrogate)."""
+    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r" for ch in value):
+        raise ValueError("text must not hold control characters or lone surrogates")
+    return value
 
 
 def json_object(value: Any, what: str) -> dict[str, Any]:

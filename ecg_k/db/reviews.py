@@ -21,7 +21,16 @@ from sqlalchemy.orm import Session
 
 from ecg_k.db.api_keys import key_actor
 from ecg_k.db.audit import record_audit
-from ecg_k.db.models import ApiKey, AuditOutcome, LabConfirmation, Prediction, Review, Role, Verdict
+from ecg_k.db.models import (
+    ApiKey,
+    AuditOutcome,
+    LabConfirmation,
+    Prediction,
+    Review,
+    Role,
+    Verdict,
+    storable_text,
+)
 
 REVIEW_ROLES = frozenset({Role.REVIEWER})
 """Roles that may confirm labs and review predictions (the service's ``Reviewer`` dependency agrees)."""
@@ -152,7 +161,7 @@ def add_review(
     if comment is not None:
         if not isinstance(comment, str) or len(comment) > COMMENT_MAX_CHARS:
             raise ValueError(f"comment must be text of at most {COMMENT_MAX_CHARS} characters")
-        comment = comment.strip() or None
+        comment = storable_text(comment).strip() or None
     _reviewer(session, reviewer_id)
     _prediction(session, prediction_id)
     row = Review(prediction_id=prediction_id, reviewer_id=reviewer_id, verdict=judged, comment=comment)

@@ -223,8 +223,6 @@ def test_hostile_wfdb_upload_is_refused(service: Service, cinc_upload: Upload, c
     assert "ecgk-wfdb-" not in response.text  # no server paths in messages
 
 
-@pytest.mark.xfail(strict=True, reason="a body the multipart parser rejects gets its 400 before authentication "
-                                       "and without an audit event: service/app.py has no handler for it")
 def test_unparsable_multipart_is_refused_and_audited(service: Service, cinc_upload: Upload) -> None:
     upload = replace(cinc_upload, signal_name=b"a" * 10_000 + b".mat")  # python-multipart refuses the part header
     assert_refused(service, lambda: upload.send(service), 400)
