@@ -5,6 +5,11 @@ new data do nothing; the lock keeps runs apart. Plus the gate and the subject as
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -315,6 +320,25 @@ def test_a_running_retrain_holds_the_lock(registry: Registry) -> None:
     (registry.home / "retrain.lock").write_text("pid 999999 on elsewhere since 2180-01-01\n")
     with retrain_lock(registry.home, registry.database_url):
         assert "pid" in (registry.home / "retrain.lock").read_text()
+
+
+def test_a_killed_retrain_leaves_no_record_and_the_rerun_completes(registry: Registry) -> None:
+    seed(registry, [Case("p-1", 4.0), Case("p-2", 5.0), Case("p-3", 6.2)])
+    env = os.environ | {"ECGK_HOME": str(registry.home), "ECGK_DATABASE_URL": registry.database_url}
+    args = [sys.executable, "-m", "ecg_k", "retrain", "--no-progress", "--device", "cpu", "-o", "epochs=500"]
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((registry.home / "retrain").glob("*/challenger/checkpoint.pt")):
+        assert process.poll() is None, "the run ended before it could be killed mid-training"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # mid-training: no chance to clean up
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert registry.count(GateDecision) == 0 and registry.count(ModelVersion) == 1  # nothing half-recorded
+    code, output = retrain()  # the kernel released the lock; the rerun starts afresh in a new run directory
+    assert code == 0, output
+    assert registry.count(GateDecision) == 1 and registry.actions()[-1] == "model.retrain"
+    assert len(list((registry.home / "retrain").iterdir())) == 2
 
 
 def test_postgresql_advisory_lock_spans_hosts(postgres_server: PostgresServer, tmp_path: Path) -> None:  # noqa: F811
