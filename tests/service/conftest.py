@@ -158,3 +158,12 @@ def cinc_record(cinc_dir: Path) -> Path:
 def raw_ecg(cinc_record: Path) -> RawEcg:
     record = read_wfdb(cinc_record)
     return RawEcg(np.round(record.signal, 4), record.fs, record.lead_names)
+
+
+@pytest.fixture(scope="module")
+def prediction_id(service: Service, raw_ecg: RawEcg) -> str:
+    """A prediction of the ``client`` key (one per test module and backend)."""
+    with service.client("client") as client:
+        response = client.post("/v1/predictions", json=raw_ecg.payload())
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])

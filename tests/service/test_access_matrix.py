@@ -40,14 +40,6 @@ def revoked_key(service: Service) -> str:
     return key.plaintext
 
 
-@pytest.fixture(scope="module")
-def prediction_id(service: Service, raw_ecg: RawEcg) -> str:
-    with service.client("client") as client:
-        response = client.post("/v1/predictions", json=raw_ecg.payload())
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 def _call(base_url: str, key: str | None, method: str, path: str, prediction_id: str) -> httpx.Response:
     """One request with a harmless body (authentication and roles are checked before the body)."""
     url = base_url + path.replace("{prediction_id}", prediction_id)

@@ -288,14 +288,6 @@ def test_batch_reports_a_hostile_ecg_and_stores_nothing_for_it(service: Service,
 # -------------------------------------------------------------------------------------- SQL-ish strings
 
 
-@pytest.fixture(scope="module")
-def prediction_id(service: Service, raw_ecg: RawEcg) -> str:
-    with service.client("client") as client:
-        response = client.post("/v1/predictions", json=raw_ecg.payload())
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 def _sql_requests(raw: RawEcg, upload: Upload, prediction_id: str, text: str,
                   ) -> dict[str, Callable[[Service], httpx.Response]]:
     """One request per text field, carrying ``text`` there (and only there), each refused with a 422."""
