@@ -85,3 +85,4 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 Caller = Annotated[Principal, Depends(authenticate)]
 Client = Annotated[Principal, Depends(require_roles(Role.CLIENT))]
 Reviewer = Annotated[Principal, Depends(require_roles(Role.REVIEWER))]
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, HTTPException, Request, status
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
-
-from ecg_k.db.models import ModelVersion, Role
+from ecg_k.db.models import ModelVersion
 from ecg_k.db.registry import list_versions
 from service.audit import audited
-from service.auth import Caller, require_roles
-from service.auth_cache import Principal
+from service.auth import Admin, Caller
 from service.deps import RuntimeDep
 from service.runtime import ChampionWatcher, ModelRefusedError
 from service.schemas import ModelOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-
-Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 
 def _model_out(version: ModelVersion, serving_id: int) -> ModelOut:
