@@ -5,8 +5,10 @@ inside the commands, keeping ``ecgk --help`` fast."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -105,6 +107,11 @@ def compare(
     console.print(f"-> {out / 'comparison.md'}")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """A termination signal as Ctrl-C: the demo's servers are stopped on the way out."""
+    raise KeyboardInterrupt
+
+
 def demo(
     home: Annotated[Path | None, typer.Option(help="Where the demo writes (default: $ECGK_HOME/demo).")] = None,
     n_ecgs: Annotated[int, typer.Option(help="Synthetic ECGs to generate.")] = 4000,
@@ -120,6 +127,7 @@ def demo(
     with its gate decision; prints where to look and serves until Ctrl-C. Rerunning continues where it stopped."""
     from training.demo import DemoPlan, run_demo
 
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` or `docker stop` then stops the servers as Ctrl-C does
     plan = DemoPlan(n_ecgs=n_ecgs, seed=seed, workers=workers, stage1_epochs=stage1_epochs,
                     stage2_epochs=stage2_epochs, new_patients=new_patients)
     run_demo(home or get_settings().home / "demo", plan, serve_until_interrupted=serve)
