@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecg_k.db.audit import record_audit
-from ecg_k.db.models import ApiKey, AuditOutcome, Role, utcnow
+from ecg_k.db.models import ApiKey, AuditOutcome, Role, parse_member, utcnow
 
 KEY_SCHEME = "ecgk"
 PREFIX_BYTES = 6
@@ -47,11 +47,7 @@ def key_actor(key_id: int) -> str:
 
 def parse_role(role: Role | str) -> Role:
     """``"client"`` -> ``Role.CLIENT``, with a clear error for anything else."""
-    try:
-        return Role(role)
-    except ValueError:
-        allowed = ", ".join(member.value for member in Role)
-        raise ValueError(f"unknown role {role!r}; expected one of {allowed}") from None
+    return parse_member(Role, role, "role")
 
 
 def create_api_key(

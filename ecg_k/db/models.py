@@ -12,7 +12,7 @@ import json
 import unicodedata
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -121,6 +121,19 @@ def _enum(kind: type[enum.StrEnum], name: str) -> sa.Enum:
         length=max(len(member.value) for member in kind),
         values_callable=lambda members: [member.value for member in members],
     )
+
+
+MemberT = TypeVar("MemberT", bound=enum.StrEnum)
+
+
+def parse_member(kind: type[MemberT], value: MemberT | str, what: str) -> MemberT:
+    """``kind(value)`` (e.g. ``"client"`` -> ``Role.CLIENT``), or a ValueError naming ``what`` and the allowed
+    values."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValueError(f"unknown {what} {value!r}; expected one of {allowed}") from None
 
 
 def storable_text(value: str) -> str:

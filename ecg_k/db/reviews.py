@@ -29,6 +29,7 @@ from ecg_k.db.models import (
     Review,
     Role,
     Verdict,
+    parse_member,
     storable_text,
 )
 
@@ -138,11 +139,7 @@ def confirm_lab(
 
 def parse_verdict(verdict: Verdict | str) -> Verdict:
     """``"agree"`` -> ``Verdict.AGREE``, with a clear error for anything else."""
-    try:
-        return Verdict(verdict)
-    except ValueError:
-        allowed = ", ".join(member.value for member in Verdict)
-        raise ValueError(f"unknown verdict {verdict!r}; expected one of {allowed}") from None
+    return parse_member(Verdict, verdict, "verdict")
 
 
 def add_review(
