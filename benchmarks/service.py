@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,23 +31,14 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks._api import benchmark_api  # noqa: E402
 from ecg_k.data.waveforms import read_wfdb  # noqa: E402
-from ecg_k.db.api_keys import create_api_key  # noqa: E402
-from ecg_k.db.migrate import upgrade  # noqa: E402
-from ecg_k.db.models import Role  # noqa: E402
-from ecg_k.db.session import session_scope  # noqa: E402
 from ecg_k.inference import OnnxModel  # noqa: E402
 from service.schemas import EcgIn  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECORD = REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg/sample-data/cinc2021/E07500"
 CONCURRENCY = (1, 8, 32)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -133,34 +120,13 @@ def main() -> None:
     print(f"in-process pipeline (parse, preprocess + quality gate, predict): p50 {pipeline_p50:.2f} ms  "
           f"p99 {pipeline_p99:.2f} ms")
 
-    with tempfile.TemporaryDirectory(prefix="ecgk-bench-") as folder:
-        database_url = f"sqlite:///{folder}/ecgk.db"
-        upgrade(database_url)
-        with session_scope(database_url) as session:
-            key = create_api_key(session, Role.CLIENT, actor="benchmark").plaintext
-        port = _free_port()
-        env = {**os.environ, "ECGK_HOME": folder, "ECGK_DATABASE_URL": database_url, "ECGK_USE_CUDA": "false",
-               "ECGK_RATE_LIMIT_PER_S": "1000000", "ECGK_RATE_LIMIT_BURST": "1000000", "ECGK_LOG_LEVEL": "WARNING",
-               "ECGK_SQLITE_SYNCHRONOUS": args.sqlite_synchronous}
-        server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--model", str(args.model),
-                                   "--port", str(port)], cwd=REPO_ROOT, env=env)
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                try:
-                    if httpx.get(f"{base_url}/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            single_p50 = 0.0
-            for clients in CONCURRENCY:
-                latencies, wall = _load(base_url, key, bodies, clients, args.requests)
-                p50, p99 = _percentiles(latencies)
-                single_p50 = single_p50 or p50
-                print(f"{clients:>2} clients: p50 {p50:.1f} ms  p99 {p99:.1f} ms  {args.requests / wall:.1f} req/s")
-        finally:
-            server.terminate()
-            server.wait()
+    with benchmark_api(args.model, ECGK_SQLITE_SYNCHRONOUS=args.sqlite_synchronous) as api:
+        single_p50 = 0.0
+        for clients in CONCURRENCY:
+            latencies, wall = _load(api.base_url, api.key, bodies, clients, args.requests)
+            p50, p99 = _percentiles(latencies)
+            single_p50 = single_p50 or p50
+            print(f"{clients:>2} clients: p50 {p50:.1f} ms  p99 {p99:.1f} ms  {args.requests / wall:.1f} req/s")
     print(f"service p50 / bare predict p50 (1 client): {single_p50 / bare_p50:.2f} (target <= 1.25)")
     print(f"service p50 / in-process pipeline p50 (1 client): {single_p50 / pipeline_p50:.2f}; the service adds "
           f"{single_p50 - pipeline_p50:.1f} ms (HTTP, authentication, durable storage of the ECG, prediction "

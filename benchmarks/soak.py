@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -32,12 +29,10 @@ import httpx
 import numpy as np
 import sqlalchemy as sa
 
+from _api import benchmark_api
 from ecg_k.data.waveforms import read_wfdb
-from ecg_k.db.api_keys import create_api_key
-from ecg_k.db.migrate import upgrade
-from ecg_k.db.models import AuditEvent, Prediction, Role
+from ecg_k.db.models import AuditEvent, Prediction
 from ecg_k.db.session import session_scope
-from ecg_k.loopback import free_port, wait_until_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECORD = REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg/sample-data/cinc2021/E07500"
@@ -150,34 +145,19 @@ def main() -> None:
     lead_names = list(record.lead_names)[: args.leads]
     signal = record.signal[: args.leads]
     bodies = [_body(signal, record.fs, lead_names, i) for i in range(int(args.rate * args.duration))]
-    with tempfile.TemporaryDirectory(prefix="ecgk-soak-") as folder:
-        database_url = args.database_url or f"sqlite:///{folder}/ecgk.db"
-        upgrade(database_url)
-        before, _ = _stored_counts(database_url)
-        with session_scope(database_url) as session:
-            key = create_api_key(session, Role.CLIENT, actor="soak").plaintext
-        port = free_port()
-        env = {**os.environ, "ECGK_HOME": folder, "ECGK_DATABASE_URL": database_url, "ECGK_USE_CUDA": "false",
-               "ECGK_RATE_LIMIT_PER_S": "1000000", "ECGK_RATE_LIMIT_BURST": "1000000", "ECGK_LOG_LEVEL": "WARNING"}
-        log_path = Path(folder) / "api.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen([sys.executable, "-m", "ecg_k", "serve", "--model", str(args.model),
-                                       "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        base_url = f"http://127.0.0.1:{port}"
+    with benchmark_api(args.model, args.database_url) as api:
+        before, _ = _stored_counts(api.database_url)
         stop = threading.Event()
         memory: list[tuple[float, float]] = []
+        sampler = threading.Thread(target=_sample_memory, args=(api.pid, stop, memory))
+        sampler.start()
+        print(f"soak: {args.rate:g} req/s from {args.clients} clients for {args.duration:g} s "
+              f"({len(lead_names)} lead(s), server pid {api.pid})")
         try:
-            wait_until_ok(f"{base_url}/health/ready", server, 120, log_path)
-            sampler = threading.Thread(target=_sample_memory, args=(server.pid, stop, memory))
-            sampler.start()
-            print(f"soak: {args.rate:g} req/s from {args.clients} clients for {args.duration:g} s "
-                  f"({len(lead_names)} lead(s), server pid {server.pid})")
-            outcomes = _run_clients(base_url, key, bodies, args.rate, args.duration, args.clients)
+            outcomes = _run_clients(api.base_url, api.key, bodies, args.rate, args.duration, args.clients)
         finally:
             stop.set()
-            server.terminate()
-            server.wait(timeout=30)
-        stored, audit = _stored_counts(database_url)
+        stored, audit = _stored_counts(api.database_url)  # every answer was committed before it was sent
 
     statuses = Counter(outcome.status for outcome in outcomes)
     created = statuses.get(201, 0)

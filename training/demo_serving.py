@@ -87,15 +87,15 @@ def running_services(home: Path, database_url: str) -> Iterator[DemoServices]:
         reviewer_key = create_api_key(session, Role.REVIEWER, actor=DEMO_ACTOR, name="demo reviewer").plaintext
     env = os.environ | {"ECGK_HOME": str(home.resolve()), "ECGK_DATABASE_URL": database_url,
                         "ECGK_MODEL_POLL_S": str(POLL_S)}
-    api = f"http://127.0.0.1:{free_port()}"
-    dashboard = f"http://127.0.0.1:{free_port()}"
+    api_port, dashboard_port = free_port(), free_port()
+    api, dashboard = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{dashboard_port}"
     ecgk = [sys.executable, "-m", "ecg_k"]
     with ExitStack() as stack:
         stack.enter_context(running_server(
-            [*ecgk, "serve", "--host", "127.0.0.1", "--port", api.rsplit(":", 1)[1]], f"{api}/health/ready",
+            [*ecgk, "serve", "--host", "127.0.0.1", "--port", str(api_port)], f"{api}/health/ready",
             env=env, log_path=home / "api.log"))
         stack.enter_context(running_server(
-            [*ecgk, "dashboard", "--host", "127.0.0.1", "--port", dashboard.rsplit(":", 1)[1]],
+            [*ecgk, "dashboard", "--host", "127.0.0.1", "--port", str(dashboard_port)],
             f"{dashboard}/_stcore/health", env=env, log_path=home / "dashboard.log"))
         yield DemoServices(api, dashboard, client_key, reviewer_key)
 

@@ -61,13 +61,14 @@ def prediction_out(row: Prediction, runtime: Runtime) -> PredictionOut:
     assert row.k_estimate is not None and row.interval_low is not None and row.interval_high is not None
     card = runtime.card_of(row.model_version)
     value = reported_value(row.k_estimate)
-    region = shot_region_of_estimate(card, row.k_estimate)
+    assert row.shot_region is not None and row.flag is not None
+    region = row.shot_region.value  # as stored when it was served, from the same card
     version = row.model_version
     return PredictionOut(
         id=row.id, request_id=row.request_id, k_estimate=value,
         interval=Interval(low=round(row.interval_low, 2), high=round(row.interval_high, 2),
                           coverage=runtime.settings.interval_coverage),
-        flag=flag(value, card.thresholds), interpretation=interpretation_code(value, card.thresholds),
+        flag=flag(value, card.thresholds), interpretation=row.flag.value,
         critical=row.critical, shot_region=region, reliability_note=RELIABILITY_NOTES[region],
         model=ModelRef(name=version.name, version=version.version, sha256=version.sha256,
                        status=row.model_status.value),

@@ -22,8 +22,9 @@ from ecg_k.db.api_keys import create_api_key
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import AuditEvent, EcgRecord, LabConfirmation, Prediction, Role
 from ecg_k.db.session import create_db_engine, session_scope
+from ecg_k.loopback import free_port
 from tests.ecg_k.conftest import card, card_path, exported_run  # noqa: F401  (fixtures)
-from tests.ecg_k.db.conftest import PostgresServer, _free_port, postgres_server  # noqa: F401  (fixtures)
+from tests.ecg_k.db.conftest import PostgresServer, postgres_server  # noqa: F401  (fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
@@ -72,7 +73,7 @@ def start_service(model_path: Path | None, database_url: str, home: Path, **env:
         keys = {name: create_api_key(session, role, actor="test", name=name).plaintext
                 for name, role in (("client", Role.CLIENT), ("other_client", Role.CLIENT),
                                    ("reviewer", Role.REVIEWER), ("admin", Role.ADMIN))}
-    port = _free_port()
+    port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
     environment = {**os.environ, "ECGK_HOME": str(home), "ECGK_DATABASE_URL": database_url,

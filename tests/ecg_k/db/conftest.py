@@ -12,7 +12,6 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.session import dispose_engines, get_sessionmaker
+from ecg_k.loopback import free_port
 
 PG_BIN = Path(os.environ.get("ECGK_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "app"
@@ -53,12 +53,6 @@ def require_postgres(bin_dir: Path, environ: Mapping[str, str]) -> None:
     if in_ci(environ):
         pytest.fail(f"{message}; CI is set, so the PostgreSQL tests must run")
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_server_account(command: list[str]) -> list[str]:
@@ -102,7 +96,7 @@ class PostgresServer:
             check=True, capture_output=True, text=True,
         )
         for _attempt in range(3):  # the free port may be taken between the probe and the start
-            server = cls(data_dir, socket_dir, _free_port())
+            server = cls(data_dir, socket_dir, free_port())
             started = server._pg_ctl_start(bin_dir)
             if started.returncode == 0:
                 return server
