@@ -14,6 +14,8 @@ from ecg_k.data.cohort import COHORT_COLUMNS, CohortConfig, build_cohort, label_
 from ecg_k.data.labs import read_potassium_labs
 from ecg_k.data.record_list import read_record_list
 from ecg_k.data.splits import balanced_subject_split
+from ecg_k.synth.params import SynthParams
+from ecg_k.synth.tables import make_plan, record_list
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +214,25 @@ def test_split_is_exactly_balanced_when_subjects_are_plentiful() -> None:
         for b, n_b in counts.items():
             assert per_bin.get(b, 0) == min(n_b // 3, 15)
     assert (result.split == "discarded").sum() == 0
+
+
+def test_generated_cohort_keeps_no_haemolysed_label_by_default(tmp_path: Path) -> None:
+    """Tables of the synthetic generator (MIMIC-worded comments, haemolysed draws near ECGs) read back with
+    the project's readers: by default no pair is labelled by a haemolysed lab; ``keep`` pairs some."""
+    plan = make_plan(3000, 5, SynthParams().population)
+    plan.labevents.to_csv(tmp_path / "labevents.csv", index=False)
+    record_list(plan.ecgs).to_csv(tmp_path / "record_list.csv", index=False)
+    labs, stats = read_potassium_labs(tmp_path / "labevents.csv", [50971])
+    ecgs = read_record_list(tmp_path)
+    assert stats.comments["hemolysed"] > 20 and stats.comments["verified"] > 10 and stats.comments["unrecognised"] == 0
+    exclude = build_cohort(ecgs, labs, CohortConfig(balanced_max_per_bin=0))
+    keep = build_cohort(ecgs, labs, CohortConfig(balanced_max_per_bin=0, hemolysed_labs="keep"))
+    assert "hemolysed" not in set(exclude.cohort["k_comment"])
+    assert (keep.cohort["k_comment"] == "hemolysed").sum() > 20
+    outcomes = exclude.hemolysed_pairs["outcome"].value_counts()
+    assert outcomes["moved"] > 10 and outcomes["removed"] > 5
+    assert exclude.skipped["hemolysed_lab"] == outcomes["removed"]
+    moved = exclude.hemolysed_pairs[exclude.hemolysed_pairs["outcome"] == "moved"]
+    assert (moved["hemolysed_k"] > moved["k_value"]).all()  # haemolysis reads high; the redraw is lower
+    assert len(keep.cohort) - len(exclude.cohort) == outcomes["removed"] - (
+        keep.skipped.get("implausible_k", 0) - exclude.skipped.get("implausible_k", 0))
