@@ -167,8 +167,8 @@ def print_lab_comment_summary(manifest: dict[str, Any]) -> None:
     outcomes = {k: sum(v.values()) for k, v in comments["hemolysed_pairs_per_bin"].items()}
     done = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none nearest to an ECG"
     line = (f"K+ lab comments: {rows['hemolysed']} haemolysed, {rows['verified']} verified, "
-            f"{rows['unrecognised']} unrecognised (read as none); --hemolysed-labs {comments['hemolysed_labs']}: "
-            f"ECGs whose nearest lab was haemolysed: {done}")
+            f"{rows['unrecognised']} unrecognised (read as none); "
+            f"--hemolysed-labs {comments['hemolysed_labs']}: ECGs whose nearest lab was haemolysed: {done}")
     if comments["hemolysed_labs"] == "flag" and outcomes.get("kept"):
         err_console.print(f"[bold yellow]warning:[/] {line}; these pairs are labelled with haemolysed K+ "
                           "(k_comment = hemolysed in cohort.parquet)")

@@ -50,7 +50,8 @@ class CohortConfig(BaseModel):
     balanced_max_per_bin: int = Field(default=100, ge=0, description="Cap on val/test pairs per bin.")
     seed: int = Field(default=666, description="Seed of the balanced split (the DIR template's 666).")
     hemolysed_labs: HemolysedLabs = Field(
-        default="exclude", description="Haemolysed labs: exclude (never a label), keep, or flag (keep, report)."
+        default="exclude",
+        description="Haemolysed labs: exclude (never a label), keep, or flag (keep and report them).",
     )
 
     @model_validator(mode="after")
@@ -70,7 +71,7 @@ class CohortResult:
     k_per_bin: dict[int, int] = field(default_factory=dict)
     hemolysed_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     """ECGs whose nearest lab was haemolysed: ``study_id, subject_id, hemolysed_k, hemolysed_time, outcome``
-    (``removed``, ``moved``; under ``keep``/``flag``: ``kept``) and ``k_value`` of the lab now labelling it."""
+    (``removed``, ``moved``; under ``keep``/``flag``: ``kept``) and ``k_value`` of the lab labelling it now."""
 
 
 def label_bin(k_value: pd.Series | np.ndarray, step: float = 0.1) -> np.ndarray:

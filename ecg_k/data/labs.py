@@ -2,10 +2,10 @@
 
 Only ``subject_id, itemid, charttime`` and ``valuenum`` (or ``value``) are needed; ``valueuom`` and
 ``comments`` are used when present (a table without ``comments`` reads every row as comment class
-``none``; see :mod:`ecg_k.data.lab_comments`). The file (~118 M rows in v2.2+) is read in Arrow record batches of ``block_size`` bytes and
-filtered to the wanted itemids batch by batch, so memory is O(block + kept rows), not O(file). Blocks of
-4 MiB keep the reader's peak near 0.3 GiB (32 MiB blocks peaked at 0.85 GiB) at the same speed, since
-gzip decompression, not parsing, is the bottleneck.
+``none``; see :mod:`ecg_k.data.lab_comments`). The file (~118 M rows in v2.2+) is read in Arrow record
+batches of ``block_size`` bytes and filtered to the wanted itemids batch by batch, so memory is
+O(block + kept rows), not O(file). Blocks of 4 MiB keep the reader's peak near 0.3 GiB (32 MiB blocks
+peaked at 0.85 GiB) at the same speed, since gzip decompression, not parsing, is the bottleneck.
 """
 
 from __future__ import annotations

@@ -114,8 +114,8 @@ class Population:
     background_labs_per_subject: float = 1.5  # Poisson count of K+ panels days away from any ECG
     p_missing_value: float = 0.02  # K+ rows with value '___' and no valuenum
     implausible_fraction: float = 0.003  # serum K+ rows replaced by a haemolysed 12.5 or a 0.8 (>= 1 row)
-    p_hemolysed_redraw: float = 0.02  # ECGs whose nearest serum draw was haemolysed (then redrawn farther away)
-    p_hemolysed_only: float = 0.01  # ECGs whose only serum lab in the window is haemolysed (from the far ones)
+    p_hemolysed_redraw: float = 0.02  # ECGs whose nearest serum draw was haemolysed (redrawn farther away)
+    p_hemolysed_only: float = 0.01  # ECGs whose only serum lab in the window is haemolysed (far-lab ones)
     hemolysis_rise: tuple[float, float] = (0.3, 2.0)  # a haemolysed K+ reads U(low, high) above the true K+
     p_verified_high: float = 0.3  # serum K+ >= 5.5 rows whose comment confirms the value
     p_reference_notice: float = 0.03  # serum K+ rows with "New reference range as of ___."

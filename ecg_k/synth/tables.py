@@ -2,8 +2,8 @@
 
 Everything here is drawn from one generator seeded by ``(seed, PLAN_STREAM)``, vectorised, before any
 waveform is made (haemolysed draws and the lab comments from a second one, ``(seed, COMMENT_STREAM)``, so
-adding them left every other table value as it was); the waveform of ECG ``i`` then depends only on ``(seed, i)`` and its subject, so the
-output does not depend on how ECGs are spread over processes.
+adding them left every other table value as it was); the waveform of ECG ``i`` then depends only on
+``(seed, i)`` and its subject, so the output does not depend on how ECGs are spread over processes.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ HEMOLYSIS_COMMENTS = (
 )
 VERIFIED_COMMENTS = (
     "VERIFIED.  NOT HEMOLYZED.  ", "Specimen not Hemolyzed.  ", "VERIFIED.  NO HEMOLYSIS.  ",
-    "VERIFIED.  NO HEMOLYSIS PRESENT.  ", "VERIFIED BY REPLICATE ANALYSIS.  ", "VERIFIED BY ALTERNATE METHODOLOGY.  ",
+    "VERIFIED.  NO HEMOLYSIS PRESENT.  ", "VERIFIED BY REPLICATE ANALYSIS.  ",
+    "VERIFIED BY ALTERNATE METHODOLOGY.  ",
 )
 _REFERENCE_NOTICE = "New reference range as of ___.  "
 _TUBE_NOTICES = ("GREEN TOP.  ", "GREEN TOP TUBE.  ", "GREENTOP.  ")
@@ -330,7 +331,8 @@ def _hemolysed_specimens(
     chosen = redraw | alone
     rise = rng.uniform(*pop.hemolysis_rise, n)
     value = ecgs["k_true"].to_numpy() + rng.normal(0.0, pop.lab_noise_sd, n) + rise
-    return _Specimens(ecgs["subject_index"].to_numpy()[chosen], (ecg_time + _minutes(shift))[chosen], hadm[chosen],
+    subject = ecgs["subject_index"].to_numpy()
+    return _Specimens(subject[chosen], (ecg_time + _minutes(shift))[chosen], hadm[chosen],
                       np.zeros(int(chosen.sum()), dtype=bool), value[chosen])
 
 

@@ -183,7 +183,7 @@ def test_cohort_only_then_full(synthetic, reference: Path, tmp_path: Path) -> No
     _same_bytes(reference, out)
 
 
-@pytest.mark.parametrize(("mode", "pairs"), [("exclude", 73), ("keep", 74)])
+@pytest.mark.parametrize(("mode", "pairs"), [("exclude", 73), ("keep", 74), ("flag", 74)])
 def test_cli_ingest_of_real_demo_reports_missing_waveforms(ecg_demo_root: Path, labs_v1_file: Path,
                                                             tmp_path: Path, mode: str, pairs: int) -> None:
     options = [] if mode == "exclude" else ["--hemolysed-labs", mode]  # exclude is the default
@@ -202,6 +202,7 @@ def test_cli_ingest_of_real_demo_reports_missing_waveforms(ecg_demo_root: Path, 
     outcome = "removed" if mode == "exclude" else "kept"
     assert comments["hemolysed_pairs_per_bin"] == {outcome: {"5.2": 1}}
     assert "35 haemolysed" in result.output and f"{outcome} 1" in result.output
+    assert ("labelled with haemolysed K+" in result.output) == (mode == "flag")  # flag warns
 
 
 @pytest.mark.parametrize(
