@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from dashboard.auth import ANONYMOUS, SOURCE, SignedIn
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.audit import record_audit
 from ecg_k.db.ecg_store import EcgStore
 from ecg_k.db.models import AuditOutcome, Flag, LabConfirmation, ModelVersion, Prediction, Review, Verdict
@@ -28,6 +29,7 @@ from ecg_k.db.reviews import (
     add_review,
     confirm_lab,
     lab_confirmation_of,
+    parse_lab_comment,
     parse_verdict,
 )
 from ecg_k.db.session import session_scope
@@ -140,19 +142,23 @@ def record_read(database_url: str, who: SignedIn | None, prediction_id: uuid.UUI
 @dataclass(frozen=True)
 class ReviewForm:
     """What the reviewer entered: the lab K+ and its time (optional only for an unusable ECG), the itemid,
-    the verdict and a comment."""
+    the lab's comment class (``hemolysed``: kept for the record, never used for retraining), the verdict and
+    a comment."""
 
     verdict: Verdict | str
     k_value: float | None = None
     lab_time: datetime | None = None
     itemid: int | None = None
     comment: str | None = None
+    comment_class: LabComment | str = LabComment.NONE
 
     def check(self) -> Verdict:
         """The verdict, once the form is complete for it (ValueError otherwise)."""
         verdict = parse_verdict(self.verdict)
         if (self.k_value is None) != (self.lab_time is None):
             raise ValueError("give the lab K+ together with the time it was measured")
+        if self.k_value is None and parse_lab_comment(self.comment_class) is not LabComment.NONE:
+            raise ValueError("a lab comment (haemolysed, verified) needs the lab K+ it is about")
         if verdict in LAB_VERDICTS and self.k_value is None:
             raise ValueError(f"a lab K+ is needed to {verdict.value} with the estimate")
         return verdict
@@ -183,7 +189,8 @@ def submit_review(database_url: str, who: SignedIn, prediction_id: uuid.UUID, fo
             lab = None
             if form.k_value is not None and form.lab_time is not None:
                 lab = confirm_lab(session, prediction_id, form.k_value, form.lab_time, reviewer_id=who.key_id,
-                                  source=SOURCE, itemid=form.itemid, request_id=request_id)
+                                  source=SOURCE, itemid=form.itemid, comment_class=form.comment_class,
+                                  request_id=request_id)
             review = add_review(session, prediction_id, verdict, reviewer_id=who.key_id, source=SOURCE,
                                 comment=form.comment, request_id=request_id)
             record_audit(session, who.actor, "review.submit", resource, AuditOutcome.SUCCESS, request_id,

@@ -8,7 +8,7 @@ import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from ecg_k.data.cohort import CohortConfig
+from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig, HemolysedLabs
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.data.splits import SPLITS
@@ -97,12 +97,17 @@ def ingest(
     balanced_max_per_bin: Annotated[int, typer.Option(help="Cap on val/test pairs per 0.1 bin.")] = 100,
     shard_size: Annotated[int, typer.Option(help="Records per resumable shard.")] = 256,
     patients: Annotated[Path | None, typer.Option(help="Dir with patients.csv[.gz] if not in hosp root.")] = None,
+    hemolysed_labs: Annotated[str, typer.Option(
+        help="Labs whose comment says haemolysed: exclude (never a label; the nearest valid lab wins), keep "
+             "(pair as if no comment), flag (keep and report them).")] = "exclude",
     cohort_only: Annotated[bool, typer.Option("--cohort-only", help="Stop after pairing and splitting.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different dataset in --out.")] = False,
     max_shards: Annotated[int | None, typer.Option(help="Process at most N shards, then stop (resumable).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Pair ECGs with K+ labs, split, preprocess and write an ECG-K-DIR dataset (resumable)."""
+    if hemolysed_labs not in HEMOLYSED_LAB_MODES:
+        fail(f"--hemolysed-labs must be one of {', '.join(HEMOLYSED_LAB_MODES)}, got {hemolysed_labs!r}")
     try:
         config = IngestConfig(
             cohort=CohortConfig(
@@ -110,6 +115,7 @@ def ingest(
                 itemids=tuple(int(i) for i in itemids.split(",") if i.strip()),
                 balanced_max_per_bin=balanced_max_per_bin,
                 seed=seed,
+                hemolysed_labs=cast(HemolysedLabs, hemolysed_labs),
             ),
             preprocess=PreprocessConfig(fs=fs, leads=leads),
             shard_size=shard_size,
@@ -149,6 +155,25 @@ def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
     skipped = ", ".join(f"{k}={v}" for k, v in manifest["skipped"].items()) or "none"
     console.print(f"ECGs in record list: {manifest['ecgs_in_record_list']}; skipped: {skipped}; "
                   f"other pairs of val/test subjects discarded: {manifest['discarded_holdout_pairs']}")
+    print_lab_comment_summary(manifest)
+
+
+def print_lab_comment_summary(manifest: dict[str, Any]) -> None:
+    """One line on haemolysed labs: how many K+ rows, and what the pairing did with the ECGs they labelled."""
+    comments = manifest.get("lab_comments")
+    if comments is None:
+        return
+    rows = comments["lab_rows"]
+    outcomes = {k: sum(v.values()) for k, v in comments["hemolysed_pairs_per_bin"].items()}
+    done = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none nearest to an ECG"
+    line = (f"K+ lab comments: {rows['hemolysed']} haemolysed, {rows['verified']} verified, "
+            f"{rows['unrecognised']} unrecognised (read as none); "
+            f"--hemolysed-labs {comments['hemolysed_labs']}: ECGs whose nearest lab was haemolysed: {done}")
+    if comments["hemolysed_labs"] == "flag" and outcomes.get("kept"):
+        err_console.print(f"[bold yellow]warning:[/] {line}; these pairs are labelled with haemolysed K+ "
+                          "(k_comment = hemolysed in cohort.parquet)")
+    else:
+        console.print(line)
 
 
 STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})

@@ -27,6 +27,7 @@ class SkipReason(StrEnum):
     TOO_SHORT = "too_short"
     NO_LAB_IN_WINDOW = "no_lab_in_window"
     IMPLAUSIBLE_K = "implausible_k"
+    HEMOLYSED_LAB = "hemolysed_lab"
     INVALID_ECG_TIME = "invalid_ecg_time"
     DUPLICATE_ECG = "duplicate_ecg"
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ecg_k.clinical import Flag, InterpretationCode
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import Verdict, storable_text
 from ecg_k.db.reviews import COMMENT_MAX_CHARS, ITEMID_MAX, K_MAX
 from ecg_k.model_card import Region
@@ -164,11 +165,17 @@ class LabIn(BaseModel):
     """A measured K+ that confirms one prediction."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"k_value": 5.9, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971}]})
+        {"k_value": 5.9, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971},
+        {"k_value": 6.8, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971, "comment_class": "hemolysed"}]})
 
     k_value: float = Field(gt=0, le=K_MAX, description="Measured K+ in mmol/L.")
     lab_time: UtcTime
     itemid: int | None = Field(default=None, ge=0, le=ITEMID_MAX, description="MIMIC itemid (50971 serum).")
+    comment_class: LabComment = Field(
+        default=LabComment.NONE,
+        description="What the lab's comment says: 'hemolysed' (the sample was haemolysed, the K+ is falsely "
+                    "high: kept for the record, never used for retraining), 'verified' (the value was checked, "
+                    "e.g. 'not haemolysed'), or 'none'.")
 
 
 class LabOut(BaseModel):
@@ -178,6 +185,7 @@ class LabOut(BaseModel):
     k_value: float
     lab_time: datetime
     itemid: int | None
+    comment_class: LabComment
     confirmed_by: int
     created_at: datetime
 

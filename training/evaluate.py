@@ -1,4 +1,10 @@
-"""``ecgk evaluate``: predictions, metrics.json, report.md and plots of a run (DESIGN.md run contract)."""
+"""``ecgk evaluate``: predictions, metrics.json, report.md and plots of a run (DESIGN.md run contract).
+
+When the dataset's cohort records the lab-comment class of each label (``k_comment``) and the test split
+holds ``verified`` labels (a lab comment confirmed the value, e.g. "VERIFIED.  NOT HEMOLYZED."), the
+hyperkalemia metrics are also reported on those alone, under ``test.hyper_verified``: the cleanest
+reference the data has.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.store import COHORT, write_json_atomic, write_parquet_atomic
-from ecg_k.metrics import evaluate_predictions
+from ecg_k.metrics import clinical_metrics, evaluate_predictions
 from training.data import SplitData
 from training.evaluation_report import write_report
 from training.run_io import load_best_net, read_run_config
@@ -18,6 +25,7 @@ from training.trainer import predict, resolve_device
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
 EVAL_SPLITS = ("val", "test")
+VERIFIED_SPLIT, VERIFIED_KEY = "test", "hyper_verified"
 
 
 def evaluate_run(
@@ -35,20 +43,39 @@ def evaluate_run(
         split_data = SplitData.load(dataset, split)
         rows = cohort[cohort["split"] == split]
         y_hat = predict(net, split_data, 1024, target)
-        frames.append(pd.DataFrame({
+        frame = pd.DataFrame({
             "split": split, "subject_id": rows["subject_id"].to_numpy(), "study_id": rows["study_id"].to_numpy(),
             "y": split_data.labels.astype("float64"), "y_hat": y_hat,
-        }))
+        })
+        if "k_comment" in rows:
+            frame["k_comment"] = rows["k_comment"].to_numpy()
+        frames.append(frame)
     predictions = pd.concat(frames, ignore_index=True)
     train_labels = SplitData.load(dataset, "train").labels
     metrics = evaluate_predictions(predictions, train_labels, config["train"]["method"], shot_rule=shot_rule,
                                    n_boot=n_boot)
+    verified = verified_hyper_metrics(predictions, n_boot=n_boot)
+    if verified is not None:
+        metrics[VERIFIED_SPLIT][VERIFIED_KEY] = verified
     metrics["run"] = {"stage": config["train"]["stage"], "model": config["train"]["model"],
                       "dataset": str(dataset)}
     write_parquet_atomic(predictions, run / PREDICTIONS)
     write_json_atomic(run / METRICS, metrics)
     write_report(run, metrics, predictions, train_labels)
     return metrics
+
+
+def verified_hyper_metrics(predictions: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, Any] | None:
+    """Hyperkalemia detection (K >= 5.5) on the test predictions whose label a lab comment verified, or None
+    when there are none (or the dataset records no comment class)."""
+    if "k_comment" not in predictions:
+        return None
+    rows = predictions[(predictions["split"] == VERIFIED_SPLIT)
+                       & (predictions["k_comment"] == LabComment.VERIFIED.value)]
+    if rows.empty:
+        return None
+    stats = clinical_metrics(rows["y"].to_numpy(), rows["y_hat"].to_numpy(), n_boot=n_boot, seed=seed)["hyper"]
+    return {**stats, "rule": f"{stats['rule']}, verified labels only"}
 
 
 def read_metrics(run: Path) -> dict[str, Any]:

@@ -4,7 +4,9 @@ the merged dataset (base dataset + confirmed training cases) the challenger trai
 Confirmed case: a prediction with a :class:`~ecg_k.db.models.LabConfirmation` whose lab time lies within
 the pairing window of the ECG time (the base dataset's ``cohort.window_min``, ±60 min by default), whose K+
 is plausible and whose stored ECG passes the champion's preprocessing. Like ingestion, one pair per ECG
-(the nearest lab wins) and labels on the 0.1 mmol/L grid. A reviewer verdict ``unusable_ecg`` excludes it.
+(the nearest lab wins) and labels on the 0.1 mmol/L grid. A reviewer verdict ``unusable_ecg`` excludes it,
+and so does a lab the reviewer marked haemolysed (``comment_class`` ``hemolysed``: its K+ is falsely high;
+it stays in the database for the record), counted as ``hemolysed_lab``.
 
 Subjects (the leak guard). The subject key of a case is ``Prediction.patient_id`` (pseudonymous), compared
 with ``str(subject_id)`` of the base cohort. Each case gets an assignment:
@@ -33,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecg_k.data.cohort import CohortConfig, label_bin
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.splits import SPLITS
 from ecg_k.data.store import (
     COHORT,
@@ -117,15 +120,17 @@ def assign(subject: str | None, locked: set[str], holdout_fraction: float) -> st
 
 def _lab_pairs(session: Session) -> tuple[pd.DataFrame, int]:
     """Every confirmed prediction (``prediction_id, subject, ecg_sha256, ecg_time, k_value, lab_time,
-    itemid``) not judged unusable by a reviewer, and the number that were."""
+    itemid, comment_class``) not judged unusable by a reviewer, and the number that were."""
     unusable = set(session.scalars(sa.select(Review.prediction_id).where(Review.verdict == Verdict.UNUSABLE_ECG)))
     rows = session.execute(
         sa.select(Prediction.id, Prediction.patient_id, Prediction.ecg_sha256, Prediction.ecg_time,
-                  LabConfirmation.k_value, LabConfirmation.lab_time, LabConfirmation.itemid)
+                  LabConfirmation.k_value, LabConfirmation.lab_time, LabConfirmation.itemid,
+                  LabConfirmation.comment_class)
         .join(LabConfirmation, LabConfirmation.prediction_id == Prediction.id)
         .order_by(Prediction.created_at, Prediction.id)
     ).all()
-    columns = ["prediction_id", "subject", "ecg_sha256", "ecg_time", "k_value", "lab_time", "itemid"]
+    columns = ["prediction_id", "subject", "ecg_sha256", "ecg_time", "k_value", "lab_time", "itemid",
+               "comment_class"]
     frame = pd.DataFrame([tuple(row) for row in rows if row[0] not in unusable], columns=columns)
     return frame, sum(1 for row in rows if row[0] in unusable)
 
@@ -137,6 +142,9 @@ def collect_confirmed(
     """Confirmed cases from the database and the ECG store, filtered, deduplicated, preprocessed, assigned."""
     frame, n_unusable = _lab_pairs(session)
     skipped: Counter[str] = Counter({REVIEWED_UNUSABLE: n_unusable})
+    hemolysed = frame["comment_class"] == LabComment.HEMOLYSED
+    skipped[SkipReason.HEMOLYSED_LAB] += int(hemolysed.sum())
+    frame = frame[~hemolysed].assign(comment_class=frame["comment_class"].map(str))
     no_time = frame["ecg_time"].isna()
     skipped[SkipReason.INVALID_ECG_TIME] += int(no_time.sum())
     frame = frame[~no_time]
@@ -200,7 +208,8 @@ def _confirmed_cohort_rows(cases: pd.DataFrame, itemid: int) -> pd.DataFrame:
         "ecg_path": "ecg-store:" + cases["ecg_sha256"].astype(str), "k_value": cases["k_value"].astype("float32"),
         "k_time": pd.to_datetime(cases["lab_time"], utc=True).dt.tz_localize(None),
         "k_itemid": cases["itemid"].fillna(itemid).astype("int64"),
-        "delta_min": cases["delta_min"].astype("float32"), "split": "train", "source": CONFIRMED_SOURCE,
+        "delta_min": cases["delta_min"].astype("float32"), "split": "train",
+        "k_comment": cases["comment_class"].astype(str), "source": CONFIRMED_SOURCE,
         "prediction_id": cases["prediction_id"].astype(str),
     })
 

@@ -20,6 +20,7 @@ from dashboard.review_queue import (
     review_queue,
     submit_review,
 )
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.ecg_store import EcgStoreError
 from ecg_k.db.models import Verdict
 from ecg_k.db.reviews import ITEMID_MAX, K_MAX
@@ -32,6 +33,9 @@ SERUM_ITEMID = 50971
 VERDICT_LABELS = {Verdict.AGREE: "agree: the estimate is right",
                   Verdict.DISAGREE: "disagree: the estimate is wrong",
                   Verdict.UNUSABLE_ECG: "unusable ECG (no lab needed)"}
+LAB_COMMENT_LABELS = {LabComment.NONE: "no comment",
+                      LabComment.VERIFIED: "verified (e.g. 'not haemolysed')",
+                      LabComment.HEMOLYSED: "haemolysed: K⁺ falsely high (kept, never used for retraining)"}
 
 
 def _option(row: pd.Series) -> str:
@@ -82,6 +86,9 @@ def _review_form(database_url: str, detail: PredictionDetail) -> None:
                                      disabled=not can_review)
         itemid = item.number_input("Lab itemid", min_value=0, max_value=ITEMID_MAX, value=SERUM_ITEMID,
                                    step=1, help="50971: serum potassium (MIMIC-IV).", disabled=not can_review)
+        comment_class = st.radio("Lab comment", list(LAB_COMMENT_LABELS), format_func=LAB_COMMENT_LABELS.get,
+                                 horizontal=True, disabled=not can_review,
+                                 help="What the laboratory wrote about the sample.")
         verdict = st.radio("Verdict", list(VERDICT_LABELS), format_func=VERDICT_LABELS.get, horizontal=True,
                            disabled=not can_review)
         comment = st.text_area("Comment (optional)", max_chars=2000, disabled=not can_review)
@@ -90,7 +97,7 @@ def _review_form(database_url: str, detail: PredictionDetail) -> None:
         return
     lab_time = datetime.combine(lab_day, lab_clock, tzinfo=UTC) if k_value is not None else None
     form = ReviewForm(verdict=verdict, k_value=k_value, lab_time=lab_time, itemid=int(itemid),
-                      comment=comment or None)
+                      comment=comment or None, comment_class=comment_class)
     try:
         stored = submit_review(database_url, who, detail.id, form)
     except (ValueError, PermissionError) as err:

@@ -5,23 +5,36 @@ Rule (DESIGN.md defaults): for each ECG take the nearest K+ lab of the same subj
 wins); one pair per ECG; a nearest lab outside ``[k_min, k_max]`` skips the ECG as ``implausible_k`` rather
 than falling back to a farther lab. Labels are put on the 0.1 mmol/L grid. Then the subject-level
 balanced split of :mod:`ecg_k.data.splits`.
+
+Haemolysed labs (comment class ``hemolysed``, :mod:`ecg_k.data.lab_comments`) are falsely high. Under
+``hemolysed_labs="exclude"`` (the default) they never label an ECG: the nearest valid non-haemolysed lab in
+the window wins, and an ECG left with none is skipped as ``hemolysed_lab``; each such ECG is reported as
+``removed`` or ``moved`` (to another lab). ``keep`` pairs as if comments did not exist; ``flag`` pairs as
+``keep`` and reports the pairs a haemolysed lab labels. Either way ``k_comment`` records the class of the
+lab that labels each pair.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.splits import DISCARDED, SPLITS, balanced_subject_split
 from ecg_k.quality import SkipReason
 
 COHORT_COLUMNS = (
     "subject_id", "study_id", "ecg_time", "ecg_path", "k_value", "k_time", "k_itemid", "delta_min", "split",
+    "k_comment",
 )
+HemolysedLabs = Literal["exclude", "keep", "flag"]
+HEMOLYSED_LAB_MODES: tuple[HemolysedLabs, ...] = ("exclude", "keep", "flag")
+REMOVED, MOVED = "removed", "moved"
 
 
 class CohortConfig(BaseModel):
@@ -36,6 +49,10 @@ class CohortConfig(BaseModel):
     label_step: float = Field(default=0.1, gt=0, description="Label grid (mmol/L).")
     balanced_max_per_bin: int = Field(default=100, ge=0, description="Cap on val/test pairs per bin.")
     seed: int = Field(default=666, description="Seed of the balanced split (the DIR template's 666).")
+    hemolysed_labs: HemolysedLabs = Field(
+        default="exclude",
+        description="Haemolysed labs: exclude (never a label), keep, or flag (keep and report them).",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> CohortConfig:
@@ -52,6 +69,9 @@ class CohortResult:
     skipped: dict[str, int] = field(default_factory=dict)
     discarded_holdout_pairs: int = 0
     k_per_bin: dict[int, int] = field(default_factory=dict)
+    hemolysed_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """ECGs whose nearest lab was haemolysed: ``study_id, subject_id, hemolysed_k, hemolysed_time, outcome``
+    (``removed``, ``moved``; under ``keep``/``flag``: ``kept``) and ``k_value`` of the lab labelling it now."""
 
 
 def label_bin(k_value: pd.Series | np.ndarray, step: float = 0.1) -> np.ndarray:
@@ -62,7 +82,8 @@ def label_bin(k_value: pd.Series | np.ndarray, step: float = 0.1) -> np.ndarray:
 def _nearest_lab(ecgs: pd.DataFrame, labs: pd.DataFrame, window: pd.Timedelta) -> pd.DataFrame:
     """For each ECG row the nearest lab within the window (NaN columns when none)."""
     left = ecgs.sort_values("ecg_time", kind="stable")
-    right = labs.rename(columns={"charttime": "k_time", "valuenum": "k_value", "itemid": "k_itemid"})
+    right = labs.rename(columns={"charttime": "k_time", "valuenum": "k_value", "itemid": "k_itemid",
+                                 "comment": "k_comment"})
     right = right.sort_values("k_time", kind="stable")
     merged = {}
     for direction in ("backward", "forward"):
@@ -75,7 +96,7 @@ def _nearest_lab(ecgs: pd.DataFrame, labs: pd.DataFrame, window: pd.Timedelta) -
     fwd_gap = (fwd["k_time"] - fwd["ecg_time"]).abs()
     use_fwd = fwd_gap.notna() & (back_gap.isna() | (fwd_gap < back_gap))
     best = back.copy()
-    for col in ("k_time", "k_value", "k_itemid"):
+    for col in ("k_time", "k_value", "k_itemid", "k_comment"):
         best.loc[use_fwd, col] = fwd.loc[use_fwd, col]
     return best
 
@@ -92,7 +113,8 @@ def build_cohort(ecgs: pd.DataFrame, labs: pd.DataFrame, config: CohortConfig) -
     """Pair ECGs with K+ labs and split them.
 
     ``ecgs``: ``subject_id, study_id, ecg_time, ecg_path``; ``labs``: ``subject_id, itemid, charttime,
-    valuenum`` (rows with NaN ``valuenum`` or time are ignored). Pure: no files are touched.
+    valuenum`` and optionally ``comment`` (a :class:`LabComment` value; ``none`` when absent); rows with NaN
+    ``valuenum`` or time are ignored. Pure: no files are touched.
     """
     skipped: Counter[str] = Counter()
     ecgs = ecgs[["subject_id", "study_id", "ecg_time", "ecg_path"]].copy()
@@ -105,11 +127,21 @@ def build_cohort(ecgs: pd.DataFrame, labs: pd.DataFrame, config: CohortConfig) -
     ecgs["_row"] = np.arange(len(ecgs))
 
     usable = labs[labs["itemid"].isin(config.itemids) & labs["valuenum"].notna() & labs["charttime"].notna()]
-    usable = _dedupe_labs(usable[["subject_id", "itemid", "charttime", "valuenum"]], config.itemids)
-    paired = _nearest_lab(ecgs, usable, pd.Timedelta(minutes=config.window_min))
+    usable = usable.assign(comment=usable["comment"] if "comment" in usable else LabComment.NONE.value)
+    usable = usable[["subject_id", "itemid", "charttime", "valuenum", "comment"]]
+    window = pd.Timedelta(minutes=config.window_min)
+    nearest = _nearest_lab(ecgs, _dedupe_labs(usable, config.itemids), window)
+    if config.hemolysed_labs == "exclude":
+        clean = usable[usable["comment"] != LabComment.HEMOLYSED.value]
+        paired = _nearest_lab(ecgs, _dedupe_labs(clean, config.itemids), window)
+    else:
+        paired = nearest
+    hemolysed_pairs = _hemolysed_pairs(nearest, paired, config.hemolysed_labs)
 
     no_lab = paired["k_value"].isna()
-    skipped[SkipReason.NO_LAB_IN_WINDOW] += int(no_lab.sum())
+    lost = no_lab & paired.index.isin(hemolysed_pairs.loc[hemolysed_pairs["outcome"] == REMOVED, "_row"])
+    skipped[SkipReason.HEMOLYSED_LAB] += int(lost.sum())
+    skipped[SkipReason.NO_LAB_IN_WINDOW] += int((no_lab & ~lost).sum())
     paired = paired[~no_lab]
     implausible = (paired["k_value"] < config.k_min) | (paired["k_value"] > config.k_max)
     skipped[SkipReason.IMPLAUSIBLE_K] += int(implausible.sum())
@@ -118,6 +150,7 @@ def build_cohort(ecgs: pd.DataFrame, labs: pd.DataFrame, config: CohortConfig) -
     bins = label_bin(paired["k_value"], config.label_step)
     paired["k_value"] = (bins * config.label_step).round(6).astype("float32")
     paired["k_itemid"] = paired["k_itemid"].astype("int64")
+    paired["k_comment"] = paired["k_comment"].astype(str)
     paired["delta_min"] = ((paired["k_time"] - paired["ecg_time"]).dt.total_seconds() / 60.0).astype("float32")
     split = balanced_subject_split(paired["subject_id"], pd.Series(bins, index=paired.index),
                                    config.balanced_max_per_bin, config.seed)
@@ -133,4 +166,22 @@ def build_cohort(ecgs: pd.DataFrame, labs: pd.DataFrame, config: CohortConfig) -
         skipped={str(k): v for k, v in skipped.items() if v},
         discarded_holdout_pairs=discarded,
         k_per_bin=split.k_per_bin,
+        hemolysed_pairs=hemolysed_pairs.drop(columns="_row"),
     )
+
+
+def _hemolysed_pairs(nearest: pd.DataFrame, paired: pd.DataFrame, mode: HemolysedLabs) -> pd.DataFrame:
+    """The ECGs whose nearest lab is haemolysed, and what the pairing did with them (see CohortResult)."""
+    hit = nearest["k_comment"] == LabComment.HEMOLYSED.value
+    rows = nearest[hit]
+    relabelled = paired.loc[rows.index, "k_value"]
+    if mode == "exclude":
+        outcome = np.where(relabelled.notna(), MOVED, REMOVED)
+    else:
+        outcome = np.full(len(rows), "kept", dtype=object)
+    return pd.DataFrame({
+        "_row": rows.index.to_numpy(), "study_id": rows["study_id"].to_numpy(),
+        "subject_id": rows["subject_id"].to_numpy(), "hemolysed_k": rows["k_value"].to_numpy(np.float64),
+        "hemolysed_time": rows["k_time"].to_numpy(), "outcome": outcome,
+        "k_value": relabelled.to_numpy(np.float64),
+    })

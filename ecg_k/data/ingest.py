@@ -172,6 +172,27 @@ def _histograms(cohort: pd.DataFrame, step: float) -> dict[str, dict[str, int]]:
     return out
 
 
+def _lab_comment_summary(
+    rows: dict[str, int], hemolysed_pairs: pd.DataFrame, config: CohortConfig
+) -> dict[str, Any]:
+    """The manifest's ``lab_comments``: the rule, K+ rows per comment class, and per 0.1 bin of the
+    haemolysed value the ECGs whose nearest lab was haemolysed, by outcome (removed, moved, kept)."""
+    per_bin: dict[str, dict[str, int]] = {}
+    for outcome, group in hemolysed_pairs.groupby("outcome", sort=True):
+        bins = label_bin(group["hemolysed_k"], config.label_step)
+        values, counts = np.unique(bins, return_counts=True)
+        per_bin[str(outcome)] = {f"{v * config.label_step:.1f}": int(c)
+                                 for v, c in zip(values, counts, strict=True)}
+    return {"hemolysed_labs": config.hemolysed_labs, "lab_rows": rows, "hemolysed_pairs_per_bin": per_bin}
+
+
+def _pairs_per_comment(cohort: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Kept pairs per split and comment class of the lab that labels them."""
+    per_split = {split: cohort.loc[cohort["split"] == split, "k_comment"].value_counts().sort_index()
+                 for split in SPLITS}
+    return {split: {str(k): int(v) for k, v in counts.items()} for split, counts in per_split.items()}
+
+
 def _demographics(cohort: pd.DataFrame, patients: pd.DataFrame | None) -> dict[str, Any] | None:
     if patients is None:
         return None
@@ -297,6 +318,8 @@ class Ingestor:
             "k_per_bin": {f"{b * self.config.cohort.label_step:.1f}": k for b, k in sorted(result.k_per_bin.items())},
             "labs": {"rows_scanned": lab_stats.rows_scanned, "rows_kept": lab_stats.rows_kept,
                      "dropped": lab_stats.dropped},
+            "lab_comments": _lab_comment_summary(lab_stats.comments, result.hemolysed_pairs,
+                                                 self.config.cohort),
             "elapsed_cohort_s": round(time.perf_counter() - started, 3),
         }
         store.write_json_atomic(state_file, state)
@@ -334,6 +357,7 @@ class Ingestor:
             "discarded_holdout_pairs": state["discarded_holdout_pairs"],
             "balanced_k_per_bin": state["k_per_bin"],
             "labs": state["labs"],
+            "lab_comments": {**state["lab_comments"], "pairs": _pairs_per_comment(cohort)},
             "label_histogram": _histograms(cohort, self.config.cohort.label_step),
             "demographics": _demographics(cohort, read_patients(self.patients_root)),
             "elapsed_s": {"cohort": state["elapsed_cohort_s"], "this_run": round(time.perf_counter() - started, 3)},

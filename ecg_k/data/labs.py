@@ -1,10 +1,11 @@
 """MIMIC-IV hosp ``labevents.csv[.gz]`` (v1.0-v3.x) streamed in bounded memory, and ``patients``.
 
-Only ``subject_id, itemid, charttime`` and ``valuenum`` (or ``value``) are needed; ``valueuom`` is used
-when present. The file (~118 M rows in v2.2+) is read in Arrow record batches of ``block_size`` bytes and
-filtered to the wanted itemids batch by batch, so memory is O(block + kept rows), not O(file). Blocks of
-4 MiB keep the reader's peak near 0.3 GiB (32 MiB blocks peaked at 0.85 GiB) at the same speed, since
-gzip decompression, not parsing, is the bottleneck.
+Only ``subject_id, itemid, charttime`` and ``valuenum`` (or ``value``) are needed; ``valueuom`` and
+``comments`` are used when present (a table without ``comments`` reads every row as comment class
+``none``; see :mod:`ecg_k.data.lab_comments`). The file (~118 M rows in v2.2+) is read in Arrow record
+batches of ``block_size`` bytes and filtered to the wanted itemids batch by batch, so memory is
+O(block + kept rows), not O(file). Blocks of 4 MiB keep the reader's peak near 0.3 GiB (32 MiB blocks
+peaked at 0.85 GiB) at the same speed, since gzip decompression, not parsing, is the bottleneck.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ecg_k.data.errors import DataInputError
+from ecg_k.data.lab_comments import LabComment, comment_counts, read_comment
 
 LAB_COLUMNS = ("subject_id", "itemid", "charttime")
 VALUE_COLUMNS = ("valuenum", "value")
 POTASSIUM_UNITS = {"meq/l", "mmol/l"}  # numerically equal for K+
+COMMENTS = "comments"
 
 
 @dataclass
@@ -34,6 +37,8 @@ class LabReadStats:
     rows_scanned: int = 0
     rows_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    comments: dict[str, int] = field(default_factory=dict)
+    """Kept rows per comment class, plus ``unrecognised`` comments (read as ``none``)."""
 
     def drop(self, reason: str, n: int) -> None:
         if n:
@@ -74,8 +79,9 @@ def _header(path: Path) -> list[str]:
 def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 4 << 20) -> tuple[pd.DataFrame, LabReadStats]:
     """Stream a labevents table, keeping rows of ``itemids``.
 
-    Returns ``subject_id, itemid, charttime, valuenum, valueuom`` with ``valuenum`` parsed from ``value``
-    where the numeric column is empty; non-numeric values stay NaN (the caller skips them with a reason).
+    Returns ``subject_id, itemid, charttime, valuenum, valueuom, comment`` with ``valuenum`` parsed from
+    ``value`` where the numeric column is empty (non-numeric values are dropped with a reason) and
+    ``comment`` the :class:`~ecg_k.data.lab_comments.LabComment` value of the row's ``comments``.
     """
     header = _header(path)
     missing = [c for c in LAB_COLUMNS if c not in header]
@@ -83,9 +89,9 @@ def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 4 
         raise DataInputError(
             f"{path} lacks column(s) {missing or list(VALUE_COLUMNS)}; has {header}"
         )
-    wanted = [c for c in (*LAB_COLUMNS, *VALUE_COLUMNS, "valueuom") if c in header]
+    wanted = [c for c in (*LAB_COLUMNS, *VALUE_COLUMNS, "valueuom", COMMENTS) if c in header]
     types = {"subject_id": pa.int64(), "itemid": pa.int64()} | {
-        c: pa.string() for c in ("charttime", "value", "valuenum", "valueuom") if c in wanted
+        c: pa.string() for c in ("charttime", "value", "valuenum", "valueuom", COMMENTS) if c in wanted
     }
     item_set = pa.array(sorted({int(i) for i in itemids}), type=pa.int64())
     stats = LabReadStats()
@@ -139,6 +145,7 @@ def _normalise(path: Path, frame: pd.DataFrame, stats: LabReadStats) -> tuple[pd
             "charttime": naive_times(path, "charttime", frame["charttime"]),
             "valuenum": numeric.where(np.isfinite(numeric)),  # "inf" or "1e999" is no measurement
             "valueuom": frame["valueuom"] if "valueuom" in frame else pd.Series(pd.NA, index=frame.index),
+            "comment": _comment_classes(frame),
         }
     )
     stats.drop("lab_missing_value", out["valuenum"].isna().sum())
@@ -146,9 +153,26 @@ def _normalise(path: Path, frame: pd.DataFrame, stats: LabReadStats) -> tuple[pd
     unit = out["valueuom"].astype("string").str.strip().str.lower()
     wrong_unit = unit.notna() & ~unit.isin(POTASSIUM_UNITS)
     stats.drop("lab_unit", wrong_unit.sum())
-    out = out[out["valuenum"].notna() & out["charttime"].notna() & ~wrong_unit].reset_index(drop=True)
+    kept = out["valuenum"].notna() & out["charttime"].notna() & ~wrong_unit
+    out = out[kept].reset_index(drop=True)
     stats.rows_kept = len(out)
+    texts = _texts(frame)[kept.to_numpy()]
+    stats.comments = comment_counts(texts.fillna("").value_counts().to_dict())
     return out, stats
+
+
+def _texts(frame: pd.DataFrame) -> pd.Series:
+    """The ``comments`` text per row (None where empty or where the table has no such column)."""
+    if COMMENTS not in frame:
+        return pd.Series(None, index=frame.index, dtype=object)
+    return frame[COMMENTS].astype(object).where(frame[COMMENTS].notna(), None)
+
+
+def _comment_classes(frame: pd.DataFrame) -> pd.Series:
+    """The comment class of each row, classifying each distinct text once."""
+    texts = _texts(frame)
+    classes = {text: read_comment(text).label.value for text in texts.dropna().unique()}
+    return texts.map(classes).fillna(LabComment.NONE.value).astype(str)
 
 
 def read_patients(hosp_root: Path) -> pd.DataFrame | None:

@@ -19,6 +19,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ecg_k.data.lab_comments import LabComment
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -283,7 +285,8 @@ class Prediction(Base):
 
 
 class LabConfirmation(Base):
-    """The measured K+ that confirms (or refutes) one prediction: a labelled pair for retraining."""
+    """The measured K+ that confirms (or refutes) one prediction: a labelled pair for retraining, unless the
+    reviewer marked the lab haemolysed (``comment_class``): then it is kept for the record only."""
 
     __tablename__ = "lab_confirmations"
     __table_args__ = (sa.CheckConstraint("k_value > 0", name="k_positive"),)
@@ -293,6 +296,9 @@ class LabConfirmation(Base):
     k_value: Mapped[float]
     lab_time: Mapped[datetime]
     itemid: Mapped[int | None]
+    comment_class: Mapped[LabComment] = mapped_column(
+        _enum(LabComment, "lab_comment"), default=LabComment.NONE, server_default=LabComment.NONE.value
+    )
     confirmed_by: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
 

@@ -1,5 +1,9 @@
 """Closing the loop on a prediction: a reviewer records the measured K+ (lab confirmation) and a verdict.
 
+A confirmed lab carries the class of its lab comment (:class:`~ecg_k.data.lab_comments.LabComment`): a
+reviewer marks a haemolysed sample ``hemolysed`` (kept for the record, never used for retraining) or a
+checked one ``verified``.
+
 The API (``service/routes/labs.py``) and the dashboard's review queue both write through these functions,
 so both doors apply the same rules and leave the same audit trail: each write adds one audit event
 (``lab.confirm`` or ``review.add``) in the caller's transaction, with the reviewer's key as the actor
@@ -19,6 +23,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.api_keys import key_actor
 from ecg_k.db.audit import record_audit
 from ecg_k.db.models import (
@@ -116,25 +121,34 @@ def confirm_lab(
     reviewer_id: int,
     source: str,
     itemid: int | None = None,
+    comment_class: LabComment | str = LabComment.NONE,
     request_id: str | None = None,
 ) -> LabConfirmation:
-    """Record the measured K+ confirming ``prediction_id`` (one per prediction), audited as ``lab.confirm``.
+    """Record the measured K+ confirming ``prediction_id`` (one per prediction), audited as ``lab.confirm``;
+    ``comment_class`` ``hemolysed`` marks a haemolysed sample (never used for retraining).
 
     Raises :class:`PredictionNotFoundError`, :class:`AlreadyConfirmedError`, :class:`ValueError` for a bad
-    value, time or itemid, and :class:`ReviewPermissionError` for a key that may not review.
+    value, time, itemid or comment class, and :class:`ReviewPermissionError` for a key that may not review.
     """
     value, when, item, door = _lab_value(k_value), _lab_time(lab_time), _itemid(itemid), _source(source)
+    comment = parse_lab_comment(comment_class)
     _reviewer(session, reviewer_id)
     _prediction(session, prediction_id)
     if lab_confirmation_of(session, prediction_id) is not None:
         raise AlreadyConfirmedError(f"prediction {prediction_id} already has a lab value")
     row = LabConfirmation(prediction_id=prediction_id, k_value=value, lab_time=when, itemid=item,
-                          confirmed_by=reviewer_id)
+                          comment_class=comment, confirmed_by=reviewer_id)
     session.add(row)
     session.flush()
     record_audit(session, key_actor(reviewer_id), "lab.confirm", f"prediction:{prediction_id}",
-                 AuditOutcome.SUCCESS, request_id, {"lab_confirmation_id": row.id, "source": door})
+                 AuditOutcome.SUCCESS, request_id,
+                 {"lab_confirmation_id": row.id, "source": door, "comment_class": comment.value})
     return row
+
+
+def parse_lab_comment(comment_class: LabComment | str) -> LabComment:
+    """``"hemolysed"`` -> ``LabComment.HEMOLYSED``, with a clear error for anything else."""
+    return parse_member(LabComment, comment_class, "lab comment class")
 
 
 def parse_verdict(verdict: Verdict | str) -> Verdict:

@@ -114,6 +114,12 @@ class Population:
     background_labs_per_subject: float = 1.5  # Poisson count of K+ panels days away from any ECG
     p_missing_value: float = 0.02  # K+ rows with value '___' and no valuenum
     implausible_fraction: float = 0.003  # serum K+ rows replaced by a haemolysed 12.5 or a 0.8 (>= 1 row)
+    p_hemolysed_redraw: float = 0.02  # ECGs whose nearest serum draw was haemolysed (redrawn farther away)
+    p_hemolysed_only: float = 0.01  # ECGs whose only serum lab in the window is haemolysed (far-lab ones)
+    hemolysis_rise: tuple[float, float] = (0.3, 2.0)  # a haemolysed K+ reads U(low, high) above the true K+
+    p_verified_high: float = 0.3  # serum K+ >= 5.5 rows whose comment confirms the value
+    p_reference_notice: float = 0.03  # serum K+ rows with "New reference range as of ___."
+    p_tube_notice: float = 0.05  # whole-blood K+ rows naming the tube ("GREEN TOP.")
     p_same_stay: float = 0.5  # the next ECG of a subject is hours (not months) after the last one
     same_stay_gap_h: float = 10.0  # exponential mean, at least 15 min
     new_stay_gap_days: float = 200.0

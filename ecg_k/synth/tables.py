@@ -1,8 +1,9 @@
 """The synthetic cohort as tables: subjects, ECG times and true K+, and the MIMIC-IV hosp tables.
 
 Everything here is drawn from one generator seeded by ``(seed, PLAN_STREAM)``, vectorised, before any
-waveform is made; the waveform of ECG ``i`` then depends only on ``(seed, i)`` and its subject, so the
-output does not depend on how ECGs are spread over processes.
+waveform is made (haemolysed draws and the lab comments from a second one, ``(seed, COMMENT_STREAM)``, so
+adding them left every other table value as it was); the waveform of ECG ``i`` then depends only on
+``(seed, i)`` and its subject, so the output does not depend on how ECGs are spread over processes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 from ecg_k.synth.params import Population
 
 PLAN_STREAM = 0
+COMMENT_STREAM = 3  # 1: subjects, 2: waveforms (dataset.py)
 SERUM_POTASSIUM = 50971
 WHOLE_BLOOD_POTASSIUM = 50822
 MISSING_TEXT = "___"  # MIMIC's de-identified free text
@@ -38,7 +40,20 @@ _N_PROVIDERS = 200
 _P_NO_PROVIDER = 0.4
 _P_STAT = 0.6
 _HAEMOLYSED_VALUES = (12.5, 0.8)
-_HAEMOLYSIS_COMMENT = "HEMOLYSIS FALSELY INCREASES THIS RESULT"
+_SPECIMEN_IDS = (1_000_000, 89_000_000)  # (low, span) of specimen ids; the haemolysed draws' come after
+# comments as MIMIC-IV writes them on K+ rows (two trailing spaces after each sentence)
+HEMOLYSIS_COMMENTS = (
+    "HEMOLYSIS FALSELY ELEVATES K..  ", "Hemolysis falsely elevates this test.  ",
+    "Hemolysis falsely elevates this test.  New reference range as of ___.  ",
+)
+VERIFIED_COMMENTS = (
+    "VERIFIED.  NOT HEMOLYZED.  ", "Specimen not Hemolyzed.  ", "VERIFIED.  NO HEMOLYSIS.  ",
+    "VERIFIED.  NO HEMOLYSIS PRESENT.  ", "VERIFIED BY REPLICATE ANALYSIS.  ",
+    "VERIFIED BY ALTERNATE METHODOLOGY.  ",
+)
+_REFERENCE_NOTICE = "New reference range as of ___.  "
+_TUBE_NOTICES = ("GREEN TOP.  ", "GREEN TOP TUBE.  ", "GREENTOP.  ")
+_HIGH_K = 5.5
 
 
 @dataclass(frozen=True)
@@ -292,13 +307,59 @@ def _corrupt_potassium(rng: np.random.Generator, rows: pd.DataFrame, pop: Popula
     bad_values = rng.choice(np.asarray(_HAEMOLYSED_VALUES), n_bad)
     rows.loc[bad, "value"] = rows.loc[bad, "valuenum"] = _fmt(bad_values, 1)
     rows.loc[bad, "flag"] = "abnormal"
-    rows.loc[bad, "comments"] = np.where(bad_values > 10, _HAEMOLYSIS_COMMENT, MISSING_TEXT)
+    rows.loc[bad, "comments"] = np.where(bad_values > 10, HEMOLYSIS_COMMENTS[0], MISSING_TEXT)
+
+
+def _hemolysed_specimens(
+    rng: np.random.Generator, ecgs: pd.DataFrame, hadm: np.ndarray, primary: _Specimens, pop: Population
+) -> _Specimens:
+    """Serum draws that were haemolysed (K+ reads ``hemolysis_rise`` too high), in two cases:
+
+    - redrawn: a near ECG (its lab >= 2 min away) also has a haemolysed draw at half its lab's distance,
+      so the haemolysed one is the nearest;
+    - alone: an ECG whose only valid serum lab is hours away has a haemolysed one within +/-59 min.
+    ``primary`` holds each ECG's first serum lab, in ECG order.
+    """
+    n = len(ecgs)
+    ecg_time = ecgs["ecg_time"].to_numpy().astype("datetime64[m]")
+    delta = (primary.time[:n] - ecg_time).astype(np.int64)
+    far = np.abs(delta) > 60
+    draw = rng.random(n)
+    redraw = ~far & (np.abs(delta) >= 2) & (draw < pop.p_hemolysed_redraw)
+    alone = far & (draw < pop.p_hemolysed_only / pop.p_far_lab)
+    shift = np.where(redraw, np.trunc(delta / 2), rng.integers(-59, 60, n))
+    chosen = redraw | alone
+    rise = rng.uniform(*pop.hemolysis_rise, n)
+    value = ecgs["k_true"].to_numpy() + rng.normal(0.0, pop.lab_noise_sd, n) + rise
+    subject = ecgs["subject_index"].to_numpy()
+    return _Specimens(subject[chosen], (ecg_time + _minutes(shift))[chosen], hadm[chosen],
+                      np.zeros(int(chosen.sum()), dtype=bool), value[chosen])
+
+
+def _comment(rng: np.random.Generator, rows: pd.DataFrame, mask: np.ndarray, p: float,
+             texts: tuple[str, ...]) -> None:
+    """In place: rows in ``mask`` with no comment get one of ``texts`` with probability ``p``."""
+    chosen = mask & (rows["comments"] == "").to_numpy() & (rng.random(len(rows)) < p)
+    rows.loc[chosen, "comments"] = rng.choice(np.asarray(texts), int(chosen.sum()))
+
+
+def _comment_potassium(rng: np.random.Generator, rows: pd.DataFrame, pop: Population) -> None:
+    """In place: the comments MIMIC writes on valid K+ rows (high values verified, notices)."""
+    serum = (rows["itemid"] == SERUM_POTASSIUM).to_numpy()
+    value = pd.to_numeric(rows["valuenum"], errors="coerce").to_numpy()
+    _comment(rng, rows, serum & (value >= _HIGH_K) & (value <= 10), pop.p_verified_high, VERIFIED_COMMENTS)
+    _comment(rng, rows, serum & np.isfinite(value), pop.p_reference_notice, (_REFERENCE_NOTICE,))
+    _comment(rng, rows, (rows["itemid"] == WHOLE_BLOOD_POTASSIUM).to_numpy(), pop.p_tube_notice, _TUBE_NOTICES)
 
 
 def _labevents(
-    rng: np.random.Generator, specimens: _Specimens, subjects: _Subjects, pop: Population
+    rng: np.random.Generator, specimens: _Specimens, subjects: _Subjects, pop: Population,
+    hemolysed: bool = False,
 ) -> pd.DataFrame:
-    """The ``labevents`` rows of all specimens: K+ plus the panel's distractors, sorted and numbered."""
+    """The ``labevents`` rows of all specimens: K+ plus the panel's distractors, sorted and numbered.
+
+    ``hemolysed``: the specimens are haemolysed draws: their K+ carries MIMIC's haemolysis comment (and no
+    other corruption); their specimen ids follow the others'."""
     n = specimens.k.size
     serum = np.flatnonzero(~specimens.blood_gas)
     gas = np.flatnonzero(specimens.blood_gas)
@@ -311,7 +372,11 @@ def _labevents(
         values = analyte.centre * np.exp(spread) if analyte.lognormal else analyte.centre + spread
         parts.append(_analyte_rows(rng, analyte, serum, np.maximum(values, 10.0 ** -analyte.decimals)))
     rows = pd.concat(parts, ignore_index=True)
-    _corrupt_potassium(rng, rows, pop)
+    if hemolysed:
+        potassium = (rows["itemid"] == SERUM_POTASSIUM).to_numpy()
+        rows.loc[potassium, "comments"] = rng.choice(np.asarray(HEMOLYSIS_COMMENTS), int(potassium.sum()))
+    else:
+        _corrupt_potassium(rng, rows, pop)
 
     providers = np.char.mod("P%05X", rng.integers(0, 16**5, _N_PROVIDERS))
     provider = np.where(rng.random(n) < _P_NO_PROVIDER, "", rng.choice(providers, n))
@@ -320,7 +385,8 @@ def _labevents(
         {
             "subject_id": subjects.ids[specimens.subject_index],
             "hadm_id": np.where(specimens.hadm >= 0, specimens.hadm.astype(str), ""),
-            "specimen_id": _unique_ids(rng, 1_000_000, n, span=89_000_000),
+            "specimen_id": _unique_ids(rng, _SPECIMEN_IDS[0] + hemolysed * _SPECIMEN_IDS[1], n,
+                                       span=_SPECIMEN_IDS[1]),
             "order_provider_id": provider,
             "_time": specimens.time,
             "charttime": format_time(specimens.time),
@@ -341,10 +407,19 @@ def make_plan(n_ecgs: int, seed: int, pop: Population) -> Plan:
     subjects = _draw_subjects(rng, n_ecgs, pop)
     ecgs, hadm = _draw_ecgs(rng, subjects, pop)
     patients = _draw_patients(rng, subjects, ecgs, pop)
-    specimens = _Specimens.concat(
-        [_ecg_specimens(rng, ecgs, hadm, pop), _background_specimens(rng, subjects, ecgs, pop)]
-    )
-    return Plan(ecgs=ecgs, patients=patients, labevents=_labevents(rng, specimens, subjects, pop))
+    near_ecgs = _ecg_specimens(rng, ecgs, hadm, pop)
+    specimens = _Specimens.concat([near_ecgs, _background_specimens(rng, subjects, ecgs, pop)])
+    labs = _labevents(rng, specimens, subjects, pop)
+    comments_rng = np.random.default_rng([seed, COMMENT_STREAM])
+    hemolysed = _hemolysed_specimens(comments_rng, ecgs, hadm, near_ecgs, pop)
+    if hemolysed.k.size:
+        extra = _labevents(comments_rng, hemolysed, subjects, pop, hemolysed=True)
+        labs = pd.concat([labs, extra], ignore_index=True)
+        labs = labs.sort_values(["subject_id", "charttime", "specimen_id", "itemid"], kind="stable",
+                                ignore_index=True)
+        labs["labevent_id"] = np.arange(1, len(labs) + 1)
+    _comment_potassium(comments_rng, labs, pop)
+    return Plan(ecgs=ecgs, patients=patients, labevents=labs)
 
 
 def record_list(ecgs: pd.DataFrame) -> pd.DataFrame:

@@ -43,16 +43,17 @@ def _domain_errors() -> Iterator[None]:
              responses={404: {"description": "Unknown prediction."}, 409: {"description": "Already confirmed."}})
 def confirm_lab(prediction_id: uuid.UUID, lab: LabIn, request: Request, runtime: RuntimeDep,
                 principal: Reviewer) -> LabOut:
-    """Record the confirmed lab K+ and its time (one confirmation per prediction)."""
+    """Record the confirmed lab K+ and its time (one confirmation per prediction); ``comment_class``
+    ``hemolysed`` marks a haemolysed sample, kept for the record but never used for retraining."""
     with audited(request, runtime.settings.database_url, "lab.create", f"prediction:{prediction_id}") as scope:
         load_prediction(scope.session, prediction_id, principal)
         with _domain_errors():
             row = confirm_lab_value(scope.session, prediction_id, lab.k_value, lab.lab_time,
                                     reviewer_id=principal.key_id, source=SOURCE, itemid=lab.itemid,
-                                    request_id=request_id_of(request))
+                                    comment_class=lab.comment_class, request_id=request_id_of(request))
         scope.detail = {"lab_confirmation_id": row.id}
         return LabOut(prediction_id=prediction_id, k_value=row.k_value, lab_time=row.lab_time, itemid=row.itemid,
-                      confirmed_by=row.confirmed_by, created_at=row.created_at)
+                      comment_class=row.comment_class, confirmed_by=row.confirmed_by, created_at=row.created_at)
 
 
 @router.post("/{prediction_id}/reviews", status_code=status.HTTP_201_CREATED,

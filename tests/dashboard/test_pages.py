@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard
 from ecg_k.db.migrate import upgrade
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import AuditEvent, LabConfirmation, Prediction, Review, Verdict
 from ecg_k.db.session import session_scope
 from ecg_k.settings import get_settings
@@ -148,12 +149,15 @@ def test_reviewer_signs_in_and_submits_a_lab_and_verdict(dashboard_env: Seeded) 
     waiting = int(_metric(app, "Flagged predictions waiting for a lab value"))
     chosen = app.selectbox[0].value
 
-    app.radio[0].set_value(Verdict.AGREE)
+    lab_comment, verdict = app.radio[0], app.radio[1]
+    assert lab_comment.label == "Lab comment" and lab_comment.value == LabComment.NONE
+    verdict.set_value(Verdict.AGREE)
     app.button(key="FormSubmitter:review-Submit review").click().run()
     assert "Not saved: a lab K+ is needed to agree with the estimate" in [error.value for error in app.error]
 
     app.number_input[0].set_value(6.3)
-    app.radio[0].set_value(Verdict.DISAGREE)
+    app.radio[0].set_value(LabComment.HEMOLYSED)
+    app.radio[1].set_value(Verdict.DISAGREE)
     app.text_area[0].input("estimate too low")
     app.button(key="FormSubmitter:review-Submit review").click().run()
     assert not app.exception
@@ -166,5 +170,6 @@ def test_reviewer_signs_in_and_submits_a_lab_and_verdict(dashboard_env: Seeded) 
         actions = session.scalars(sa.select(AuditEvent.action).where(
             AuditEvent.resource == f"prediction:{chosen}", AuditEvent.outcome == "success")).all()
     assert (lab.k_value, lab.confirmed_by) == (6.3, dashboard_env.key_ids["reviewer"])
+    assert lab.comment_class is LabComment.HEMOLYSED
     assert (review.verdict, review.comment) == (Verdict.DISAGREE, "estimate too low")
     assert sorted(actions) == ["lab.confirm", "prediction.read", "review.add", "review.submit"]

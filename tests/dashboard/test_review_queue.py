@@ -69,13 +69,14 @@ def test_submission_stores_lab_and_verdict_audited_and_leaves_the_queue(seeded_d
     with session_scope(seeded_db.database_url) as session:
         before = review_queue(session)
     target = before.table["id"].iloc[0]
-    form = ReviewForm(verdict="agree", k_value=6.4, lab_time=LAB_TIME, itemid=50971, comment="peaked T waves")
+    form = ReviewForm(verdict="agree", k_value=6.4, lab_time=LAB_TIME, itemid=50971, comment="peaked T waves",
+                      comment_class="verified")
     stored = submit_review(seeded_db.database_url, _reviewer(seeded_db), target, form)
     with session_scope(seeded_db.database_url) as session:
         lab = session.get(LabConfirmation, stored.lab_confirmation_id)
         review = session.get(Review, stored.review_id)
-        assert (lab.prediction_id, lab.k_value, lab.lab_time, lab.confirmed_by) == (
-            target, 6.4, LAB_TIME, seeded_db.key_ids["reviewer"])
+        assert (lab.prediction_id, lab.k_value, lab.lab_time, lab.confirmed_by, lab.comment_class) == (
+            target, 6.4, LAB_TIME, seeded_db.key_ids["reviewer"], "verified")
         assert (review.prediction_id, review.verdict, review.comment) == (target, Verdict.AGREE, "peaked T waves")
         after = review_queue(session)
     assert after.total == before.total - 1 and target not in set(after.table["id"])
@@ -104,6 +105,10 @@ def test_unusable_ecg_needs_no_lab_and_leaves_the_queue(seeded_db: Seeded) -> No
     ("reviewer", ReviewForm(verdict="agree", k_value=99.0, lab_time=LAB_TIME), ValueError, r"\(0, 15\]",
      "failure"),
     ("reviewer", ReviewForm(verdict="perhaps"), ValueError, "unknown verdict", "failure"),
+    ("reviewer", ReviewForm(verdict="unusable_ecg", comment_class="hemolysed"), ValueError,
+     "needs the lab K", "failure"),
+    ("reviewer", ReviewForm(verdict="agree", k_value=5.0, lab_time=LAB_TIME, comment_class="lysed"), ValueError,
+     "unknown lab comment class", "failure"),
 ])
 def test_refused_submissions_write_only_the_refusal(seeded_db: Seeded, role: str, form: ReviewForm, error: type,
                                                     message: str, outcome: str) -> None:

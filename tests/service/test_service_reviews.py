@@ -6,6 +6,7 @@ import uuid
 
 import sqlalchemy as sa
 
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import LabConfirmation, Review, Verdict
 from ecg_k.db.session import session_scope
 from tests.service.conftest import RawEcg, Service
@@ -76,6 +77,22 @@ def test_lab_confirmation_leaves_a_domain_audit_event(service: Service, raw_ecg:
         row = session.scalars(sa.select(LabConfirmation).where(
             LabConfirmation.prediction_id == uuid.UUID(prediction_id))).one()
         assert (row.k_value, row.lab_time.isoformat(), row.itemid) == (2.9, "2024-05-01T08:00:00+00:00", None)
+        assert row.comment_class is LabComment.NONE and confirmed.json()["comment_class"] == "none"
     events = service.audit_events(confirmed.headers["X-Request-Id"])
     assert [e.action for e in events] == ["lab.confirm", "lab.create"]
-    assert events[0].detail == {"lab_confirmation_id": row.id, "source": "api"}
+    assert events[0].detail == {"lab_confirmation_id": row.id, "source": "api", "comment_class": "none"}
+
+
+def test_reviewer_marks_a_lab_haemolysed(service: Service, raw_ecg: RawEcg) -> None:
+    prediction_id = _prediction(service, raw_ecg)
+    lab = {"k_value": 6.9, "lab_time": "2024-05-01T10:00:00Z", "itemid": 50971}
+    with service.client("reviewer") as reviewer:
+        misspelt = reviewer.post(f"/v1/predictions/{prediction_id}/lab", json=lab | {"comment_class": "pink"})
+        marked = reviewer.post(f"/v1/predictions/{prediction_id}/lab", json=lab | {"comment_class": "hemolysed"})
+    assert misspelt.status_code == 422 and "hemolysed" in misspelt.text
+    assert marked.status_code == 201, marked.text
+    assert marked.json()["comment_class"] == "hemolysed"
+    with session_scope(service.database_url) as session:
+        row = session.scalars(sa.select(LabConfirmation).where(
+            LabConfirmation.prediction_id == uuid.UUID(prediction_id))).one()
+        assert (row.k_value, row.comment_class) == (6.9, LabComment.HEMOLYSED)

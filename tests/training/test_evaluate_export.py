@@ -54,6 +54,35 @@ def test_evaluate_writes_the_run_contract(runs: dict[str, Path], toy_dataset: Pa
     assert len(list((run / "plots").glob("*.png"))) >= 4
 
 
+def test_evaluate_reports_hyperkalemia_on_verified_labels(runs: dict[str, Path], toy_dataset: Path,
+                                                           tmp_path: Path) -> None:
+    run, dataset = tmp_path / "run", tmp_path / "dataset"
+    shutil.copytree(runs["vanilla"], run)
+    shutil.copytree(toy_dataset, dataset)
+    cohort = pd.read_parquet(dataset / "cohort.parquet")
+    test_rows = np.flatnonzero(cohort["split"] == "test")
+    verified = test_rows[::4]
+    cohort["k_comment"] = "none"
+    cohort.loc[verified, "k_comment"] = "verified"
+    cohort.loc[test_rows[1], "k_comment"] = "hemolysed"
+    cohort.to_parquet(dataset / "cohort.parquet", index=False)
+
+    metrics = evaluate_run(run, data=dataset, n_boot=20)
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    test = predictions[predictions["split"] == "test"]
+    assert test["k_comment"].value_counts().to_dict() == {"none": 64 - 17, "verified": 16, "hemolysed": 1}
+    rows = test[test["k_comment"] == "verified"]
+    stats = metrics["test"]["hyper_verified"]
+    truth, called = rows["y"].to_numpy() >= 5.5 - 1e-6, rows["y_hat"].to_numpy() >= 5.5
+    assert (stats["n"], stats["n_positive"]) == (16, int(truth.sum()))
+    specificity = (~truth & ~called).sum() / (~truth).sum()
+    assert stats["specificity"] == pytest.approx(specificity)
+    assert stats["rule"] == "K >= 5.5, verified labels only"
+    assert "hyper_verified (K >= 5.5, verified labels only)" in (run / "report.md").read_text()
+    assert "hyper_verified" not in metrics["val"]
+    assert "hyper_verified" not in evaluate_run(run, data=toy_dataset, n_boot=20)["test"]  # no comment class
+
+
 def test_export_onnx_parity_and_model_card(runs: dict[str, Path], toy_dataset: Path) -> None:
     run = runs["dist"]
     card = export_run(run)

@@ -22,7 +22,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from ecg_k.cli import app, load_plugins
-from ecg_k.data.store import COHORT, labels_path
+from ecg_k.data.cohort import CohortConfig
+from ecg_k.data.lab_comments import LabComment
+from ecg_k.data.store import COHORT, labels_path, read_manifest
 from ecg_k.db.api_keys import create_api_key
 from ecg_k.db.ecg_store import EcgStore, store_ecg
 from ecg_k.db.migrate import upgrade
@@ -41,6 +43,7 @@ from ecg_k.db.models import (
 )
 from ecg_k.db.registry import get_champion, promote, register_model
 from ecg_k.db.session import session_scope
+from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.settings import get_settings
 from tests.ecg_k.db.conftest import PostgresServer, postgres_server  # noqa: F401  (fixture)
 from tests.training.conftest import _labels, _signals, write_toy_dataset
@@ -48,7 +51,7 @@ from training.config import TrainConfig
 from training.evaluate import evaluate_run
 from training.export import MODEL_CARD, export_run
 from training.retrain import RetrainConfig, RetrainError, challenger_plan
-from training.retrain_data import HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, holdout_draw
+from training.retrain_data import HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, collect_confirmed, holdout_draw
 from training.retrain_gate import GateConfig, gate
 from training.retrain_lock import RetrainBusyError, retrain_lock
 from training.trainer import Trainer
@@ -125,6 +128,7 @@ class Case:
     k_value: float
     delta_min: float = 10.0
     unusable: bool = False
+    hemolysed: bool = False
 
 
 def seed(registry: Registry, cases: list[Case], seed_value: int = 0, ecgs: np.ndarray | None = None) -> np.ndarray:
@@ -148,6 +152,7 @@ def seed(registry: Registry, cases: list[Case], seed_value: int = 0, ecgs: np.nd
             session.flush()
             session.add(LabConfirmation(prediction_id=prediction.id, k_value=case.k_value, itemid=50971,
                                         lab_time=ecg_time + timedelta(minutes=case.delta_min),
+                                        comment_class=LabComment.HEMOLYSED if case.hemolysed else LabComment.NONE,
                                         confirmed_by=registry.reviewer_id))
             if case.unusable:
                 session.add(Review(prediction_id=prediction.id, reviewer_id=registry.reviewer_id,
@@ -203,6 +208,18 @@ def test_subject_assignment_never_trains_on_locked_or_unkeyed_subjects() -> None
     assert holdout_draw("p-1") == holdout_draw("p-1") != holdout_draw("p-2")
 
 
+def test_haemolysed_confirmed_labs_never_feed_retraining(registry: Registry) -> None:
+    seed(registry, [Case("p-ok", 5.9), Case("p-lysed", 7.2, hemolysed=True), Case("p-checked", 6.6)])
+    manifest = read_manifest(registry.dataset)
+    with session_scope(registry.database_url) as session:
+        confirmed = collect_confirmed(session, EcgStore(registry.home / "ecg-store"),
+                                      PreprocessConfig.model_validate(manifest["config"]["preprocess"]),
+                                      CohortConfig.model_validate(manifest["config"]["cohort"]), set(), 0.0)
+    assert confirmed.skipped == {"hemolysed_lab": 1}
+    assert confirmed.cases["subject"].tolist() == ["p-ok", "p-checked"] and len(confirmed.signals) == 2
+    assert registry.count(LabConfirmation) == 3  # the haemolysed lab stays on record
+
+
 def _base_subjects(dataset: Path, *splits: str) -> list[str]:
     cohort = pd.read_parquet(dataset / COHORT)
     return cohort.loc[cohort["split"].isin(splits), "subject_id"].astype(str).tolist()
@@ -217,6 +234,7 @@ def test_retrain_end_to_end_records_both_models_and_the_decision(registry: Regis
     cases += [Case(None, 3.1), Case(None, 4.4)]  # no subject key: evaluated only
     cases += [Case("p-late", 4.0, delta_min=90.0), Case("p-early", 4.0, delta_min=-61.0)]  # outside +-60 min
     cases += [Case("p-absurd", 12.0), Case("p-bad-ecg", 4.0, unusable=True)]
+    cases += [Case("p-lysed", 7.2, hemolysed=True)]  # kept for the record, never trained on
     ecgs = seed(registry, cases)
     seed(registry, [Case("p-0", 2.6, delta_min=30.0)], ecgs=ecgs[:1])  # same ECG again, a farther lab
 
@@ -231,7 +249,8 @@ def test_retrain_end_to_end_records_both_models_and_the_decision(registry: Regis
     run = record["criteria"]["retrain"]
     assert run["confirmed"] == expected
     assert run["confirmed_skipped"] == {"no_lab_in_window": 2, "implausible_k": 1, "reviewed_unusable": 1,
-                                        "duplicate_ecg": 1}
+                                        "duplicate_ecg": 1, "hemolysed_lab": 1}
+    assert "p-lysed" not in set(confirmed["subject"])
     assert confirmed.loc[confirmed["subject"] == "p-0", "k_value"].tolist() == [pytest.approx(2.5)]  # nearest lab
 
     merged = run_dir / "dataset"
@@ -239,6 +258,7 @@ def test_retrain_end_to_end_records_both_models_and_the_decision(registry: Regis
     cohort = pd.read_parquet(merged / COHORT)
     added = cohort[cohort["source"] == "confirmed"]
     assert set(added["split"]) == {"train"} and len(added) == expected[TRAIN]
+    assert set(added["k_comment"]) == {"none"}
     assert set(added["subject_id"]) == {f"p-{i}" for i in range(30) if assign(f"p-{i}", set(), 0.2) == TRAIN}
     assert not set(added["subject_id"]) & set(_base_subjects(registry.dataset, "val", "test"))
     assert (cohort[cohort["source"] == "base"]["split"].value_counts().to_dict()

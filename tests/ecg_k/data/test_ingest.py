@@ -92,6 +92,8 @@ def test_dataset_contract_and_row_alignment(reference: Path, synthetic) -> None:
         for i in (0, len(rows) - 1):  # row i of the memmap is the i-th cohort row of the split
             expected = process_record(ecg_root / rows["ecg_path"].iloc[i], CONFIG.preprocess).astype(np.float16)
             np.testing.assert_array_equal(signals[i], expected)
+    assert set(cohort["k_comment"]) <= {"none", "verified"}  # haemolysed labs never label by default
+    assert {s: sum(n.values()) for s, n in manifest["lab_comments"]["pairs"].items()} == manifest["counts"]
     subjects = [set(cohort.loc[cohort["split"] == s, "subject_id"]) for s in ("train", "val", "test")]
     assert not (subjects[0] & subjects[1]) and not (subjects[0] & subjects[2]) and not (subjects[1] & subjects[2])
 
@@ -181,16 +183,26 @@ def test_cohort_only_then_full(synthetic, reference: Path, tmp_path: Path) -> No
     _same_bytes(reference, out)
 
 
+@pytest.mark.parametrize(("mode", "pairs"), [("exclude", 73), ("keep", 74), ("flag", 74)])
 def test_cli_ingest_of_real_demo_reports_missing_waveforms(ecg_demo_root: Path, labs_v1_file: Path,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, mode: str, pairs: int) -> None:
+    options = [] if mode == "exclude" else ["--hemolysed-labs", mode]  # exclude is the default
     result = runner.invoke(app, ["ingest", "--ecg-root", str(ecg_demo_root), "--hosp-root", str(labs_v1_file),
-                                 "--out", str(tmp_path / "ds"), "--no-progress", "--workers", "1"])
+                                 "--out", str(tmp_path / "ds"), "--no-progress", "--workers", "1", *options])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
-    assert manifest["skipped"]["missing_waveform"] == 74 - manifest["discarded_holdout_pairs"]
+    assert manifest["skipped"]["missing_waveform"] == pairs - manifest["discarded_holdout_pairs"]
     assert manifest["skipped"]["no_lab_in_window"] == 659 - 74
+    assert manifest["skipped"].get("hemolysed_lab", 0) == 74 - pairs  # the lost pair, with its reason
     assert manifest["counts"] == {"train": 0, "val": 0, "test": 0}
     assert "missing_waveform" in result.output
+    comments = manifest["lab_comments"]
+    assert comments["hemolysed_labs"] == mode
+    assert comments["lab_rows"] == {"none": 1967, "verified": 10, "hemolysed": 35, "unrecognised": 0}
+    outcome = "removed" if mode == "exclude" else "kept"
+    assert comments["hemolysed_pairs_per_bin"] == {outcome: {"5.2": 1}}
+    assert "35 haemolysed" in result.output and f"{outcome} 1" in result.output
+    assert ("labelled with haemolysed K+" in result.output) == (mode == "flag")  # flag warns
 
 
 @pytest.mark.parametrize(
@@ -201,6 +213,8 @@ def test_cli_ingest_of_real_demo_reports_missing_waveforms(ecg_demo_root: Path, 
         (lambda d, h: ["--ecg-root", str(d), "--hosp-root", str(d)], "no labevents"),
         (lambda d, h: ["--ecg-root", str(d), "--hosp-root", str(h), "--leads", "X"], "unknown lead"),
         (lambda d, h: ["--ecg-root", str(d), "--hosp-root", str(h), "--fs", "50"], "invalid option"),
+        (lambda d, h: ["--ecg-root", str(d), "--hosp-root", str(h), "--hemolysed-labs", "drop"],
+         "--hemolysed-labs must be one of exclude, keep, flag, got 'drop'"),
     ],
 )
 def test_cli_bad_input_exits_2_with_a_message(synthetic, tmp_path: Path, make_args, message: str) -> None:

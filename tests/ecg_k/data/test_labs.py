@@ -22,6 +22,10 @@ def test_v1_potassium_rows_and_missing_values(labs_v1_file: Path) -> None:
     assert (labs["valuenum"] <= 3.5).sum() == 320 and (labs["valuenum"] < 3.5).sum() == 216
     assert (labs["valuenum"] >= 5.5).sum() == 80
     assert labs["itemid"].value_counts().to_dict() == {50971: 2012, 50822: 229}
+    assert stats.comments == {"none": 2186, "verified": 20, "hemolysed": 35, "unrecognised": 0}
+    assert labs["comment"].value_counts().to_dict() == {"none": 2186, "hemolysed": 35, "verified": 20}
+    hemolysed = labs[labs["comment"] == "hemolysed"]
+    assert set(hemolysed["itemid"]) == {50971} and hemolysed["valuenum"].between(3.0, 7.0).all()
 
 
 def test_itemids_are_filtered_while_streaming(labs_v1_file: Path) -> None:
@@ -66,6 +70,8 @@ def test_wrong_unit_and_text_values(tmp_path: Path) -> None:
     )
     labs, stats = read_potassium_labs(path, [50971])
     assert labs["valuenum"].tolist() == [4.1, 4.4]
+    assert labs["comment"].tolist() == ["none", "none"]  # no comments column: every row is none
+    assert stats.comments == {"none": 2, "verified": 0, "hemolysed": 0, "unrecognised": 0}
     assert labs["charttime"].dt.hour.tolist() == [10, 11]
     assert stats.dropped == {"lab_missing_value": 1, "lab_unit": 1}
 
@@ -79,3 +85,17 @@ def test_patients_table(real_data: Path) -> None:
     patients = read_patients(real_data / "mimic-iv-clinical-demo-2.2" / "hosp")
     assert patients is not None and len(patients) == 100
     assert set(patients.columns) == {"subject_id", "gender", "anchor_age"}
+
+
+def test_comments_column_is_read_when_present(tmp_path: Path) -> None:
+    path = tmp_path / "labevents.csv"
+    path.write_text(
+        "subject_id,itemid,charttime,valuenum,comments\n"
+        "1,50971,2180-01-01 10:00:00,6.8,\"HEMOLYSIS FALSELY ELEVATES K..  \"\n"
+        "1,50971,2180-01-01 11:00:00,6.4,\"VERIFIED.\nNOT HEMOLYZED.\"\n"
+        "1,50971,2180-01-01 12:00:00,4.0,QNS\n"
+        "1,50971,2180-01-01 13:00:00,4.1,\n"
+    )
+    labs, stats = read_potassium_labs(path, [50971])
+    assert labs["comment"].tolist() == ["hemolysed", "verified", "none", "none"]
+    assert stats.comments == {"none": 2, "verified": 1, "hemolysed": 1, "unrecognised": 1}

@@ -11,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.api_keys import create_api_key, revoke_api_key
+from ecg_k.db.migrate import current_revision, downgrade, head_revision, upgrade
 from ecg_k.db.models import (
     AuditEvent,
     EcgRecord,
@@ -70,7 +72,8 @@ def test_confirm_lab_once_with_an_audit_event(db_url: str) -> None:
         [event] = _events(session, "lab.confirm")
         assert (event.actor, event.resource, event.request_id) == (f"api_key:{reviewer}",
                                                                    f"prediction:{prediction_id}", "req-1")
-        assert event.detail == {"lab_confirmation_id": lab_id, "source": "api"}
+        assert event.detail == {"lab_confirmation_id": lab_id, "source": "api", "comment_class": "none"}
+        assert stored.comment_class is LabComment.NONE
         with pytest.raises(AlreadyConfirmedError, match="already has a lab value"):
             confirm_lab(session, prediction_id, 5.9, LAB_TIME, reviewer_id=reviewer, source="api")
 
@@ -138,3 +141,38 @@ def test_bad_review_input_and_revoked_keys_are_refused(db_url: str) -> None:
         with pytest.raises(ReviewPermissionError, match="unknown or revoked"):
             add_review(session, prediction_id, "agree", reviewer_id=reviewer, source="api")
         assert session.scalar(sa.select(sa.func.count()).select_from(Review)) == 0
+
+
+def test_a_lab_marked_haemolysed_is_stored_and_audited(db_url: str) -> None:
+    prediction_id, keys = _seed(db_url)
+    reviewer = keys[Role.REVIEWER]
+    with session_scope(db_url) as session:
+        with pytest.raises(ValueError, match="unknown lab comment class 'haemolyzed'; expected one of none, "
+                                             "verified, hemolysed"):
+            confirm_lab(session, prediction_id, 6.8, LAB_TIME, reviewer_id=reviewer, source="api",
+                        comment_class="haemolyzed")
+        assert lab_confirmation_of(session, prediction_id) is None
+        confirm_lab(session, prediction_id, 6.8, LAB_TIME, reviewer_id=reviewer, source="dashboard",
+                    comment_class="hemolysed")
+    with session_scope(db_url) as session:
+        assert lab_confirmation_of(session, prediction_id).comment_class is LabComment.HEMOLYSED
+        [event] = _events(session, "lab.confirm")
+        assert event.detail["comment_class"] == "hemolysed"
+        with pytest.raises(sa.exc.IntegrityError):  # the database itself refuses any other class
+            with session.begin_nested():
+                session.execute(sa.text("UPDATE lab_confirmations SET comment_class = 'pink'"))
+
+
+def test_migration_0002_keeps_existing_labs_and_guards_haemolysed_marks(db_url: str) -> None:
+    prediction_id, keys = _seed(db_url)
+    with session_scope(db_url) as session:
+        confirm_lab(session, prediction_id, 5.1, LAB_TIME, reviewer_id=keys[Role.REVIEWER], source="api")
+    downgrade(db_url, "0001")  # a lab confirmed before the column existed ...
+    upgrade(db_url)
+    with session_scope(db_url) as session:  # ... reads as none
+        lab = lab_confirmation_of(session, prediction_id)
+        assert (lab.k_value, lab.comment_class) == (5.1, LabComment.NONE)
+        lab.comment_class = LabComment.HEMOLYSED
+    with pytest.raises(RuntimeError, match="marked haemolysed"):  # 0001 would retrain on it
+        downgrade(db_url, "0001")
+    assert current_revision(db_url) == head_revision()
