@@ -125,6 +125,8 @@ def main() -> None:
             full = _rate(paths, lambda p, c=config: process_record(p, c), args.repeats)
             results[f"pipeline_leads_{leads}_per_s"] = round(full, 1)
             results[f"time_ratio_pipeline_vs_bare_leads_{leads}"] = round(bare / full, 3)
+        results["target_time_ratio_pipeline_vs_bare_leads_all"] = "<= 2.0"
+        results["target_pipeline_leads_all_per_s"] = ">= 100"
 
         rss_small = _peak_rss_of_ingest(small, tmp_dir / "ds-small")
         rss_large = _peak_rss_of_ingest(large, tmp_dir / "ds-large")

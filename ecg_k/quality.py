@@ -57,27 +57,39 @@ def check_not_flat(signal: np.ndarray, lead_names: tuple[str, ...], min_range_mv
         raise QualityError(SkipReason.FLAT_LEAD, f"flat lead(s) {leads} (range < {min_range_mv} mV)")
 
 
-def _longest_run(mask: np.ndarray) -> int:
-    """Length of the longest run of True in a 1-D boolean array."""
-    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return int((ends - starts).max()) if starts.size else 0
+def _has_run(mask: np.ndarray, run: int) -> np.ndarray:
+    """Per row of a 2-D boolean array: whether it holds ``run`` consecutive True values.
+
+    Only rows with at least ``run`` True values can hold such a run; the running count is taken over those.
+    """
+    found = np.zeros(mask.shape[0], dtype=bool)
+    candidates = np.flatnonzero(np.count_nonzero(mask, axis=1) >= run)
+    if candidates.size:
+        counts = np.zeros((candidates.size, mask.shape[1] + 1), dtype=np.int32)
+        np.cumsum(mask[candidates], axis=1, out=counts[:, 1:])
+        found[candidates] = ((counts[:, run:] - counts[:, :-run]) == run).any(axis=1)
+    return found
 
 
 def check_not_saturated(signal: np.ndarray, lead_names: tuple[str, ...], fs: float, max_run_s: float) -> None:
     """Reject leads that sit at their extreme value for ``max_run_s`` or longer (clipped amplifier).
 
     A real ECG never stays at its global maximum or minimum for tens of milliseconds; a clipped one
-    draws a flat top at the rail.
+    draws a flat top at the rail. All leads are checked in one vectorised pass; the first saturated lead
+    (its maximum before its minimum) is the one reported.
     """
     max_run = max(2, int(round(max_run_s * fs)))
-    for i, lead in enumerate(signal):
-        for extreme in (lead.max(), lead.min()):
-            if _longest_run(np.abs(lead - extreme) <= 1e-9) >= max_run:
-                raise QualityError(
-                    SkipReason.SATURATION,
-                    f"lead {lead_names[i]} saturates at {extreme:.3f} mV for >= {max_run_s * 1000:.0f} ms",
-                )
+    highs, lows = signal.max(axis=1), signal.min(axis=1)
+    at_high = _has_run(np.abs(signal - highs[:, None]) <= 1e-9, max_run)
+    at_low = _has_run(np.abs(signal - lows[:, None]) <= 1e-9, max_run)
+    saturated = np.flatnonzero(at_high | at_low)
+    if saturated.size:
+        i = int(saturated[0])
+        extreme = highs[i] if at_high[i] else lows[i]
+        raise QualityError(
+            SkipReason.SATURATION,
+            f"lead {lead_names[i]} saturates at {extreme:.3f} mV for >= {max_run_s * 1000:.0f} ms",
+        )
 
 
 def check_amplitude(signal: np.ndarray, lead_names: tuple[str, ...], max_abs_mv: float) -> None:

@@ -4,20 +4,22 @@ session of its own when it fails (so a rolled-back transaction never takes its a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from ecg_k.db.audit import record_audit
+from ecg_k.db.group_commit import group_committer
 from ecg_k.db.models import AuditOutcome
 from ecg_k.db.session import session_scope
 
 ANONYMOUS = "anonymous"
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -57,22 +59,46 @@ class AuditScope:
 
 
 @contextmanager
+def audit_failures(connection: HTTPConnection, database_url: str, action: str,
+                   resource: Callable[[], str]) -> Iterator[None]:
+    """Record an error of the block (the HTTP status and the 422 reason, if any, else a 500) in a transaction
+    of its own, on ``resource()`` as it stands then, and re-raise it."""
+    try:
+        yield
+    except HTTPException as err:
+        reason = err.detail.get("reason") if isinstance(err.detail, dict) else None
+        audit_failure(connection, database_url, action, resource(), err.status_code,
+                      {"reason": reason} if reason else None)
+        raise
+    except Exception as err:
+        audit_failure(connection, database_url, action, resource(), 500, {"error": type(err).__name__})
+        raise
+
+
+@contextmanager
 def audited(connection: HTTPConnection, database_url: str, action: str, resource: str) -> Iterator[AuditScope]:
     """Run the block in one transaction that ends with a success event; on an error, roll back and record
     the failure (with the HTTP status and the 422 reason, if any) in a separate transaction."""
     scope: AuditScope | None = None
-    try:
+    with audit_failures(connection, database_url, action, lambda: scope.resource if scope else resource):
         with session_scope(database_url) as session:
             scope = AuditScope(session, resource)
             yield scope
             record_audit(session, actor_of(connection), action, scope.resource, AuditOutcome.SUCCESS,
                          request_id_of(connection), scope.detail or None)
-    except HTTPException as err:
-        reason = err.detail.get("reason") if isinstance(err.detail, dict) else None
-        audit_failure(connection, database_url, action, scope.resource if scope else resource,
-                      err.status_code, {"reason": reason} if reason else None)
-        raise
-    except Exception as err:
-        audit_failure(connection, database_url, action, scope.resource if scope else resource, 500,
-                      {"error": type(err).__name__})
-        raise
+
+
+def commit_audited(connection: HTTPConnection, database_url: str, action: str, resource: str,
+                   work: Callable[[AuditScope], T]) -> T:
+    """``work``'s writes and their success event, group-committed (:mod:`ecg_k.db.group_commit`) with those of
+    concurrent requests; returns ``work``'s result once the transaction is committed. Wrap the call in
+    :func:`audit_failures` so that an error is audited as in :func:`audited`."""
+    actor, request_id = actor_of(connection), request_id_of(connection)
+
+    def unit(session: Session) -> T:
+        scope = AuditScope(session, resource)
+        result = work(scope)
+        record_audit(session, actor, action, scope.resource, AuditOutcome.SUCCESS, request_id, scope.detail or None)
+        return result
+
+    return group_committer(database_url).run(unit)

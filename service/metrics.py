@@ -6,6 +6,7 @@ import sys
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -20,6 +21,10 @@ class Metrics:
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.predictions = Counter("ecgk_predictions", "K+ estimates served, by flag and interpretation.",
                                    ["flag", "interpretation"], registry=self.registry)
+        self.stages = Histogram("ecgk_prediction_stage_seconds",
+                                "Time of each stage of a single-ECG prediction (parse, preprocess, predict, version, "
+                                "blob, commit); the rest of its request latency is HTTP, authentication and the response.",
+                                ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
         self.model = Info("ecgk_model", "The model version this process serves.", registry=self.registry)
         self.torch_loaded = Gauge("ecgk_torch_loaded", "1 if torch was imported into this process (it must not be).",
                                   registry=self.registry)

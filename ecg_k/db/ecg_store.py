@@ -156,8 +156,14 @@ def store_ecg(
 ) -> EcgRecord:
     """Put the ECG in the file store and return its ``ecg_records`` row (created once per content)."""
     sha256 = store.put(signal, fs, lead_names)
+    record_ecg(session, sha256, signal.shape, fs, lead_names)
+    return session.scalars(sa.select(EcgRecord).where(EcgRecord.sha256 == sha256)).one()
+
+
+def record_ecg(session: Session, sha256: str, shape: tuple[int, ...], fs: float, lead_names: Sequence[str]) -> None:
+    """Insert the ``ecg_records`` row of an ECG already put in the file store, unless it exists (one Core
+    statement, no read back: the hot path of a prediction)."""
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[session.get_bind().dialect.name]
-    row = {"sha256": sha256, "n_leads": signal.shape[0], "n_samples": signal.shape[1], "fs": float(fs),
+    row = {"sha256": _check_address(sha256), "n_leads": shape[0], "n_samples": shape[1], "fs": float(fs),
            "lead_names": list(lead_names)}
     session.execute(insert(EcgRecord).values(**row).on_conflict_do_nothing(index_elements=["sha256"]))
-    return session.scalars(sa.select(EcgRecord).where(EcgRecord.sha256 == sha256)).one()

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import wfdb
 from tqdm import tqdm
 
 from ecg_k.leads import MIMIC_LEAD_ORDER
+from ecg_k.synth import wfdb16
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg, to_digital
 from ecg_k.synth.params import SynthParams
 from ecg_k.synth.tables import (
@@ -192,12 +192,8 @@ def _write_record(
     """One WFDB record laid out and labelled as MIMIC-IV-ECG v1.0 writes it."""
     record_dir = out / "mimic-iv-ecg" / Path(rel_path).parent
     record_dir.mkdir(parents=True, exist_ok=True)
-    n_leads = len(MIMIC_LEAD_ORDER)
-    wfdb.wrsamp(
-        Path(rel_path).name, fs=fs, units=["mV"] * n_leads, sig_name=list(MIMIC_LEAD_ORDER), d_signal=digital,
-        fmt=["16"] * n_leads, adc_gain=[gain] * n_leads, baseline=[0] * n_leads, base_time=when.time(),
-        base_date=when.date(), comments=[f"<subject_id>: {subject_id}"], write_dir=str(record_dir),
-    )
+    wfdb16.write_record(record_dir, Path(rel_path).name, digital, fs, gain, "mV", MIMIC_LEAD_ORDER, when,
+                        [f"<subject_id>: {subject_id}"])
 
 
 def _simulate_chunk(chunk: _Chunk) -> list[float]:

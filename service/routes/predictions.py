@@ -6,11 +6,14 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -18,12 +21,13 @@ from sqlalchemy.orm import Session, defer
 
 from ecg_k.clinical import flag, interpretation_code, is_critical, reported_value
 from ecg_k.data.waveforms import read_wfdb
-from ecg_k.db.ecg_store import store_ecg
+from ecg_k.db.ecg_store import record_ecg
 from ecg_k.db.models import Flag as DbFlag
-from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion
+from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion, utcnow
+from ecg_k.db.session import session_scope
 from ecg_k.model_card import RELIABILITY_NOTES, prediction_interval, shot_region_of_estimate
 from ecg_k.quality import QualityError, SkipReason, check_finite
-from service.audit import AuditScope, audited, request_id_of
+from service.audit import AuditScope, audit_failures, audited, commit_audited, request_id_of
 from service.auth import Caller, Client
 from service.auth_cache import Principal
 from service.deps import RuntimeDep
@@ -110,38 +114,76 @@ def _estimate(runtime: Runtime, items: list[Scored]) -> None:
         item.estimate = float(estimate)
 
 
-def _store(session: Session, runtime: Runtime, item: Scored, principal: Principal, request: Request,
-           started: float) -> Prediction:
-    """Store the ECG and its prediction; the caller's transaction commits both."""
+def _version(database_url: str, runtime: Runtime) -> ModelVersion:
+    """The served model's row (its status is recorded with each prediction), read before any blob is written:
+    a dead database stores nothing. The card (a large JSON document) is the model's own, not reread."""
+    with session_scope(database_url) as session:
+        version = session.get(ModelVersion, runtime.model_version_id, options=[defer(ModelVersion.card)])
+    assert version is not None
+    return version
+
+
+def _prediction_values(runtime: Runtime, item: Scored, version: ModelVersion, sha256: str, principal: Principal,
+                       request: Request, started: float) -> dict[str, Any]:
+    """The ``predictions`` row of a scored ECG whose blob is stored under ``sha256``."""
     card = runtime.model.card
     value = reported_value(item.estimate)
     low, high = prediction_interval(card, item.estimate, runtime.settings.interval_coverage)
-    # First, so a dead database stores no blob; the card (a large JSON document) is the model's own, not reread.
+    return {
+        "id": uuid.uuid4(), "model_version_id": version.id, "model_status": version.status,
+        "api_key_id": principal.key_id, "ecg_sha256": sha256, "request_id": request_id_of(request),
+        "k_estimate": item.estimate, "interval_low": low, "interval_high": high,
+        "flag": DbFlag(interpretation_code(value, card.thresholds)), "critical": is_critical(value, card.thresholds),
+        "shot_region": ShotRegion(shot_region_of_estimate(card, item.estimate)),
+        "quality": {"fs": item.fs, "n_samples": int(item.signal.shape[1]), "leads": item.lead_names,
+                    "preprocessing_digest": card.preprocessing_digest},
+        "patient_id": item.patient_id, "ecg_time": item.ecg_time, "created_at": utcnow(),
+        "latency_ms": (time.perf_counter() - started) * 1e3,
+    }
+
+
+def _store(session: Session, runtime: Runtime, item: Scored, principal: Principal, request: Request,
+           started: float) -> Prediction:
+    """Store the ECG and its prediction; the caller's transaction commits both."""
     version = session.get(ModelVersion, runtime.model_version_id, options=[defer(ModelVersion.card)])
     assert version is not None
-    ecg = store_ecg(session, runtime.store, item.signal, item.fs, item.lead_names)
-    row = Prediction(
-        id=uuid.uuid4(), model_version=version, model_status=version.status, api_key_id=principal.key_id,
-        ecg_sha256=ecg.sha256, request_id=request_id_of(request), k_estimate=item.estimate,
-        interval_low=low, interval_high=high, flag=DbFlag(interpretation_code(value, card.thresholds)),
-        critical=is_critical(value, card.thresholds),
-        shot_region=ShotRegion(shot_region_of_estimate(card, item.estimate)),
-        quality={"fs": item.fs, "n_samples": int(item.signal.shape[1]), "leads": item.lead_names,
-                 "preprocessing_digest": card.preprocessing_digest},
-        patient_id=item.patient_id, ecg_time=item.ecg_time, latency_ms=(time.perf_counter() - started) * 1e3,
-    )
+    sha256 = runtime.store.put(item.signal, item.fs, item.lead_names)
+    record_ecg(session, sha256, item.signal.shape, item.fs, item.lead_names)
+    row = Prediction(**_prediction_values(runtime, item, version, sha256, principal, request, started))
     session.add(row)
     session.flush()
     return row
 
 
-def _serve_one(request: Request, runtime: Runtime, principal: Principal, scope: AuditScope, item: Scored,
+@contextmanager
+def _stage(request: Request, name: str) -> Iterator[None]:
+    """Time one stage of a single-ECG prediction (``ecgk_prediction_stage_seconds``)."""
+    start = time.perf_counter()
+    yield
+    request.app.state.metrics.stages.labels(name).observe(time.perf_counter() - start)
+
+
+def _serve_one(request: Request, runtime: Runtime, principal: Principal, item: Scored,
                started: float) -> PredictionOut:
-    _estimate(runtime, [item])
-    row = _store(scope.session, runtime, item, principal, request, started)
-    scope.resource = f"prediction:{row.id}"
-    out = prediction_out(row, runtime)
-    scope.detail = {"model_version_id": runtime.model_version_id, "interpretation": out.interpretation}
+    """Score one ECG, write its blob (fsynced, in this worker thread), then group-commit its ECG row, its
+    prediction and its audit event; the response exists only once all three are committed."""
+    with _stage(request, "predict"):
+        _estimate(runtime, [item])
+    database_url = runtime.settings.database_url
+    with _stage(request, "version"):
+        version = _version(database_url, runtime)
+    with _stage(request, "blob"):
+        sha256 = runtime.store.put(item.signal, item.fs, item.lead_names)
+    values = _prediction_values(runtime, item, version, sha256, principal, request, started)
+    out = prediction_out(Prediction(**values, model_version=version), runtime)  # transient: never added
+
+    def write(scope: AuditScope) -> None:
+        record_ecg(scope.session, sha256, item.signal.shape, item.fs, item.lead_names)
+        scope.session.execute(sa.insert(Prediction).values(**values))
+        scope.detail = {"model_version_id": version.id, "interpretation": out.interpretation}
+
+    with _stage(request, "commit"):
+        commit_audited(request, database_url, "prediction.create", f"prediction:{values['id']}", write)
     request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation).inc()
     return out
 
@@ -159,7 +201,8 @@ async def ecg_body(request: Request, principal: Client) -> EcgIn:
     """
     body = await request.body()
     try:
-        return EcgIn.model_validate_json(body)
+        with _stage(request, "parse"):
+            return EcgIn.model_validate_json(body)
     except ValidationError as err:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in err.errors(include_url=False)]
@@ -175,12 +218,13 @@ def create_prediction(ecg: Annotated[EcgIn, Depends(ecg_body)], request: Request
                       principal: Client) -> PredictionOut:
     """Estimate K+ from one ECG in mV (JSON); 422 with the reason for an unusable ECG."""
     started = time.perf_counter()
-    with audited(request, runtime.settings.database_url, "prediction.create", "prediction") as scope:
+    with audit_failures(request, runtime.settings.database_url, "prediction.create", lambda: "prediction"):
         try:
-            item = _from_json(runtime, ecg)
+            with _stage(request, "preprocess"):
+                item = _from_json(runtime, ecg)
         except QualityError as err:
             raise unusable(err.reason, str(err)) from err
-        return _serve_one(request, runtime, principal, scope, item, started)
+        return _serve_one(request, runtime, principal, item, started)
 
 
 def _wfdb_header(text: str, signal_file: str) -> str:
@@ -214,7 +258,7 @@ def create_prediction_wfdb(
 ) -> PredictionOut:
     """Estimate K+ from a WFDB record uploaded as multipart ``header`` + ``signal``."""
     started = time.perf_counter()
-    with audited(request, runtime.settings.database_url, "prediction.create", "prediction") as scope:
+    with audit_failures(request, runtime.settings.database_url, "prediction.create", lambda: "prediction"):
         suffix = Path(signal.filename or "").suffix.lower()
         signal_file = WFDB_RECORD + (suffix if suffix in WFDB_SIGNAL_SUFFIXES else ".dat")
         raw_header = header.file.read(MAX_WFDB_HEADER_BYTES + 1)
@@ -233,7 +277,7 @@ def create_prediction_wfdb(
                 item = _prepare(runtime, record.signal, record.fs, list(record.lead_names), ecg_time, patient_id)
             except QualityError as err:  # without the temporary folder's name, which is the server's business
                 raise unusable(err.reason, str(err).replace(f"{directory}/", "")) from err
-        return _serve_one(request, runtime, principal, scope, item, started)
+        return _serve_one(request, runtime, principal, item, started)
 
 
 @router.post("/batch", responses=UNUSABLE)

@@ -126,3 +126,44 @@ def test_invalid_config_is_refused(kwargs: dict) -> None:
 def test_config_digest_is_stable_and_sensitive() -> None:
     assert PreprocessConfig().digest() == PreprocessConfig(leads=["I"]).digest()
     assert PreprocessConfig().digest() != PreprocessConfig(leads="II").digest()
+
+
+def _per_lead_reference(signal: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:
+    """The pipeline before vectorisation: ``sosfiltfilt`` and ``resample_poly`` one lead at a time, then z-score."""
+    from scipy import signal as sps
+
+    sos = sps.butter(config.filter_order, config.bandpass_hz, btype="bandpass", fs=fs, output="sos")
+    leads = [sps.sosfiltfilt(sos, lead.astype(np.float64)) for lead in signal]
+    if fs != config.fs:
+        leads = [sps.resample_poly(lead, int(config.fs), int(fs)) for lead in leads]
+    cropped = np.stack(leads)[:, : config.n_samples]
+    return ((cropped - cropped.mean()) / cropped.std()).astype(np.float32)
+
+
+def test_vectorised_filter_and_resample_equal_the_per_lead_pipeline_on_real_records(
+    cinc_dir: Path, real_data: Path
+) -> None:
+    config = PreprocessConfig(leads="all")
+    paths = [*sorted(cinc_dir.glob("*.hea")), real_data / "ptb-diagnostic__MIT-LCP-wfdb-python/sample-data/s0010_re.hea"]
+    compared = 0
+    for header in paths:
+        record = read_wfdb(header.with_suffix(""))
+        try:
+            out = preprocess(record.signal, record.fs, record.lead_names, config)
+        except QualityError:
+            continue
+        order = [record.lead_names.index(name) for name in config.leads]
+        np.testing.assert_allclose(out, _per_lead_reference(record.signal[order], record.fs, config), rtol=0, atol=1e-6)
+        compared += 1
+    assert compared >= 46
+
+
+def test_saturation_names_the_first_clipped_lead_and_its_rail() -> None:
+    clean, clipped_low = tone(1.3), np.clip(tone(1.0, amp=2.0), -1.0, None)
+    signal = np.stack([clean, clipped_low, np.clip(tone(1.0, amp=2.0), None, 1.5)])
+    with pytest.raises(QualityError, match=r"lead II saturates at -1\.000 mV") as err:
+        preprocess(signal, FS, ("I", "II", "III"), PreprocessConfig(leads="I,II,III"))
+    assert err.value.reason == SkipReason.SATURATION
+    short_flat_top = clean.copy()
+    short_flat_top[100:149] = clean.max()  # 49 samples at the maximum: under the 50-sample (0.1 s) limit
+    preprocess(short_flat_top[None], FS, ("I",), PreprocessConfig())

@@ -79,3 +79,14 @@ def test_garbage_header_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(QualityError) as err:
         read_wfdb(tmp_path / "bad")
     assert err.value.reason == SkipReason.UNREADABLE
+
+
+def test_samples_equal_wfdb_rdrecord_on_real_records(cinc_dir: Path, real_data: Path) -> None:
+    """The header is parsed once and the samples read from it: the same mV as ``wfdb.rdrecord``."""
+    paths = [*sorted(cinc_dir.glob("*.hea")), real_data / "ptb-diagnostic__MIT-LCP-wfdb-python/sample-data/s0010_re.hea"]
+    for header in paths:
+        record = read_wfdb(header.with_suffix(""))
+        reference = wfdb.rdrecord(str(header.with_suffix("")))
+        scale = 1e-3 if reference.units[0].lower() in ("uv", "µv", "μv") else 1.0
+        np.testing.assert_array_equal(record.signal, reference.p_signal.T * scale)
+        assert record.fs == reference.fs
