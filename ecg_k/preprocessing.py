@@ -108,7 +108,7 @@ def preprocess(
     try:
         picked = signal[lead_indices(lead_names, config.leads)].astype(np.float64)
     except MissingLeadError as err:
-        raise QualityError(SkipReason.MISSING_LEAD, str(err)) from err
+        raise QualityError(SkipReason.MISSING_LEAD, f"{err}; required leads: {', '.join(config.leads)}") from err
     duration = picked.shape[1] / fs
     if duration < config.min_duration_s:
         raise QualityError(

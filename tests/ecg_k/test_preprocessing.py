@@ -97,10 +97,14 @@ def test_quality_gate_reasons(make, reason: SkipReason) -> None:
     assert err.value.reason == reason
 
 
-def test_missing_lead_reason() -> None:
+def test_missing_lead_reason_names_every_required_lead() -> None:
     with pytest.raises(QualityError) as err:
         preprocess(tone(5.0)[None], FS, ("II",), PreprocessConfig(leads="I"))
     assert err.value.reason == SkipReason.MISSING_LEAD
+    eleven = np.stack([tone(5.0 + i) for i in range(11)])
+    with pytest.raises(QualityError, match="required leads: " + ", ".join(STANDARD_LEADS)) as err:
+        preprocess(eleven, FS, [name for name in STANDARD_LEADS if name != "V1"], PreprocessConfig())
+    assert err.value.reason == SkipReason.MISSING_LEAD and "'V1'" in str(err.value)
 
 
 def test_real_ecg_is_not_flagged_as_saturated_or_flat(cinc_dir: Path) -> None:
