@@ -233,6 +233,7 @@ class Trainer:
         self.val_data = SplitData.load(config.data, "val", in_memory)
         if len(self.val_data) == 0:
             raise TrainingError(f"the val split of {config.data} is empty: model selection needs val pairs")
+        self.request = config
         self.config, self.schedule = config.resolve(len(self.train_data), self.runtime.world)
         batch = self.schedule["batch_size"] * self.runtime.world
         if len(self.train_data) < batch:
@@ -305,9 +306,10 @@ class Trainer:
         return RunState()
 
     def _run_record(self) -> dict[str, Any]:
-        """``RUN/config.json``: the config, the method's phases, the dataset it saw, where it ran, the code."""
+        """``RUN/config.json``: the config as asked (a recipe: automatic batch size and epochs stay automatic),
+        the schedule it resolved to, the method's phases, the dataset it saw, where it ran, the code."""
         return {
-            "train": self.config.model_dump(mode="json"),
+            "train": self.request.model_dump(mode="json"),
             "schedule": self.schedule,
             "method_phases": [p.__dict__ for p in self.method.phases],
             "stage_phases": [p.__dict__ for p in self.phases],

@@ -400,6 +400,7 @@ def test_challenger_plan_follows_the_champions_recipe(tmp_path: Path) -> None:
 
     (from_stage1,) = challenger_plan(stage1, data, run, RetrainConfig(out=tmp_path))
     assert (from_stage1.method, from_stage1.stage, from_stage1.init) == ("dist", 2, stage1)
+    assert (from_stage1.epochs, from_stage1.batch_size) == (None, None)  # stage 2's own step budget
     (full,) = challenger_plan(stage1, data, run, RetrainConfig(out=tmp_path, full=True))
     assert (full.method, full.stage, full.init) == ("vanilla", 1, None)
     with pytest.raises(RetrainError, match="no stage-2 method; use --full"):
