@@ -48,7 +48,7 @@ from training.config import TrainConfig
 from training.evaluate import evaluate_run
 from training.export import MODEL_CARD, export_run
 from training.retrain import RetrainConfig, RetrainError, challenger_plan
-from training.retrain_data import HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, holdout_draw
+from training.retrain_data import HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, holdout_draw, locked_subjects
 from training.retrain_gate import GateConfig, gate
 from training.retrain_lock import RetrainBusyError, retrain_lock
 from training.trainer import Trainer
@@ -201,6 +201,15 @@ def test_subject_assignment_never_trains_on_locked_or_unkeyed_subjects() -> None
     assert 0.17 < assignments.count(HOLDOUT) / len(keys) < 0.23
     assert all(assign(key, locked, 0.0) == TRAIN for key in keys[:50])
     assert holdout_draw("p-1") == holdout_draw("p-1") != holdout_draw("p-2")
+
+
+def test_every_held_out_split_of_the_base_is_locked(tmp_path: Path) -> None:
+    sizes = {"train": 20, "val": 5, "cal": 5, "test": 5, "test_natural": 5}
+    dataset = write_toy_dataset(tmp_path / "five", sizes)
+    cohort = pd.read_parquet(dataset / COHORT)
+    held_out = set(cohort.loc[cohort["split"] != "train", "subject_id"].astype(str))
+    assert locked_subjects(dataset) == held_out
+    assert not held_out & set(cohort.loc[cohort["split"] == "train", "subject_id"].astype(str))
 
 
 def _base_subjects(dataset: Path, *splits: str) -> list[str]:
