@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,7 +131,7 @@ def subject_split(
     rng = np.random.default_rng(seed)
     pool = _Pool(subjects, label_bin.to_numpy())
     split = np.full(n_pairs, TRAIN, dtype=object)
-    chosen: set[int] = set()
+    chosen: set[Any] = set()
 
     all_subjects = np.array(sorted(pool.touches))
     n_natural = int(round(natural_fraction * len(all_subjects)))
@@ -139,7 +140,7 @@ def subject_split(
             break
         if pool.removable(subject):
             pool.remove(subject)
-            chosen.add(int(subject))
+            chosen.add(subject)
             split[pool.subject_rows[subject]] = TEST_NATURAL
 
     room = np.maximum((pool.left - pool.keep) // 2, 0)
@@ -166,7 +167,7 @@ def subject_split(
                 continue
             target = VAL if taken[VAL] <= taken[TEST] and taken[VAL] < k else TEST
             pool.remove(subject)
-            chosen.add(int(subject))
+            chosen.add(subject)
             split[pool.subject_rows[subject]] = DISCARDED
             row = int(rng.choice(pool.rows_in_bin(subject, code)))
             split[row] = target
