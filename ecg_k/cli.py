@@ -89,12 +89,19 @@ def ingest(
     hosp_root: Annotated[Path, typer.Option(help="MIMIC-IV hosp dir (or its parent, or a labevents file).")],
     out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
     window_min: Annotated[float, typer.Option(help="Pairing window, minutes either side.")] = 60.0,
-    leads: Annotated[str, typer.Option(help="Leads by name, comma-separated, or 'all'.")] = "I",
+    leads: Annotated[str, typer.Option(
+        help="Leads by name, comma-separated ('I', 'I,II' for wearables), or 'all' (the 12 leads).")] = "all",
     fs: Annotated[float, typer.Option(help="Output sampling rate (Hz).")] = 500.0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
     seed: Annotated[int, typer.Option(help="Seed of the balanced split.")] = get_settings().seed,
     itemids: Annotated[str, typer.Option(help="K+ itemids, comma-separated (50822 = whole blood).")] = "50971",
-    balanced_max_per_bin: Annotated[int, typer.Option(help="Cap on val/test pairs per 0.1 bin.")] = 100,
+    balanced_max_per_bin: Annotated[int | None, typer.Option(
+        help="Cap on val (and on test) pairs per 0.1 bin (default: the largest cap <= 100 that keeps val + test "
+             "within --balanced-max-fraction of the pairs).")] = None,
+    balanced_max_fraction: Annotated[float, typer.Option(
+        help="Share of the pairs that val + test may take (cal is half of the val draw).")] = 0.10,
+    natural_test_fraction: Annotated[float, typer.Option(
+        help="Share of subjects drawn first, at random, into test_natural (real prevalence).")] = 0.05,
     shard_size: Annotated[int, typer.Option(help="Records per resumable shard.")] = 256,
     patients: Annotated[Path | None, typer.Option(help="Dir with patients.csv[.gz] if not in hosp root.")] = None,
     hemolysed_labs: Annotated[str, typer.Option(
@@ -114,6 +121,8 @@ def ingest(
                 window_min=window_min,
                 itemids=tuple(int(i) for i in itemids.split(",") if i.strip()),
                 balanced_max_per_bin=balanced_max_per_bin,
+                balanced_max_fraction=balanced_max_fraction,
+                natural_test_fraction=natural_test_fraction,
                 seed=seed,
                 hemolysed_labs=cast(HemolysedLabs, hemolysed_labs),
             ),
@@ -138,11 +147,13 @@ def validation_message(err: ValidationError) -> str:
 
 
 def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
-    """Counts, skips and label tails of a dataset, as a table."""
+    """Counts, skips and label tails of a dataset, and pairs per 0.1 bin and split, as tables; share warnings."""
+    if manifest.get("per_bin"):
+        print_per_bin(manifest["per_bin"])
     table = Table(title=f"ECG-K-DIR dataset {root} ({manifest['status']})")
     for column in ("split", "pairs", "subjects", "K+ <= 3.5", "K+ >= 5.5", "K+ range"):
         table.add_column(column, justify="right")
-    for split in SPLITS:
+    for split in (s for s in SPLITS if s in manifest["counts"]):
         hist = manifest["label_histogram"][split]
         values = np.array([float(k) for k in hist], dtype=float)
         counts = np.array(list(hist.values()), dtype=int)
@@ -154,7 +165,9 @@ def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
     console.print(table)
     skipped = ", ".join(f"{k}={v}" for k, v in manifest["skipped"].items()) or "none"
     console.print(f"ECGs in record list: {manifest['ecgs_in_record_list']}; skipped: {skipped}; "
-                  f"other pairs of val/test subjects discarded: {manifest['discarded_holdout_pairs']}")
+                  f"other pairs of val/cal/test subjects discarded: {manifest['discarded_holdout_pairs']}")
+    for warning in manifest.get("warnings", []):
+        err_console.print(f"[bold yellow]warning:[/] {warning}")
     print_lab_comment_summary(manifest)
 
 
@@ -174,6 +187,18 @@ def print_lab_comment_summary(manifest: dict[str, Any]) -> None:
                           "(k_comment = hemolysed in cohort.parquet)")
     else:
         console.print(line)
+
+
+def print_per_bin(per_bin: dict[str, dict[str, int]]) -> None:
+    """Pairs per 0.1 mmol/L bin in each split and discarded, with train's share of the bin."""
+    table = Table(title="pairs per K+ bin (mmol/L)")
+    columns = list(next(iter(per_bin.values())))
+    for column in ("K+", *columns, "train share"):
+        table.add_column(column, justify="right")
+    for label, counts in per_bin.items():
+        total = sum(counts.values())
+        table.add_row(label, *(str(counts[c]) for c in columns), f"{counts['train'] / total:.0%}")
+    console.print(table)
 
 
 STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})

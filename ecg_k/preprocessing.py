@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from scipy import signal as sps
 
 from ecg_k import quality
-from ecg_k.leads import MissingLeadError, lead_indices, parse_leads
+from ecg_k.leads import STANDARD_LEADS, MissingLeadError, lead_indices, parse_leads
 from ecg_k.quality import QualityError, SkipReason
 
 
@@ -35,7 +35,9 @@ class PreprocessConfig(BaseModel):
     fs: float = Field(default=500.0, gt=0, description="Output sampling rate (Hz).")
     duration_s: float = Field(default=10.0, gt=0, description="Output length in seconds.")
     min_duration_s: float = Field(default=8.0, gt=0, description="Shorter inputs are rejected (too_short).")
-    leads: tuple[str, ...] = Field(default=("I",), description="Leads kept, by name, in this order.")
+    leads: tuple[str, ...] = Field(
+        default=STANDARD_LEADS,
+        description="Leads kept, by name, in this order: the 12 by default; ('I',) or ('I', 'II') for wearables.")
     bandpass_hz: tuple[float, float] = Field(default=(0.5, 40.0), description="Zero-phase band-pass edges.")
     filter_order: int = Field(default=4, ge=1, le=10, description="Butterworth order of the band-pass.")
     normalization: str = Field(default="zscore_record", description="Per-record z-score over all leads.")
@@ -146,7 +148,7 @@ def preprocess(
     try:
         picked = np.ascontiguousarray(signal[lead_indices(lead_names, config.leads)], dtype=np.float64)
     except MissingLeadError as err:
-        raise QualityError(SkipReason.MISSING_LEAD, str(err)) from err
+        raise QualityError(SkipReason.MISSING_LEAD, f"{err}; required leads: {', '.join(config.leads)}") from err
     duration = picked.shape[1] / fs
     if duration < config.min_duration_s:
         raise QualityError(

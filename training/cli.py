@@ -24,8 +24,12 @@ def train(
     stage: Annotated[int, typer.Option(help="1: end to end; 2: head only on cached features (needs --init).")] = 1,
     init: Annotated[Path | None, typer.Option(help="Stage-1 run that stage 2 starts from.")] = None,
     model: Annotated[str, typer.Option(help="Net1D config: small (CPU), ecgfounder (GPU), tiny (tests).")] = "small",
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Batch size (Dist Loss pseudo-labels are sized to it).")] = 512,
+    epochs: Annotated[int | None, typer.Option(
+        help="Epochs (default: enough for --min-steps optimiser steps, 10 to 200).")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Batch size (default: sized to the train split, 16-512 in stage 1, 64-512 in stage 2; Dist Loss "
+             "pseudo-labels are sized to it).")] = None,
+    min_steps: Annotated[int, typer.Option(help="Optimiser steps the automatic epochs aim for.")] = 1500,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -44,7 +48,7 @@ def train(
     try:
         config = TrainConfig.model_validate({
             "data": data, "out": out, "method": method, "stage": stage, "init": init, "model": model,
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+            "epochs": epochs, "batch_size": batch_size, "min_steps": min_steps, "lr": lr, "seed": seed, "device": device,
             "compile": compile_model, **parse_options(option or []),
         })
         summary = Trainer(config, progress=progress).run(resume=resume)
@@ -69,9 +73,11 @@ def evaluate(
         metrics = evaluate_run(run, data, shot_rule=shot_rule, n_boot=n_boot)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
-    test = metrics["test"]
-    console.print(f"test: MAE {test['overall']['mae']:.3f}, few-shot MAE {_fmt(test['few']['mae'])}, "
-                  f"bMAE {test['bmae']:.3f} -> {run / 'report.md'}")
+    for split in (s for s in ("val", "test", "test_natural") if s in metrics):
+        values = metrics[split]
+        console.print(f"{split}: MAE {values['overall']['mae']:.3f}, few-shot MAE {_fmt(values['few']['mae'])}, "
+                      f"bMAE {values['bmae']:.3f} (n = {values['overall']['n']})")
+    console.print(f"-> {run / 'report.md'}")
 
 
 def export(
@@ -117,8 +123,8 @@ def demo(
     n_ecgs: Annotated[int, typer.Option(help="Synthetic ECGs to generate.")] = 4000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = get_settings().workers,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and the runs.")] = 0,
-    stage1_epochs: Annotated[int, typer.Option(help="Stage-1 epochs.")] = 20,
-    stage2_epochs: Annotated[int, typer.Option(help="Stage-2 epochs.")] = 20,
+    stage1_epochs: Annotated[int | None, typer.Option(help="Stage-1 epochs (default: the step budget's).")] = None,
+    stage2_epochs: Annotated[int | None, typer.Option(help="Stage-2 epochs (default: the step budget's).")] = None,
     new_patients: Annotated[int, typer.Option(min=1, help="New patients sent to the API, labs confirmed.")] = 24,
     serve: Annotated[bool, typer.Option(help="Keep the API and the dashboard running until Ctrl-C.")] = True,
 ) -> None:

@@ -1,7 +1,9 @@
-"""Run configuration of ``ecgk train`` (saved as ``RUN/config.json``)."""
+"""Run configuration of ``ecgk train`` (saved as ``RUN/config.json``), and the step budget that sets the batch
+size and the epochs a run leaves open."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +59,28 @@ class RegularizerOptions(BaseModel):
     bmse_sigma_lr: float = 1e-2
 
 
+AUTO_EPOCHS = (10, 200)
+"""Fewest and most epochs the step budget may set (the paper's 10; 200 bounds a tiny cohort's run)."""
+AUTO_BATCH = {1: (16, 512, 64), 2: (64, 512, 16)}
+"""Per stage: smallest and largest automatic batch, and the steps per epoch it aims for at least. Stage 1
+costs per sample (backbone forward + backward), so its batch grows with the cohort up to the paper's 512;
+stage 2 trains the head on cached features (cheap per sample), and Dist Loss's pseudo-labels need a batch of
+at least 64 (they lose both tails below), so its batch starts at 64."""
+
+
+def auto_batch_size(n_train: int, stage: int, world: int = 1) -> int:
+    """A power of two: ``n_train / world`` over the target steps per epoch, within the stage's bounds, and no
+    more than one rank's share of the train split (a cohort below the floor gets what it can hold)."""
+    low, high, steps = AUTO_BATCH[stage]
+    per_rank = max(n_train // world, 1)
+    batch = min(max(_pow2_floor(per_rank // steps), low), high)
+    return batch if batch <= per_rank else max(_pow2_floor(per_rank), 2)
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
 class TrainConfig(BaseModel):
     """Everything a run depends on; ``ecgk train`` flags map onto these fields."""
 
@@ -68,8 +92,14 @@ class TrainConfig(BaseModel):
     stage: Literal[1, 2] = 1
     init: Path | None = Field(default=None, description="Stage-1 run a stage-2 run starts from.")
     model: str = "small"
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=512, ge=2)
+    epochs: int | None = Field(
+        default=None, ge=1,
+        description=f"None: enough epochs for min_steps optimiser steps ({AUTO_EPOCHS[0]} to {AUTO_EPOCHS[1]}).")
+    batch_size: int | None = Field(default=None, ge=2, description="None: sized to the train split (auto_batch_size).")
+    min_steps: int = Field(
+        default=1500, ge=1,
+        description="Optimiser steps the automatic epochs aim for, so a small cohort still trains (paper: MIMIC "
+                    "at batch 512 x 10 epochs is about 8,000 steps).")
     lr: float = Field(default=1e-3, gt=0)
     lr_milestones: tuple[float, ...] = Field(
         default=(0.5, 0.8), description="Epoch fractions where lr is multiplied by lr_gamma (paper: 5, 8 of 10)."
@@ -119,8 +149,25 @@ class TrainConfig(BaseModel):
         return self
 
     def milestones(self) -> list[int]:
-        """Epoch indices (0-based) at which the learning rate decays."""
+        """Epoch indices (0-based) at which the learning rate decays (of a resolved config)."""
+        if self.epochs is None:
+            raise ValueError("epochs are not resolved yet; call resolve() with the train split's size")
         return sorted({max(1, round(m * self.epochs)) for m in self.lr_milestones})
+
+    def resolve(self, n_train: int, world: int = 1) -> tuple[TrainConfig, dict[str, Any]]:
+        """This config with the batch size and epochs set for ``n_train`` training pairs, and the schedule
+        record (values, whether they were set or automatic, steps per epoch, total optimiser steps)."""
+        batch = self.batch_size or auto_batch_size(n_train, self.stage, world)
+        steps_per_epoch = n_train // (batch * world)
+        wanted = math.ceil(self.min_steps / max(steps_per_epoch, 1))
+        epochs = self.epochs or min(max(wanted, AUTO_EPOCHS[0]), AUTO_EPOCHS[1])
+        schedule = {
+            "batch_size": batch, "batch_size_source": "set" if self.batch_size else "auto",
+            "epochs": epochs, "epochs_source": "set" if self.epochs else "auto",
+            "steps_per_epoch": steps_per_epoch, "total_steps": steps_per_epoch * epochs,
+            "min_steps": self.min_steps, "n_train": n_train, "world_size": world,
+        }
+        return self.model_copy(update={"batch_size": batch, "epochs": epochs}), schedule
 
     def resume_key(self) -> dict[str, Any]:
         """The fields that must match for ``--resume`` (everything but where and how it runs)."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecg_k.cli import console, print_dataset_summary
-from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.db.registry import get_champion
 from ecg_k.db.session import session_scope
@@ -40,22 +39,18 @@ from training.trainer import Trainer
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Sizes and schedules of the demo (defaults: about 10 minutes on 2 CPU cores)."""
+    """Sizes and schedules of the demo (defaults: about 10 minutes on 2 CPU cores). Epochs and batch sizes
+    left at None follow ``ecgk train``'s step budget, and the split follows ``ecgk ingest``'s defaults."""
 
     n_ecgs: int = 4000
     seed: int = 0
     workers: int = 2
     model: str = "small"
-    stage1_epochs: int = 20
-    stage1_batch: int = 64
-    stage2_epochs: int = 20
-    stage2_batch: int = 256
+    stage1_epochs: int | None = None
+    stage1_batch: int | None = None
+    stage2_epochs: int | None = None
+    stage2_batch: int | None = None
     new_patients: int = 24
-
-    @property
-    def balanced_cap(self) -> int:
-        """Val/test pairs per 0.1 bin: keeps about 70 % of the pairs for training at demo scale."""
-        return max(2, self.n_ecgs // 1000)
 
 
 STEPS = 10
@@ -83,10 +78,10 @@ def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
         summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
     console.print(f"{summary.n_ecgs} ECGs of {summary.n_subjects} subjects in {synth}")
 
-    _step(2, "ingest (pairing, balanced subject-level split, preprocessing)")
+    _step(2, "ingest (pairing, subject-level split, 12-lead preprocessing)")
     dataset = home / "dataset"
-    config = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=plan.balanced_cap))
-    manifest = Ingestor(synth / "mimic-iv-ecg", synth / "mimic-iv", dataset, config).run(workers=plan.workers)
+    manifest = Ingestor(synth / "mimic-iv-ecg", synth / "mimic-iv", dataset, IngestConfig()).run(
+        workers=plan.workers)
     print_dataset_summary(dataset, manifest)
     return dataset
 

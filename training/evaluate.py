@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ecg_k.data.lab_comments import LabComment
-from ecg_k.data.store import COHORT, write_json_atomic, write_parquet_atomic
+from ecg_k.data.store import COHORT, present_splits, write_json_atomic, write_parquet_atomic
 from ecg_k.metrics import clinical_metrics, evaluate_predictions
 from training.data import SplitData
 from training.evaluation_report import write_report
@@ -24,14 +24,16 @@ from training.trainer import predict, resolve_device
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
-EVAL_SPLITS = ("val", "test")
+EVAL_SPLITS = ("val", "cal", "test", "test_natural")
+"""Splits predicted and evaluated when the dataset has them (older datasets have only val and test)."""
 VERIFIED_SPLIT, VERIFIED_KEY = "test", "hyper_verified"
 
 
 def evaluate_run(
     run: Path, data: Path | None = None, shot_rule: str = "relative", n_boot: int = 1000, device: str = "auto"
 ) -> dict[str, Any]:
-    """Predict val and test with the selected model, compute the metrics and write the report."""
+    """Predict the held-out splits the dataset has (:data:`EVAL_SPLITS`) with the selected model, compute the
+    metrics and write the report."""
     config = read_run_config(run)
     dataset = data or Path(config["train"]["data"])
     net = load_best_net(run)
@@ -39,7 +41,8 @@ def evaluate_run(
     net.to(target)
     cohort = pd.read_parquet(dataset / COHORT)
     frames = []
-    for split in EVAL_SPLITS:
+    splits = [split for split in EVAL_SPLITS if split in present_splits(dataset)]
+    for split in splits:
         split_data = SplitData.load(dataset, split)
         rows = cohort[cohort["split"] == split]
         y_hat = predict(net, split_data, 1024, target)
@@ -53,7 +56,7 @@ def evaluate_run(
     predictions = pd.concat(frames, ignore_index=True)
     train_labels = SplitData.load(dataset, "train").labels
     metrics = evaluate_predictions(predictions, train_labels, config["train"]["method"], shot_rule=shot_rule,
-                                   n_boot=n_boot)
+                                   n_boot=n_boot, splits=splits)
     verified = verified_hyper_metrics(predictions, n_boot=n_boot)
     if verified is not None:
         metrics[VERIFIED_SPLIT][VERIFIED_KEY] = verified

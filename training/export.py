@@ -95,6 +95,7 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
                               "label_histogram_train": manifest["label_histogram"]["train"],
                               "checksums": manifest.get("checksums", {}), "config": manifest["config"]},
             "train_config": config["train"],
+            "train_schedule": config.get("schedule"),
             "code_version": code_version(),
         }
         write_json(card_tmp, card)

@@ -154,7 +154,7 @@ def challenger_plan(champion_run: Path, dataset: Path, run_dir: Path, config: Re
     if config.full:
         return [make(train, out=run_dir / CHALLENGER_DIR, init=None)]
     return [make(train, out=run_dir / CHALLENGER_DIR, stage=2, method=_stage2_method(train["method"]),
-                 init=champion_run)]
+                 init=champion_run, batch_size=None, epochs=None)]  # stage 2 has its own step budget
 
 
 def _check_preprocessing(champion: ModelVersion, base: Path) -> PreprocessConfig:

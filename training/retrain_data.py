@@ -11,7 +11,8 @@ it stays in the database for the record), counted as ``hemolysed_lab``.
 Subjects (the leak guard). The subject key of a case is ``Prediction.patient_id`` (pseudonymous), compared
 with ``str(subject_id)`` of the base cohort. Each case gets an assignment:
 
-- ``locked``: its subject is in the base val or test split, so it is evaluated, never trained on;
+- ``locked``: its subject is in a held-out split of the base dataset (val, cal, test, test_natural), so it
+  is evaluated, never trained on;
 - ``unkeyed``: no patient_id, so its subject cannot be kept on one side: evaluated, never trained on;
 - ``holdout``: a stable hash of the key puts a fraction of the confirmed subjects aside for evaluation,
   the same subjects at every run (a subject never moves between training and evaluation);
@@ -36,12 +37,13 @@ from sqlalchemy.orm import Session
 
 from ecg_k.data.cohort import CohortConfig, label_bin
 from ecg_k.data.lab_comments import LabComment
-from ecg_k.data.splits import SPLITS
+from ecg_k.data.splits import HELD_OUT
 from ecg_k.data.store import (
     COHORT,
     DATASET_FORMAT,
     MANIFEST,
     labels_path,
+    present_splits,
     read_manifest,
     sha256_file,
     signals_path,
@@ -98,9 +100,9 @@ def resolve_base_dataset(training_data: Path) -> Path:
 
 
 def locked_subjects(base: Path) -> set[str]:
-    """Subject keys of the base val and test splits (they never enter training)."""
+    """Subject keys of the base held-out splits (they never enter training)."""
     cohort = pd.read_parquet(base / COHORT, columns=["subject_id", "split"])
-    return set(cohort.loc[cohort["split"].isin(["val", "test"]), "subject_id"].astype(str))
+    return set(cohort.loc[cohort["split"].isin(HELD_OUT), "subject_id"].astype(str))
 
 
 def holdout_draw(subject: str) -> float:
@@ -221,7 +223,7 @@ def _histogram(labels: np.ndarray) -> dict[str, int]:
 
 def write_merged_dataset(base: Path, out: Path, confirmed: ConfirmedCases, fingerprint: str) -> Path:
     """A dataset directory (DESIGN.md contract) whose train split is the base train split followed by the
-    confirmed ``train`` cases; val and test are the base's (signals linked, not copied), so the locked
+    confirmed ``train`` cases; the held-out splits are the base's (signals linked, not copied), so the locked
     test set is byte for byte the base's."""
     manifest = read_manifest(base)
     cohort_config = CohortConfig.model_validate(manifest["config"]["cohort"])
@@ -241,7 +243,9 @@ def write_merged_dataset(base: Path, out: Path, confirmed: ConfirmedCases, finge
     del merged
     train_labels = np.concatenate([np.load(labels_path(base, "train")), new_cases["k_value"].to_numpy(np.float32)])
     np.save(labels_path(out, "train"), train_labels)
-    for split in ("val", "test"):
+    held_out = [split for split in present_splits(base) if split in HELD_OUT]
+    splits = ["train", *held_out]
+    for split in held_out:
         link = signals_path(out, split)
         link.unlink(missing_ok=True)
         os.symlink(signals_path(base, split).resolve(), link)
@@ -250,19 +254,19 @@ def write_merged_dataset(base: Path, out: Path, confirmed: ConfirmedCases, finge
     cohort = pd.read_parquet(base / COHORT)
     cohort = cohort.assign(subject_id=cohort["subject_id"].astype(str), source=BASE_SOURCE, prediction_id=None)
     parts = [cohort[cohort["split"] == "train"], _confirmed_cohort_rows(new_cases, cohort_config.itemids[0]),
-             cohort[cohort["split"] == "val"], cohort[cohort["split"] == "test"]]
+             *(cohort[cohort["split"] == split] for split in held_out)]
     merged_cohort = pd.concat([part for part in parts if len(part)], ignore_index=True)
     write_parquet_atomic(merged_cohort, out / COHORT)
-    histograms = {s: _histogram(np.load(labels_path(out, s))) for s in SPLITS}
-    files = [COHORT, *(p.name for s in SPLITS for p in (signals_path(out, s), labels_path(out, s)))]
+    histograms = {s: _histogram(np.load(labels_path(out, s))) for s in splits}
+    files = [COHORT, *(p.name for s in splits for p in (signals_path(out, s), labels_path(out, s)))]
     write_json_atomic(out / MANIFEST, {
         "format": DATASET_FORMAT,
         "status": "complete",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": manifest["config"],
         "preprocess_digest": manifest.get("preprocess_digest"),
-        "counts": {s: int(len(np.load(labels_path(out, s), mmap_mode="r"))) for s in SPLITS},
-        "subjects": {s: int(merged_cohort.loc[merged_cohort["split"] == s, "subject_id"].nunique()) for s in SPLITS},
+        "counts": {s: int(len(np.load(labels_path(out, s), mmap_mode="r"))) for s in splits},
+        "subjects": {s: int(merged_cohort.loc[merged_cohort["split"] == s, "subject_id"].nunique()) for s in splits},
         "label_histogram": histograms,
         "retrain": {"base_dataset": str(base.resolve()), "base_manifest_sha256": sha256_file(base / MANIFEST),
                     "confirmed": confirmed.counts(), "confirmed_skipped": confirmed.skipped,

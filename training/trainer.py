@@ -231,13 +231,32 @@ class Trainer:
         in_memory = config.in_memory if config.in_memory is not None else size < 4 << 30
         self.train_data = SplitData.load(config.data, "train", in_memory)
         self.val_data = SplitData.load(config.data, "val", in_memory)
-        if len(self.train_data) < config.batch_size * self.runtime.world:
+        if len(self.val_data) == 0:
+            raise TrainingError(f"the val split of {config.data} is empty: model selection needs val pairs")
+        self.request = config
+        self.config, self.schedule = config.resolve(len(self.train_data), self.runtime.world)
+        batch = self.schedule["batch_size"] * self.runtime.world
+        if len(self.train_data) < batch:
             raise TrainingError(
-                f"the train split has {len(self.train_data)} samples, fewer than one batch of "
-                f"{config.batch_size * self.runtime.world}: lower --batch-size"
+                f"the train split has {len(self.train_data)} samples, fewer than one batch of {batch}: lower "
+                "--batch-size"
             )
+        self._announce_schedule()
         self.dataset_manifest = manifest
         self.net = self._build_net()
+
+    def _announce_schedule(self) -> None:
+        """Print the optimiser steps this run will take; loudly when below ``min_steps`` (underfitting)."""
+        if not self.runtime.is_main:
+            return
+        s = self.schedule
+        line = (f"{self.config.method} stage {self.config.stage}: {s['total_steps']} optimiser steps = {s['epochs']} "
+                f"epochs ({s['epochs_source']}) x {s['steps_per_epoch']} steps of batch {s['batch_size']} "
+                f"({s['batch_size_source']}) on {s['n_train']} training pairs")
+        tqdm.write(line)
+        if s["total_steps"] < s["min_steps"]:
+            tqdm.write(f"WARNING: {s['total_steps']} optimiser steps is below min_steps {s['min_steps']}: the model "
+                       "may underfit; raise --epochs or lower --batch-size")
 
     def _build_net(self) -> Net1D:
         torch.manual_seed(self.config.seed)
@@ -287,9 +306,11 @@ class Trainer:
         return RunState()
 
     def _run_record(self) -> dict[str, Any]:
-        """``RUN/config.json``: the config, the method's phases, the dataset it saw, where it ran, the code."""
+        """``RUN/config.json``: the config as asked (a recipe: automatic batch size and epochs stay automatic),
+        the schedule it resolved to, the method's phases, the dataset it saw, where it ran, the code."""
         return {
-            "train": self.config.model_dump(mode="json"),
+            "train": self.request.model_dump(mode="json"),
+            "schedule": self.schedule,
             "method_phases": [p.__dict__ for p in self.method.phases],
             "stage_phases": [p.__dict__ for p in self.phases],
             "dataset": {

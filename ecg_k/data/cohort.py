@@ -3,8 +3,8 @@
 Rule (DESIGN.md defaults): for each ECG take the nearest K+ lab of the same subject within
 +/- ``window_min`` (labs with no numeric value never count; on an exact tie in distance the earlier lab
 wins); one pair per ECG; a nearest lab outside ``[k_min, k_max]`` skips the ECG as ``implausible_k`` rather
-than falling back to a farther lab. Labels are put on the 0.1 mmol/L grid. Then the subject-level
-balanced split of :mod:`ecg_k.data.splits`.
+than falling back to a farther lab. Labels are put on the 0.1 mmol/L grid. Then the subject-level split of
+:mod:`ecg_k.data.splits` (test_natural, then balanced val/cal/test with train keeping a third of every bin).
 
 Haemolysed labs (comment class ``hemolysed``, :mod:`ecg_k.data.lab_comments`) are falsely high. Under
 ``hemolysed_labs="exclude"`` (the default) they never label an ECG: the nearest valid non-haemolysed lab in
@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ecg_k.data.lab_comments import LabComment
-from ecg_k.data.splits import DISCARDED, SPLITS, balanced_subject_split
+from ecg_k.data.splits import DISCARDED, MAX_PER_BIN, SPLITS, per_bin_counts, subject_split
 from ecg_k.quality import SkipReason
 
 COHORT_COLUMNS = (
@@ -47,8 +47,15 @@ class CohortConfig(BaseModel):
     k_min: float = Field(default=1.5, description="Lowest plausible K+ (mmol/L).")
     k_max: float = Field(default=10.0, description="Highest plausible K+ (mmol/L).")
     label_step: float = Field(default=0.1, gt=0, description="Label grid (mmol/L).")
-    balanced_max_per_bin: int = Field(default=100, ge=0, description="Cap on val/test pairs per bin.")
-    seed: int = Field(default=666, description="Seed of the balanced split (the DIR template's 666).")
+    natural_test_fraction: float = Field(
+        default=0.05, ge=0, lt=1, description="Share of subjects in test_natural (drawn first, at random).")
+    balanced_max_fraction: float = Field(
+        default=0.10, ge=0, lt=1, description="Val + test of the balanced draw take at most this share of pairs.")
+    balanced_max_per_bin: int | None = Field(
+        default=None, ge=0,
+        description=f"Cap on val (and on test) pairs per bin; None: the largest cap <= {MAX_PER_BIN} that "
+                    "keeps val + test within balanced_max_fraction.")
+    seed: int = Field(default=666, description="Seed of the split (the DIR template's 666).")
     hemolysed_labs: HemolysedLabs = Field(
         default="exclude",
         description="Haemolysed labs: exclude (never a label), keep, or flag (keep and report them).",
@@ -63,7 +70,8 @@ class CohortConfig(BaseModel):
 
 @dataclass
 class CohortResult:
-    """The kept pairs (``COHORT_COLUMNS``, cohort order: split, then ecg_time, study_id) and the tallies."""
+    """The kept pairs (``COHORT_COLUMNS``, cohort order: split, then ecg_time, study_id) and the tallies:
+    per 0.1 bin label, pairs per split and discarded (:func:`ecg_k.data.splits.per_bin_counts`)."""
 
     cohort: pd.DataFrame
     skipped: dict[str, int] = field(default_factory=dict)
@@ -72,6 +80,9 @@ class CohortResult:
     hemolysed_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     """ECGs whose nearest lab was haemolysed: ``study_id, subject_id, hemolysed_k, hemolysed_time, outcome``
     (``removed``, ``moved``; under ``keep``/``flag``: ``kept``) and ``k_value`` of the lab labelling it now."""
+    per_bin: dict[str, dict[str, int]] = field(default_factory=dict)
+    cap_per_bin: int = 0
+    cap_source: str = "auto"
 
 
 def label_bin(k_value: pd.Series | np.ndarray, step: float = 0.1) -> np.ndarray:
@@ -152,8 +163,9 @@ def build_cohort(ecgs: pd.DataFrame, labs: pd.DataFrame, config: CohortConfig) -
     paired["k_itemid"] = paired["k_itemid"].astype("int64")
     paired["k_comment"] = paired["k_comment"].astype(str)
     paired["delta_min"] = ((paired["k_time"] - paired["ecg_time"]).dt.total_seconds() / 60.0).astype("float32")
-    split = balanced_subject_split(paired["subject_id"], pd.Series(bins, index=paired.index),
-                                   config.balanced_max_per_bin, config.seed)
+    split = subject_split(paired["subject_id"], pd.Series(bins, index=paired.index), config.seed,
+                          natural_fraction=config.natural_test_fraction, max_fraction=config.balanced_max_fraction,
+                          max_per_bin=config.balanced_max_per_bin)
     paired["split"] = split.split
     discarded = int((paired["split"] == DISCARDED).sum())
     kept = paired[paired["split"] != DISCARDED].copy()
@@ -167,6 +179,9 @@ def build_cohort(ecgs: pd.DataFrame, labs: pd.DataFrame, config: CohortConfig) -
         discarded_holdout_pairs=discarded,
         k_per_bin=split.k_per_bin,
         hemolysed_pairs=hemolysed_pairs.drop(columns="_row"),
+        per_bin=per_bin_counts(bins, paired["split"].to_numpy(), config.label_step),
+        cap_per_bin=split.cap,
+        cap_source=split.cap_source,
     )
 
 

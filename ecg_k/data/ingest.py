@@ -33,7 +33,7 @@ from ecg_k.data.cohort import CohortConfig, build_cohort, label_bin
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.labs import find_labevents, read_patients, read_potassium_labs
 from ecg_k.data.record_list import find_record_list, read_record_list
-from ecg_k.data.splits import SPLITS
+from ecg_k.data.splits import DISCARDED, PER_BIN_COLUMNS, SPLITS, per_bin_counts, share_warnings
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError
@@ -191,6 +191,12 @@ def _pairs_per_comment(cohort: pd.DataFrame) -> dict[str, dict[str, int]]:
     per_split = {split: cohort.loc[cohort["split"] == split, "k_comment"].value_counts().sort_index()
                  for split in SPLITS}
     return {split: {str(k): int(v) for k, v in counts.items()} for split, counts in per_split.items()}
+def _per_bin(cohort: pd.DataFrame, discarded: dict[str, int], step: float) -> dict[str, dict[str, int]]:
+    """Pairs per 0.1 bin in each split of ``cohort`` (after QC) and discarded by the split (before QC)."""
+    counts = per_bin_counts(label_bin(cohort["k_value"], step), cohort["split"].to_numpy(), step)
+    for label, n in discarded.items():
+        counts.setdefault(label, dict.fromkeys(PER_BIN_COLUMNS, 0))[DISCARDED] = n
+    return dict(sorted(counts.items(), key=lambda item: float(item[0])))
 
 
 def _demographics(cohort: pd.DataFrame, patients: pd.DataFrame | None) -> dict[str, Any] | None:
@@ -316,6 +322,8 @@ class Ingestor:
             "cohort_skipped": result.skipped,
             "discarded_holdout_pairs": result.discarded_holdout_pairs,
             "k_per_bin": {f"{b * self.config.cohort.label_step:.1f}": k for b, k in sorted(result.k_per_bin.items())},
+            "cap_per_bin": {"value": result.cap_per_bin, "source": result.cap_source},
+            "discarded_per_bin": {label: row[DISCARDED] for label, row in result.per_bin.items() if row[DISCARDED]},
             "labs": {"rows_scanned": lab_stats.rows_scanned, "rows_kept": lab_stats.rows_kept,
                      "dropped": lab_stats.dropped},
             "lab_comments": _lab_comment_summary(lab_stats.comments, result.hemolysed_pairs,
@@ -338,6 +346,7 @@ class Ingestor:
         self, status: str, state: dict[str, Any], cohort: pd.DataFrame, signal_skips: dict[str, int], started: float
     ) -> dict[str, Any]:
         skipped = Counter(state["cohort_skipped"]) + Counter(signal_skips)
+        per_bin = _per_bin(cohort, state["discarded_per_bin"], self.config.cohort.label_step)
         files = [store.COHORT] + (
             [store.REJECTED] + [p.name for s in SPLITS for p in (store.signals_path(self.out, s),
                                                                   store.labels_path(self.out, s))]
@@ -356,6 +365,9 @@ class Ingestor:
             "ecgs_in_record_list": state["ecgs_in_record_list"],
             "discarded_holdout_pairs": state["discarded_holdout_pairs"],
             "balanced_k_per_bin": state["k_per_bin"],
+            "balanced_cap_per_bin": state["cap_per_bin"],
+            "per_bin": per_bin,
+            "warnings": share_warnings(per_bin),
             "labs": state["labs"],
             "lab_comments": {**state["lab_comments"], "pairs": _pairs_per_comment(cohort)},
             "label_histogram": _histograms(cohort, self.config.cohort.label_step),

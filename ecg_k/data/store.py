@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ecg_k.data.errors import DataInputError
+from ecg_k.data.splits import SPLITS
 
 MANIFEST = "manifest.json"
 COHORT = "cohort.parquet"
@@ -72,11 +73,20 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def present_splits(root: Path) -> tuple[str, ...]:
+    """The non-empty splits of a dataset, in :data:`~ecg_k.data.splits.SPLITS` order (a dataset written before
+    ``cal`` and ``test_natural`` existed has only train, val and test)."""
+    counts = read_manifest(root).get("counts", {})
+    return tuple(split for split in SPLITS if counts.get(split, 0) > 0)
+
+
 def load_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Signals (read-only float16 memmap) and labels of one split of a complete dataset."""
     manifest = read_manifest(root)
     if manifest.get("status") != "complete":
         raise DataInputError(f"dataset {root} is not complete (status {manifest.get('status')!r})")
+    if not signals_path(root, split).is_file():
+        raise DataInputError(f"dataset {root} has no {split!r} split (splits: {', '.join(present_splits(root))})")
     signals = np.load(signals_path(root, split), mmap_mode="r")
     labels = np.load(labels_path(root, split))
     if len(signals) != len(labels):

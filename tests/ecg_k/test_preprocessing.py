@@ -53,7 +53,7 @@ def test_leads_are_selected_by_name_in_config_order() -> None:
 
 def test_bandpass_removes_wander_and_mains_but_keeps_ecg_band() -> None:
     names = ("I",)
-    config = PreprocessConfig()
+    config = PreprocessConfig(leads="I")
     kept = preprocess(tone(10.0)[None], FS, names, config)
     assert spectrum_peak_hz(kept[0], FS) == pytest.approx(10.0, abs=0.1)
     mixed = tone(10.0) + tone(0.1) + tone(60.0)  # equal input power: compare gains
@@ -66,15 +66,15 @@ def test_bandpass_removes_wander_and_mains_but_keeps_ecg_band() -> None:
 
 def test_resampling_keeps_frequency_from_any_supported_rate() -> None:
     for fs in (250.0, 360.0, 1000.0, 257.0):
-        out = preprocess(tone(7.0, fs=fs)[None], fs, ("I",), PreprocessConfig())
+        out = preprocess(tone(7.0, fs=fs)[None], fs, ("I",), PreprocessConfig(leads="I"))
         assert out.shape == (1, 5000)
         assert spectrum_peak_hz(out[0], FS) == pytest.approx(7.0, abs=0.1)
 
 
 def test_long_records_are_cropped_and_short_ones_padded_with_zero() -> None:
-    long = preprocess(tone(5.0, seconds=12)[None], FS, ("I",), PreprocessConfig())
+    long = preprocess(tone(5.0, seconds=12)[None], FS, ("I",), PreprocessConfig(leads="I"))
     assert long.shape == (1, 5000)
-    short = preprocess(tone(5.0, seconds=9)[None], FS, ("I",), PreprocessConfig())
+    short = preprocess(tone(5.0, seconds=9)[None], FS, ("I",), PreprocessConfig(leads="I"))
     assert short.shape == (1, 5000)
     assert np.all(short[0, 4500:] == 0) and np.abs(short[0, :4500]).max() > 1
 
@@ -93,14 +93,18 @@ def test_long_records_are_cropped_and_short_ones_padded_with_zero() -> None:
 def test_quality_gate_reasons(make, reason: SkipReason) -> None:
     signal, fs = make()
     with pytest.raises(QualityError) as err:
-        preprocess(signal, fs, ("I",), PreprocessConfig())
+        preprocess(signal, fs, ("I",), PreprocessConfig(leads="I"))
     assert err.value.reason == reason
 
 
-def test_missing_lead_reason() -> None:
+def test_missing_lead_reason_names_every_required_lead() -> None:
     with pytest.raises(QualityError) as err:
         preprocess(tone(5.0)[None], FS, ("II",), PreprocessConfig(leads="I"))
     assert err.value.reason == SkipReason.MISSING_LEAD
+    eleven = np.stack([tone(5.0 + i) for i in range(11)])
+    with pytest.raises(QualityError, match="required leads: " + ", ".join(STANDARD_LEADS)) as err:
+        preprocess(eleven, FS, [name for name in STANDARD_LEADS if name != "V1"], PreprocessConfig())
+    assert err.value.reason == SkipReason.MISSING_LEAD and "'V1'" in str(err.value)
 
 
 def test_real_ecg_is_not_flagged_as_saturated_or_flat(cinc_dir: Path) -> None:
@@ -124,8 +128,14 @@ def test_invalid_config_is_refused(kwargs: dict) -> None:
 
 
 def test_config_digest_is_stable_and_sensitive() -> None:
-    assert PreprocessConfig().digest() == PreprocessConfig(leads=["I"]).digest()
-    assert PreprocessConfig().digest() != PreprocessConfig(leads="II").digest()
+    assert PreprocessConfig().digest() == PreprocessConfig(leads="all").digest()
+    assert PreprocessConfig(leads="I").digest() == PreprocessConfig(leads=["I"]).digest()
+    assert PreprocessConfig(leads="I").digest() != PreprocessConfig(leads="II").digest()
+
+
+def test_default_is_the_twelve_leads_in_standard_order() -> None:
+    assert PreprocessConfig().leads == STANDARD_LEADS
+    assert PreprocessConfig(leads="I,II").leads == ("I", "II")
 
 
 def _per_lead_reference(signal: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:
@@ -166,4 +176,4 @@ def test_saturation_names_the_first_clipped_lead_and_its_rail() -> None:
     assert err.value.reason == SkipReason.SATURATION
     short_flat_top = clean.copy()
     short_flat_top[100:149] = clean.max()  # 49 samples at the maximum: under the 50-sample (0.1 s) limit
-    preprocess(short_flat_top[None], FS, ("I",), PreprocessConfig())
+    preprocess(short_flat_top[None], FS, ("I",), PreprocessConfig(leads="I"))

@@ -49,6 +49,8 @@ def test_unusable_ecg_is_422_with_reason_and_no_prediction(service: Service, raw
     _name, body, reason = list(_bad_ecgs(raw_ecg))[case]
     response = _assert_only_audit(service, lambda: _post_json(service, "client", body), 422)
     assert response.json()["detail"]["reason"] == reason and response.json()["detail"]["message"]
+    if reason == "missing_lead":  # names the leads the served model reads
+        assert "required leads: I" in response.json()["detail"]["message"]
     (event,) = service.audit_events(response.headers["X-Request-Id"])
     assert event.action == "prediction.create" and event.detail == {"status": 422, "reason": reason}
 

@@ -13,6 +13,7 @@ import pytest
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.ingest import IngestConfig
 from ecg_k.data.store import labels_path, signals_path, write_json_atomic
+from ecg_k.preprocessing import PreprocessConfig
 
 N_SAMPLES = 5000
 
@@ -47,7 +48,7 @@ def write_toy_dataset(root: Path, sizes: dict[str, int], seed: int = 0,
             "k_time": pd.Timestamp("2180-01-01"), "k_itemid": 50971, "delta_min": 0.0, "split": split,
         }))
     pd.concat(rows, ignore_index=True).to_parquet(root / "cohort.parquet", index=False)
-    config = IngestConfig(cohort=CohortConfig())
+    config = IngestConfig(cohort=CohortConfig(), preprocess=PreprocessConfig(leads="I"))  # one lead, as written
     write_json_atomic(root / "manifest.json", {
         "format": "ecg-k-dataset/1", "status": "complete", "config": config.model_dump(mode="json"),
         "counts": sizes, "label_histogram": histogram, "checksums": {},

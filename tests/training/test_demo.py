@@ -14,7 +14,7 @@ from training.demo import DemoPlan, run_demo
 from training.demo_serving import demo_database_url
 
 PLAN = DemoPlan(n_ecgs=300, workers=1, model="tiny", stage1_epochs=1, stage1_batch=16, stage2_epochs=2,
-                stage2_batch=32, new_patients=6)
+                stage2_batch=64, new_patients=6)  # Dist Loss refuses batches below 64
 
 
 def _count(session, model: type) -> int:

@@ -18,6 +18,7 @@ from training.config import TrainConfig
 from training.data import SplitData
 from training.evaluate import evaluate_run
 from tests.conftest import run_ecgk
+from tests.training.conftest import write_toy_dataset
 from training.export import MODEL_CARD, MODEL_FILE, export_run
 from training.run_io import load_best_net
 from training.trainer import Trainer
@@ -81,6 +82,18 @@ def test_evaluate_reports_hyperkalemia_on_verified_labels(runs: dict[str, Path],
     assert "hyper_verified (K >= 5.5, verified labels only)" in (run / "report.md").read_text()
     assert "hyper_verified" not in metrics["val"]
     assert "hyper_verified" not in evaluate_run(run, data=toy_dataset, n_boot=20)["test"]  # no comment class
+
+
+def test_evaluate_predicts_cal_and_test_natural_when_the_dataset_has_them(runs: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    sizes = {"train": 256, "val": 32, "cal": 32, "test": 64, "test_natural": 48}
+    dataset = write_toy_dataset(tmp_path / "five", sizes, seed=3)
+    metrics = evaluate_run(runs["vanilla"], data=dataset, n_boot=20)
+    assert {"val", "cal", "test", "test_natural"} <= set(metrics)
+    assert metrics["test_natural"]["overall"]["n"] == 48 and metrics["cal"]["overall"]["n"] == 32
+    predictions = pd.read_parquet(runs["vanilla"] / "predictions.parquet")
+    assert predictions["split"].value_counts().to_dict() == {"test": 64, "test_natural": 48, "val": 32, "cal": 32}
+    evaluate_run(runs["vanilla"], n_boot=20)  # an older dataset (train, val, test only): those two are skipped
 
 
 def test_export_onnx_parity_and_model_card(runs: dict[str, Path], toy_dataset: Path) -> None:

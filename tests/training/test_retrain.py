@@ -51,7 +51,9 @@ from training.config import TrainConfig
 from training.evaluate import evaluate_run
 from training.export import MODEL_CARD, export_run
 from training.retrain import RetrainConfig, RetrainError, challenger_plan
-from training.retrain_data import HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, collect_confirmed, holdout_draw
+from training.retrain_data import (
+    HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, collect_confirmed, holdout_draw, locked_subjects,
+)
 from training.retrain_gate import GateConfig, gate
 from training.retrain_lock import RetrainBusyError, retrain_lock
 from training.trainer import Trainer
@@ -218,6 +220,15 @@ def test_haemolysed_confirmed_labs_never_feed_retraining(registry: Registry) -> 
     assert confirmed.skipped == {"hemolysed_lab": 1}
     assert confirmed.cases["subject"].tolist() == ["p-ok", "p-checked"] and len(confirmed.signals) == 2
     assert registry.count(LabConfirmation) == 3  # the haemolysed lab stays on record
+
+
+def test_every_held_out_split_of_the_base_is_locked(tmp_path: Path) -> None:
+    sizes = {"train": 20, "val": 5, "cal": 5, "test": 5, "test_natural": 5}
+    dataset = write_toy_dataset(tmp_path / "five", sizes)
+    cohort = pd.read_parquet(dataset / COHORT)
+    held_out = set(cohort.loc[cohort["split"] != "train", "subject_id"].astype(str))
+    assert locked_subjects(dataset) == held_out
+    assert not held_out & set(cohort.loc[cohort["split"] == "train", "subject_id"].astype(str))
 
 
 def _base_subjects(dataset: Path, *splits: str) -> list[str]:
@@ -420,6 +431,7 @@ def test_challenger_plan_follows_the_champions_recipe(tmp_path: Path) -> None:
 
     (from_stage1,) = challenger_plan(stage1, data, run, RetrainConfig(out=tmp_path))
     assert (from_stage1.method, from_stage1.stage, from_stage1.init) == ("dist", 2, stage1)
+    assert (from_stage1.epochs, from_stage1.batch_size) == (None, None)  # stage 2's own step budget
     (full,) = challenger_plan(stage1, data, run, RetrainConfig(out=tmp_path, full=True))
     assert (full.method, full.stage, full.init) == ("vanilla", 1, None)
     with pytest.raises(RetrainError, match="no stage-2 method; use --full"):

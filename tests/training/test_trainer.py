@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from ecg_k.cli import app, load_plugins
 from ecg_k.losses import METHODS
-from training.config import TrainConfig
+from training.config import AUTO_EPOCHS, TrainConfig, auto_batch_size
 from training.run_io import load_best_net
 from training.trainer import Trainer, TrainingError
 
@@ -124,6 +124,46 @@ def test_invalid_configs(toy_dataset: Path, tmp_path: Path, overrides: dict, mes
 def test_batch_larger_than_train_split(toy_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="fewer than one batch"):
         train(toy_dataset, tmp_path / "x", method="vanilla", batch_size=512)
+
+
+@pytest.mark.parametrize(("n_train", "stage", "batch"), [
+    (220, 1, 16), (3000, 1, 32), (4851, 1, 64), (400_000, 1, 512), (10, 1, 8),
+    (220, 2, 64), (3000, 2, 128), (4851, 2, 256), (400_000, 2, 512), (40, 2, 32),
+])
+def test_automatic_batch_fits_the_cohort(n_train: int, stage: int, batch: int) -> None:
+    assert auto_batch_size(n_train, stage) == batch
+
+
+def test_stage2_batch_is_at_least_64_whenever_the_train_split_holds_64() -> None:
+    for n_train in range(64, 20_000, 7):
+        assert 64 <= auto_batch_size(n_train, 2) <= n_train
+
+
+@pytest.mark.parametrize(("n_train", "stage", "epochs", "steps"), [
+    (220, 1, 116, 116 * 13), (4851, 1, 20, 20 * 75), (400_000, 1, AUTO_EPOCHS[0], 10 * 781),
+    (20, 1, AUTO_EPOCHS[1], 200), (4851, 2, 84, 84 * 18),
+])
+def test_step_budget_sets_the_epochs(toy_dataset: Path, n_train: int, stage: int, epochs: int, steps: int) -> None:
+    extra = {"method": "dist", "init": "x"} if stage == 2 else {}
+    config = TrainConfig(data=toy_dataset, out=Path("r"), stage=stage, **extra)
+    resolved, schedule = config.resolve(n_train)
+    assert (resolved.epochs, schedule["total_steps"]) == (epochs, steps)
+    assert schedule["total_steps"] >= config.min_steps or epochs == AUTO_EPOCHS[1]
+    assert (schedule["batch_size_source"], schedule["epochs_source"]) == ("auto", "auto")
+    fixed, fixed_schedule = config.model_copy(update={"epochs": 3, "batch_size": 64}).resolve(n_train)
+    assert (fixed.epochs, fixed.batch_size, fixed_schedule["epochs_source"]) == (3, 64, "set")
+
+
+def test_run_records_the_schedule_and_warns_below_the_step_budget(toy_dataset: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = TrainConfig(data=toy_dataset, out=tmp_path / "r", model="tiny", method="vanilla", epochs=1)
+    Trainer(config, progress=False).run()
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["train"]["batch_size"] is None and saved["train"]["epochs"] == 1  # the recipe, as asked
+    assert (saved["schedule"]["batch_size"], saved["schedule"]["batch_size_source"]) == (16, "auto")
+    assert saved["schedule"]["total_steps"] == 256 // 16
+    out = capsys.readouterr().out
+    assert "16 optimiser steps" in out and "below min_steps 1500" in out
 
 
 def test_cli_train_bad_method_exits_2(toy_dataset: Path, tmp_path: Path) -> None:

@@ -20,12 +20,15 @@ from ecg_k.cli import app
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor, process_record
+from ecg_k.data.splits import SPLITS
 from ecg_k.data.store import load_split, read_manifest
+from ecg_k.leads import STANDARD_LEADS
+from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.synth import generate_dataset
 from tests.conftest import run_ecgk
 
 runner = CliRunner()
-OUTPUT_FILES = ("cohort.parquet", "rejected.parquet", *(f"{s}.{k}.npy" for s in ("train", "val", "test")
+OUTPUT_FILES = ("cohort.parquet", "rejected.parquet", *(f"{s}.{k}.npy" for s in SPLITS
                                                           for k in ("signals", "labels")))
 
 
@@ -56,7 +59,9 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
     return ecg_root, hosp_root, damaged
 
 
-CONFIG = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=3), shard_size=16)
+CONFIG = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=3), preprocess=PreprocessConfig(leads="I"),
+                      shard_size=16)
+CLI_CONFIG = ["--balanced-max-per-bin", "3", "--leads", "I", "--shard-size", "16", "--workers", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +88,12 @@ def test_dataset_contract_and_row_alignment(reference: Path, synthetic) -> None:
     assert manifest["status"] == "complete"
     assert list(cohort.columns[:9]) == ["subject_id", "study_id", "ecg_time", "ecg_path", "k_value", "k_time",
                                         "k_itemid", "delta_min", "split"]
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         signals, labels = load_split(reference, split)
         rows = cohort[cohort["split"] == split]
         assert manifest["counts"][split] == len(rows) == len(signals) == len(labels) > 0
+        per_bin = sum(row[split] for row in manifest["per_bin"].values())
+        assert per_bin == len(rows)
         assert signals.dtype == np.float16 and signals.shape[1:] == (1, 5000)
         np.testing.assert_array_equal(labels, rows["k_value"].to_numpy(np.float32))
         for i in (0, len(rows) - 1):  # row i of the memmap is the i-th cohort row of the split
@@ -96,6 +103,22 @@ def test_dataset_contract_and_row_alignment(reference: Path, synthetic) -> None:
     assert {s: sum(n.values()) for s, n in manifest["lab_comments"]["pairs"].items()} == manifest["counts"]
     subjects = [set(cohort.loc[cohort["split"] == s, "subject_id"]) for s in ("train", "val", "test")]
     assert not (subjects[0] & subjects[1]) and not (subjects[0] & subjects[2]) and not (subjects[1] & subjects[2])
+
+
+def test_default_ingest_reads_the_12_leads_and_keeps_every_bins_share(synthetic, tmp_path: Path) -> None:
+    ecg_root, hosp_root, _ = synthetic
+    manifest = Ingestor(ecg_root, hosp_root, tmp_path / "ds", IngestConfig()).run(workers=1, progress=False)
+    assert manifest["config"]["preprocess"]["leads"] == list(STANDARD_LEADS)
+    for split in SPLITS:
+        signals, _ = load_split(tmp_path / "ds", split)
+        assert signals.shape[1:] == (12, 5000) and len(signals) == manifest["counts"][split] > 0
+    per_bin = manifest["per_bin"]
+    assert sum(row["discarded"] for row in per_bin.values()) == manifest["discarded_holdout_pairs"]
+    balanced = sum(row[s] for row in per_bin.values() for s in ("val", "cal", "test"))
+    assert balanced <= 0.10 * (sum(manifest["counts"].values()) + manifest["discarded_holdout_pairs"]) + 1
+    for label, row in per_bin.items():
+        total = sum(row.values())
+        assert total < 3 or 3 * row["train"] >= total or any(label in w for w in manifest["warnings"]), label
 
 
 def test_damaged_records_are_skipped_with_their_reason(reference: Path, synthetic) -> None:
@@ -128,7 +151,7 @@ def test_killed_ingest_resumes_byte_identical(reference: Path, synthetic, tmp_pa
     ecg_root, hosp_root, _ = synthetic
     out = tmp_path / "ds"
     args = [sys.executable, "-m", "ecg_k", "ingest", "--ecg-root", str(ecg_root), "--hosp-root", str(hosp_root),
-            "--out", str(out), "--balanced-max-per-bin", "3", "--shard-size", "16", "--workers", "1"]
+            "--out", str(out), *CLI_CONFIG]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shards = out / ".work" / "shards"
     deadline = time.monotonic() + 60
@@ -146,8 +169,7 @@ def test_killed_ingest_resumes_byte_identical(reference: Path, synthetic, tmp_pa
 def test_ingest_on_a_full_disk_fails_clearly_and_resumes(reference: Path, synthetic, tmp_path: Path) -> None:
     ecg_root, hosp_root, _ = synthetic
     out = tmp_path / "ds"
-    args = ["ingest", "--ecg-root", str(ecg_root), "--hosp-root", str(hosp_root), "--out", str(out),
-            "--balanced-max-per-bin", "3", "--shard-size", "16", "--workers", "1"]
+    args = ["ingest", "--ecg-root", str(ecg_root), "--hosp-root", str(hosp_root), "--out", str(out), *CLI_CONFIG]
     largest_shard = 16 * 5000 * 2 + 64 * 1024  # float16 lead I, plus the npz's other arrays and headers
     full = run_ecgk(args, max_file_bytes=largest_shard)
     assert full.returncode == 1, full.stderr
@@ -166,7 +188,7 @@ def test_rerun_is_a_no_op_and_other_config_is_refused(reference: Path, synthetic
     before = (out / "manifest.json").read_text()
     Ingestor(ecg_root, hosp_root, out, CONFIG).run(progress=False)
     assert (out / "manifest.json").read_text() == before
-    other = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=3, window_min=30), shard_size=16)
+    other = CONFIG.model_copy(update={"cohort": CohortConfig(balanced_max_per_bin=3, window_min=30)})
     with pytest.raises(DataInputError, match="other inputs or config"):
         Ingestor(ecg_root, hosp_root, out, other).run(progress=False)
     manifest = Ingestor(ecg_root, hosp_root, out, other).run(progress=False, overwrite=True)
@@ -194,7 +216,8 @@ def test_cli_ingest_of_real_demo_reports_missing_waveforms(ecg_demo_root: Path, 
     assert manifest["skipped"]["missing_waveform"] == pairs - manifest["discarded_holdout_pairs"]
     assert manifest["skipped"]["no_lab_in_window"] == 659 - 74
     assert manifest["skipped"].get("hemolysed_lab", 0) == 74 - pairs  # the lost pair, with its reason
-    assert manifest["counts"] == {"train": 0, "val": 0, "test": 0}
+    assert manifest["counts"] == dict.fromkeys(SPLITS, 0)
+    assert manifest["config"]["preprocess"]["leads"] == list(STANDARD_LEADS)
     assert "missing_waveform" in result.output
     comments = manifest["lab_comments"]
     assert comments["hemolysed_labs"] == mode

@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
 from ecg_k.data.errors import DataInputError
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.labs import read_potassium_labs
 from ecg_k.data.record_list import read_record_list
 from ecg_k.data.waveforms import MAX_SAMPLES, EcgRecord, read_wfdb
@@ -452,7 +453,8 @@ def count(tally: Counter[str], outcome: object) -> None:
 
 def assert_valid_labs(labs: pd.DataFrame) -> None:
     """What the cohort builder relies on."""
-    assert list(labs.columns) == ["subject_id", "itemid", "charttime", "valuenum", "valueuom"]
+    assert list(labs.columns) == ["subject_id", "itemid", "charttime", "valuenum", "valueuom", "comment"]
+    assert set(labs["comment"]) <= {c.value for c in LabComment}
     assert labs["subject_id"].dtype == "int64" and labs["itemid"].dtype == "int64"
     assert labs["charttime"].dtype == "datetime64[ns]" and labs["charttime"].notna().all()
     assert labs["valuenum"].dtype == "float64" and np.isfinite(labs["valuenum"]).all()
