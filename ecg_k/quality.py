@@ -29,6 +29,7 @@ class SkipReason(StrEnum):
     IMPLAUSIBLE_K = "implausible_k"
     INVALID_ECG_TIME = "invalid_ecg_time"
     DUPLICATE_ECG = "duplicate_ecg"
+    LOW_QUALITY = "low_quality"
 
 
 class QualityError(ValueError):

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from ecg_k.clinical import Thresholds
+from ecg_k.conformal import ConformalCalibration, calibrate, coverage_report, event_labels, reliability
 from ecg_k.data.store import COHORT, write_json_atomic, write_parquet_atomic
-from ecg_k.metrics import evaluate_predictions
+from ecg_k.metrics import ShotRegions, evaluate_predictions, regions_from_metrics
 from training.data import SplitData
 from training.evaluation_report import write_report
 from training.run_io import load_best_net, read_run_config
@@ -17,13 +20,55 @@ from training.trainer import predict, resolve_device
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
-EVAL_SPLITS = ("val", "test")
+EVAL_SPLITS = ("val", "cal", "test", "test_natural")
+"""Splits predicted when the dataset has them (``cal`` and ``test_natural`` are absent in older datasets)."""
+METRIC_SPLITS = ("test", "val", "test_natural")
+COVERAGE_SPLITS = {"test": "calibration", "test_natural": "natural"}
+"""Splits whose interval coverage and probability reliability are reported, with the prevalence the
+probabilities are read at (the balanced test at the calibration draw's, the natural test at the natural)."""
+FALLBACK_NOTE = ("the dataset has no `cal` split, so the intervals and probabilities were calibrated on `val`, "
+                 "which also chose the epoch: their coverage may be optimistic")
+
+
+def calibrate_run(predictions: pd.DataFrame, train_labels: np.ndarray, regions: ShotRegions,
+                  thresholds: Thresholds) -> ConformalCalibration:
+    """Conformal calibration on the ``cal`` predictions, or on ``val`` (stated in the note) when absent."""
+    split = "cal" if (predictions["split"] == "cal").any() else "val"
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        raise ValueError("predictions hold neither `cal` nor `val` rows to calibrate the intervals on")
+    return calibrate(rows["y"].to_numpy(), rows["y_hat"].to_numpy(), regions, train_labels, thresholds, split,
+                     "" if split == "cal" else FALLBACK_NOTE)
+
+
+def interval_metrics(predictions: pd.DataFrame, calibration: ConformalCalibration, regions: ShotRegions,
+                     coverage: float = 0.9, n_boot: int = 1000) -> dict[str, Any]:
+    """Coverage per true-K+ region and reliability rows of both probabilities on the reported test splits."""
+    out: dict[str, Any] = {"calibration": {
+        "method": calibration.method, "split": calibration.calibration_split, "note": calibration.note,
+        "n": calibration.n_calibration, "coverage": coverage,
+        "under_calibrated": calibration.under_calibrated(coverage),
+        "regions": {r.name: {"n": r.n, "quantile": r.quantiles[coverage]} for r in calibration.regions}}}
+    for split, prevalence in COVERAGE_SPLITS.items():
+        rows = predictions[predictions["split"] == split]
+        if rows.empty:
+            continue
+        y, y_hat = rows["y"].to_numpy(), rows["y_hat"].to_numpy()
+        events = event_labels(y, calibration.thresholds)
+        out[split] = {
+            "coverage": coverage_report(calibration, y, y_hat, regions, coverage, n_boot=n_boot),
+            "prevalence": prevalence,
+            "reliability": {event: reliability(calibration.probability(event, y_hat, prevalence), events[event])
+                            for event in ("hyper", "hypo")},
+        }
+    return out
 
 
 def evaluate_run(
     run: Path, data: Path | None = None, shot_rule: str = "relative", n_boot: int = 1000, device: str = "auto"
 ) -> dict[str, Any]:
-    """Predict val and test with the selected model, compute the metrics and write the report."""
+    """Predict every split the dataset has (but train) with the selected model, compute the metrics and the
+    interval coverage, and write the report."""
     config = read_run_config(run)
     dataset = data or Path(config["train"]["data"])
     net = load_best_net(run)
@@ -31,7 +76,7 @@ def evaluate_run(
     net.to(target)
     cohort = pd.read_parquet(dataset / COHORT)
     frames = []
-    for split in EVAL_SPLITS:
+    for split in (name for name in EVAL_SPLITS if (cohort["split"] == name).any()):
         split_data = SplitData.load(dataset, split)
         rows = cohort[cohort["split"] == split]
         y_hat = predict(net, split_data, 1024, target)
@@ -41,8 +86,12 @@ def evaluate_run(
         }))
     predictions = pd.concat(frames, ignore_index=True)
     train_labels = SplitData.load(dataset, "train").labels
+    present = set(predictions["split"])
     metrics = evaluate_predictions(predictions, train_labels, config["train"]["method"], shot_rule=shot_rule,
-                                   n_boot=n_boot)
+                                   n_boot=n_boot, splits=[split for split in METRIC_SPLITS if split in present])
+    regions = regions_from_metrics(metrics, train_labels)
+    calibration = calibrate_run(predictions, train_labels, regions, Thresholds())
+    metrics["intervals"] = interval_metrics(predictions, calibration, regions, n_boot=n_boot)
     metrics["run"] = {"stage": config["train"]["stage"], "model": config["train"]["model"],
                       "dataset": str(dataset)}
     write_parquet_atomic(predictions, run / PREDICTIONS)
