@@ -15,7 +15,7 @@ The probabilities P(K+ >= hyperkalemia) and P(K+ <= hypokalemia) are isotonic re
 the estimate over the same calibration pairs, once as they are (the balanced draw's prevalence) and once
 re-weighted per 0.1 bin to the training labels' distribution (the natural prevalence the service reports).
 
-numpy only: the service and dashboard import it.
+numpy/pandas only (no torch): the service and dashboard import it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -178,6 +179,13 @@ class ConformalCalibration(_Frozen):
         return self.probabilities[prevalence][event](estimates)
 
 
+def in_segments(value: float, segments: Sequence[Sequence[float]]) -> bool:
+    """Whether K+ ``value`` (taken on the 0.1 label grid, as sets are) lies in one of the ``[low, high]``
+    segments of a stored prediction set."""
+    k = round(float(value), 1)
+    return any(low - 1e-9 <= k <= high + 1e-9 for low, high in segments)
+
+
 class PredictionSet(_Frozen):
     """A prediction set on the 0.1 K+ grid: contiguous ``segments`` ([low, high], inclusive) and hull."""
 
@@ -296,6 +304,22 @@ def calibrate(
         method=METHOD, score=SCORE, calibration_split=calibration_split, note=note, n_calibration=int(bins.size),
         coverages=tuple(coverages), thresholds=thresholds, regions=quantiles, probabilities=probabilities,
     )
+
+
+FALLBACK_NOTE = ("the dataset has no `cal` split, so the intervals and probabilities were calibrated on `val`, "
+                 "which also chose the epoch: their coverage may be optimistic")
+
+
+def calibrate_predictions(predictions: pd.DataFrame, train_labels: ArrayLike, regions: ShotRegions,
+                          thresholds: Thresholds) -> ConformalCalibration:
+    """:func:`calibrate` on a run's ``cal`` predictions (columns ``split, y, y_hat``), or on ``val`` with
+    the fallback stated in the note when the dataset has no ``cal`` split."""
+    split = "cal" if (predictions["split"] == "cal").any() else "val"
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        raise ValueError("predictions hold neither `cal` nor `val` rows to calibrate the intervals on")
+    return calibrate(rows["y"].to_numpy(), rows["y_hat"].to_numpy(), regions, train_labels, thresholds, split,
+                     "" if split == "cal" else FALLBACK_NOTE)
 
 
 # --------------------------------------------------------------------------------------------- evaluation

@@ -6,11 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ecg_k.clinical import Thresholds
-from ecg_k.conformal import ConformalCalibration, calibrate, coverage_report, event_labels, reliability
+from ecg_k.conformal import (
+    ConformalCalibration,
+    calibrate_predictions,
+    coverage_report,
+    event_labels,
+    reliability,
+)
 from ecg_k.data.store import COHORT, write_json_atomic, write_parquet_atomic
 from ecg_k.metrics import ShotRegions, evaluate_predictions, regions_from_metrics
 from training.data import SplitData
@@ -26,21 +31,6 @@ METRIC_SPLITS = ("test", "val", "test_natural")
 COVERAGE_SPLITS = {"test": "calibration", "test_natural": "natural"}
 """Splits whose interval coverage and probability reliability are reported, with the prevalence the
 probabilities are read at (the balanced test at the calibration draw's, the natural test at the natural)."""
-FALLBACK_NOTE = ("the dataset has no `cal` split, so the intervals and probabilities were calibrated on `val`, "
-                 "which also chose the epoch: their coverage may be optimistic")
-
-
-def calibrate_run(predictions: pd.DataFrame, train_labels: np.ndarray, regions: ShotRegions,
-                  thresholds: Thresholds) -> ConformalCalibration:
-    """Conformal calibration on the ``cal`` predictions, or on ``val`` (stated in the note) when absent."""
-    split = "cal" if (predictions["split"] == "cal").any() else "val"
-    rows = predictions[predictions["split"] == split]
-    if rows.empty:
-        raise ValueError("predictions hold neither `cal` nor `val` rows to calibrate the intervals on")
-    return calibrate(rows["y"].to_numpy(), rows["y_hat"].to_numpy(), regions, train_labels, thresholds, split,
-                     "" if split == "cal" else FALLBACK_NOTE)
-
-
 def interval_metrics(predictions: pd.DataFrame, calibration: ConformalCalibration, regions: ShotRegions,
                      coverage: float = 0.9, n_boot: int = 1000) -> dict[str, Any]:
     """Coverage per true-K+ region and reliability rows of both probabilities on the reported test splits."""
@@ -90,7 +80,7 @@ def evaluate_run(
     metrics = evaluate_predictions(predictions, train_labels, config["train"]["method"], shot_rule=shot_rule,
                                    n_boot=n_boot, splits=[split for split in METRIC_SPLITS if split in present])
     regions = regions_from_metrics(metrics, train_labels)
-    calibration = calibrate_run(predictions, train_labels, regions, Thresholds())
+    calibration = calibrate_predictions(predictions, train_labels, regions, Thresholds())
     metrics["intervals"] = interval_metrics(predictions, calibration, regions, n_boot=n_boot)
     metrics["run"] = {"stage": config["train"]["stage"], "model": config["train"]["model"],
                       "dataset": str(dataset)}

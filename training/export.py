@@ -12,13 +12,14 @@ import pandas as pd
 import torch
 
 from ecg_k.clinical import Thresholds
+from ecg_k.conformal import calibrate_predictions
 from ecg_k.data.store import read_manifest, sha256_file, write_json
 from ecg_k.metrics import shot_regions
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.version import code_version
 from training.data import SplitData
-from training.evaluate import PREDICTIONS, calibrate_run, evaluate_run, read_metrics
+from training.evaluate import PREDICTIONS, evaluate_run, read_metrics
 from training.onnx_export import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, export_onnx, verify_onnx_parity
 from training.run_io import load_best_net, read_run_config
 
@@ -74,7 +75,7 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
             "shot_regions": regions.to_dict(),
             "metrics": {split: metrics[split] for split in ("test", "val")},
             "shot_rule": metrics["shot_rule"],
-            "prediction_intervals": calibrate_run(predictions, train_labels, regions, thresholds).model_dump(
+            "prediction_intervals": calibrate_predictions(predictions, train_labels, regions, thresholds).model_dump(
                 mode="json"),
             "signal_quality": gate.model_dump(mode="json"),
             "onnx": {"file": MODEL_FILE, "sha256": digest, "bytes": tmp.stat().st_size, "opset": opset,

@@ -304,6 +304,9 @@ class LabConfirmation(Base):
     k_value: Mapped[float]
     lab_time: Mapped[datetime]
     itemid: Mapped[int | None]
+    in_prediction_set: Mapped[bool | None]
+    """Whether the lab K+ lies in the prediction's stored set (decided once, at confirmation); None for a
+    prediction stored without a set."""
     confirmed_by: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
 

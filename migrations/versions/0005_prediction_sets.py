@@ -4,6 +4,8 @@
 (a JSON list of ``[low, high]`` K+ segments, which can be non-contiguous), with its ``interval_coverage`` and
 ``interval_method``; ``p_hyper``/``p_hypo`` are the calibrated P(K+ >= 5.5) and P(K+ <= 3.5). All nullable:
 rows served before this revision hold none of them, and they are read back as stored, never recomputed.
+``lab_confirmations.in_prediction_set`` records, at confirmation, whether the lab K+ lies in that set, so
+monitoring aggregates set coverage in SQL.
 
 Revision ID: 0005
 Revises: 0001
@@ -41,9 +43,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("p_hypo", sa.Double(), nullable=True))
         for name, condition in CHECKS.items():
             batch.create_check_constraint(op.f(f"ck_predictions_{name}"), condition)
+    with op.batch_alter_table("lab_confirmations") as batch:
+        batch.add_column(sa.Column("in_prediction_set", sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("lab_confirmations") as batch:
+        batch.drop_column("in_prediction_set")
     with op.batch_alter_table("predictions") as batch:
         for name in CHECKS:
             batch.drop_constraint(op.f(f"ck_predictions_{name}"), type_="check")
