@@ -186,6 +186,37 @@ def coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
         height=220, title=f"Prediction-set coverage (dashed: nominal {nominal:.0%})", autosize=PLOT_SIZE)
 
 
+def set_coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
+    """Prediction-set coverage on an evaluation split by true-K+ and shot region (bootstrap 95 % CI as a
+    rule), one bar per model, against the nominal level."""
+    data = table.dropna(subset=["coverage"])
+    x = alt.X("region:N", sort=["overall", *CLINICAL_REGIONS, *REGIONS], title=None, axis=alt.Axis(labelAngle=0))
+    tooltip = ["model", "region", "n", _number("coverage", ".1%"), _number("ci_low", ".1%"),
+               _number("ci_high", ".1%"), _number("mean_set_size", ".2f")]
+    bars = alt.Chart(data).mark_bar().encode(
+        x=x, xOffset="model:N", y=alt.Y("coverage:Q", title="true K⁺ inside the set", axis=alt.Axis(format="%"),
+                                        scale=alt.Scale(domain=[0, 1])),
+        color=_model_colour(), tooltip=tooltip)
+    ci = alt.Chart(data).mark_rule(color="black").encode(x=x, xOffset="model:N", y="ci_low:Q", y2="ci_high:Q")
+    target = alt.Chart(pd.DataFrame({"nominal": [nominal]})).mark_rule(color="black", strokeDash=[5, 4])
+    return alt.layer(bars, ci, target.encode(y="nominal:Q")).properties(
+        height=240, title=f"Prediction-set coverage (dashed: nominal {nominal:.0%})", autosize=PLOT_SIZE)
+
+
+def reliability_chart(table: pd.DataFrame) -> alt.LayerChart:
+    """Reliability diagram: observed frequency against mean predicted probability per decile bin, one line
+    per model and event; the diagonal is perfect calibration."""
+    diagonal = alt.Chart(pd.DataFrame({"p": [0.0, 1.0]})).mark_line(color="grey", strokeDash=[4, 4]).encode(
+        x="p:Q", y="p:Q")
+    lines = alt.Chart(table).mark_line(point=True).encode(
+        x=alt.X("predicted:Q", title="mean predicted probability", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("observed:Q", title="observed frequency", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("event:N", title="event"), strokeDash=alt.StrokeDash("model:N", title="model"),
+        tooltip=["model", "event", "n", _number("predicted"), _number("observed")])
+    return alt.layer(diagonal, lines).properties(height=300, title="Reliability of the event probabilities",
+                                                 autosize=PLOT_SIZE)
+
+
 def ecg_chart(trace: pd.DataFrame, height_per_lead: int = 55) -> alt.LayerChart:
     """The stored ECG, leads stacked top to bottom ``LEAD_SPACING_MV`` apart, in mV against seconds."""
     leads = list(dict.fromkeys(trace["lead"]))

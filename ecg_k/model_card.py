@@ -36,6 +36,10 @@ RELIABILITY_NOTES: dict[Region, str] = {
 """Plain-language reliability note for each shot region of an estimate."""
 
 
+CARD_FORMAT = "ecg-k-model-card/2"
+"""The card format this code writes and reads (/2: label-conditional intervals and the signal-quality gate)."""
+
+
 class ModelCardError(ValueError):
     """A model card that is missing, unreadable or lacks what the runtime needs."""
 

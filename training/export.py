@@ -15,6 +15,7 @@ from ecg_k.clinical import Thresholds
 from ecg_k.conformal import calibrate_predictions
 from ecg_k.data.store import read_manifest, sha256_file, write_json
 from ecg_k.metrics import shot_regions
+from ecg_k.model_card import CARD_FORMAT
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.version import code_version
@@ -59,7 +60,7 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
         thresholds = Thresholds()
         gate = SignalQualityConfig.model_validate(manifest["config"].get("signal_quality", {}))
         card = {
-            "format": "ecg-k-model-card/2",
+            "format": CARD_FORMAT,
             "name": "ecg-k-net1d",
             "version": f"{config['train']['method']}-s{config['train']['stage']}-{digest[:12]}",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

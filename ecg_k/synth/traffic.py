@@ -33,6 +33,7 @@ from ecg_k.db.ecg_store import EcgStore, store_ecg
 from ecg_k.db.models import LabConfirmation, ModelVersion, Prediction
 from ecg_k.leads import MIMIC_LEAD_ORDER
 from ecg_k.metrics import ESTIMATE_RANGE, LABEL_STEP, ShotRegions, evaluate_predictions, shot_regions
+from ecg_k.model_card import CARD_FORMAT
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
 
@@ -87,7 +88,7 @@ def write_synthetic_run(run: Path, method: str, *, shrink: float = SHRINK, noise
     write_json_atomic(run / "metrics.json", metrics)
     labels, counts = np.unique(train_labels, return_counts=True)
     card = {
-        "format": "ecg-k-model-card/2", "name": SYNTHETIC_MODEL_NAME, "version": f"{method}-seed{seed}",
+        "format": CARD_FORMAT, "name": SYNTHETIC_MODEL_NAME, "version": f"{method}-seed{seed}",
         "method": method, "synthetic": True, "thresholds": thresholds.model_dump(),
         "shot_rule": metrics["shot_rule"], "shot_regions": regions.to_dict(),
         "prediction_intervals": calibration.model_dump(mode="json"),
