@@ -4,11 +4,13 @@ It runs on the model input (the card's leads after :func:`ecg_k.preprocessing.pr
 resampled, z-scored), so it judges exactly what the model would see, at one known rate. Steps:
 
 1. R peaks with neurokit2 (``ecg_clean`` then ``ecg_peaks``, method ``neurokit``) on the model lead with the
-   widest 1-99 % range; at least ``min_beats`` beats in the record and a rate within
+   widest 1-99 % range (the next two are tried when it shows under 4 beats in 10 s); at least ``min_beats`` beats in the record and a rate within
    [``min_rate_bpm``, ``max_rate_bpm``].
-2. Beat-template correlation (the quality index): the median Pearson correlation of each beat window with
-   the median beat. An ECG repeats its P-QRS-T; noise does not. And the share of the median beat's energy
-   outside the QRS (+-60 ms): an ECG has P and T waves; spikes and pulse trains have none.
+2. Beat-template correlation (the quality index): in each model lead, the median Pearson correlation of the
+   beat windows (at the reference lead's R peaks) with their median beat; the median over leads. An ECG
+   repeats its P-QRS-T in every lead at the same times; noise does not, and electrode-motion noise, being
+   independent between electrodes, does not line up across leads. And the share of the reference median
+   beat's energy outside the QRS (+-60 ms): an ECG has P and T waves; spikes and pulse trains have none.
 3. Kurtosis (kSQI, median over the model leads): an ECG is peaky; a sawtooth, a sine or a random walk is not.
 4. QRS-band power ratio (pSQI, median over leads): power in 5-15 Hz over 5-40 Hz; white or uniform noise, a
    chirp, spikes and pulse trains spread their power flat.
@@ -37,13 +39,13 @@ class SignalQualityConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: Literal["nk-peaks+template+ksqi+psqi/1"] = "nk-peaks+template+ksqi+psqi/1"
+    method: Literal["nk-peaks+template+ksqi+psqi/2"] = "nk-peaks+template+ksqi+psqi/2"
     min_beats: int = Field(default=4, ge=1, description="Fewest R peaks in the record.")
     min_rate_bpm: float = Field(default=25.0, gt=0)
     max_rate_bpm: float = Field(default=250.0, gt=0)
-    min_template_corr: float = Field(default=0.55, ge=-1, le=1, description="Median beat-template correlation.")
+    min_template_corr: float = Field(default=0.5, ge=-1, le=1, description="Median beat-template correlation.")
     min_outside_qrs_share: float = Field(default=0.01, ge=0, le=1, description="Median beat's P+T energy share.")
-    min_kurtosis: float = Field(default=3.0, description="Median over leads of the (Pearson) kurtosis.")
+    min_kurtosis: float = Field(default=2.7, description="Median over leads of the (Pearson) kurtosis.")
     min_qrs_power_ratio: float = Field(default=0.38, ge=0, le=1, description="Median over leads of pSQI.")
 
 
@@ -62,6 +64,9 @@ class SignalQuality(BaseModel):
 
 _BEAT_WINDOW_S = (0.25, 0.45)
 """Beat window around an R peak (before, after): P wave to the end of T."""
+_REFERENCE_TRIES = 3
+"""Leads tried for the R peaks, widest 1-99 % range first."""
+_MIN_REFERENCE_BEATS_PER_10S = 4
 _QRS_HALF_WIDTH_S = 0.06
 """Half-width of the QRS part of that window."""
 
@@ -94,17 +99,28 @@ def _outside_qrs_share(beats: np.ndarray, fs: float) -> float:
     return float(energy[~qrs].sum() / max(float(energy.sum()), 1e-12))
 
 
+def _reference_peaks(candidates: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """neurokit2 cleaning and R peaks on the first candidate lead that shows enough beats (4 in 10 s)."""
+    rate = int(round(fs))
+    for lead in candidates:
+        with warnings.catch_warnings():  # neurokit warns on signals without peaks, which it must judge here
+            warnings.simplefilter("ignore")
+            clean = nk.ecg_clean(lead, sampling_rate=rate, method="neurokit")
+            _, info = nk.ecg_peaks(clean, sampling_rate=rate, method="neurokit")
+        peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
+        if peaks.size >= _MIN_REFERENCE_BEATS_PER_10S * lead.size / (10 * fs):
+            break
+    return clean, peaks
+
+
 def measure(model_input: np.ndarray, fs: float) -> SignalQuality:
     """The gate's measurements on a preprocessed ``(leads, samples)`` input sampled at ``fs``."""
     x = np.asarray(model_input, dtype=np.float64)
+    kurtosis = stats.kurtosis(x, axis=1, fisher=False)
     spread = np.percentile(x, 99, axis=1) - np.percentile(x, 1, axis=1)
-    lead = x[int(np.argmax(spread))]
-    with warnings.catch_warnings():  # neurokit warns on signals without peaks, which are what it must judge
-        warnings.simplefilter("ignore")
-        clean = nk.ecg_clean(lead, sampling_rate=int(round(fs)), method="neurokit")
-        _, info = nk.ecg_peaks(clean, sampling_rate=int(round(fs)), method="neurokit")
-    peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
+    clean, peaks = _reference_peaks(x[np.argsort(-spread)[:_REFERENCE_TRIES]], fs)
     beats = _beat_matrix(clean, peaks, fs)
+    lead_beats = [_beat_matrix(other, peaks, fs) for other in x]
     freqs, power = sps.welch(x, fs=fs, nperseg=min(x.shape[1], int(round(2 * fs))), axis=1)
     band = power[:, (freqs >= 5) & (freqs <= 15)].sum(axis=1)
     wide = power[:, (freqs >= 5) & (freqs <= 40)].sum(axis=1)
@@ -112,9 +128,10 @@ def measure(model_input: np.ndarray, fs: float) -> SignalQuality:
     return SignalQuality(
         beats=int(peaks.size),
         rate_bpm=float(60.0 * peaks.size / (x.shape[1] / fs)),
-        template_corr=None if beats is None else _template_corr(beats),
+        template_corr=None if beats is None else float(np.median([_template_corr(b) for b in lead_beats
+                                                                   if b is not None])),
         outside_qrs_share=None if beats is None else _outside_qrs_share(beats, fs),
-        kurtosis=float(np.median(stats.kurtosis(x, axis=1, fisher=False))),
+        kurtosis=float(np.median(kurtosis)),
         qrs_power_ratio=float(np.median(ratio)),
     )
 
