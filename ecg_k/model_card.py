@@ -21,7 +21,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ecg_k.clinical import Thresholds
-from ecg_k.conformal import ConformalCalibration, PredictionSet
+from ecg_k.conformal import GRID_BINS, ConformalCalibration, PredictionSet
 from ecg_k.metrics import ShotRegions
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.signal_quality import SignalQualityConfig
@@ -117,6 +117,10 @@ class ModelCard(BaseModel):
             )
         if self.prediction_intervals.thresholds != self.thresholds:
             raise ValueError("prediction_intervals were calibrated with other thresholds than the card's")
+        tagged = self.shot_regions.region_of_bins(GRID_BINS)
+        for region in (r for r in self.prediction_intervals.regions if r.partition == "shot"):
+            if list(region.bins) != GRID_BINS[tagged == region.name].tolist():
+                raise ValueError(f"prediction_intervals' {region.name}-shot bins differ from the card's shot_regions")
         if self.preprocessing_digest != config.digest():
             raise ValueError(
                 f"preprocessing_digest {self.preprocessing_digest} is not the digest {config.digest()} "

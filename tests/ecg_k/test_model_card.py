@@ -92,6 +92,14 @@ def test_prediction_set_holds_the_estimate_and_widens_with_coverage(card: ModelC
     assert event_probabilities(card, 7.5)[0] >= hyper and event_probabilities(card, 2.5)[1] >= hypo
 
 
+def test_calibration_from_other_shot_regions_is_refused(raw: dict[str, Any]) -> None:
+    edited = copy.deepcopy(raw)
+    regions = {r["name"]: r for r in edited["prediction_intervals"]["regions"]}
+    regions["many"]["bins"], regions["few"]["bins"] = regions["few"]["bins"], regions["many"]["bins"]
+    with pytest.raises(ModelCardError, match="shot bins differ from the card's shot_regions"):
+        parse_model_card(edited)
+
+
 def test_prediction_set_errors(card: ModelCard) -> None:
     with pytest.raises(ValueError, match=r"no 0.5 interval; available: \[0.8, 0.9, 0.95\]"):
         prediction_set(card, 4.2, coverage=0.5)
