@@ -1,6 +1,6 @@
 """Ingestion speed and memory, as ratios measured in one run.
 
-1. Records/s of read + QC + preprocess (``ecg_k.data.ingest.process_record``) on one worker, for 12-lead
+1. Records/s of read + QC + preprocess + signal-quality gate (``ecg_k.data.ingest.process_record``) on one worker, for 12-lead
    500 Hz MIMIC-format records, against a bare ``wfdb.rdrecord`` loop over the same files (targets:
    ratio <= 2, >= 100 records/s).
 2. Peak RSS of a full ``ecgk ingest`` (one worker, in a fresh process) for two dataset sizes: O(shard)
@@ -28,6 +28,7 @@ import wfdb
 
 from ecg_k.data.ingest import process_record
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.synth import generate_dataset
 
 
@@ -122,7 +123,7 @@ def main() -> None:
         results = {"records": len(paths), "bare_rdrecord_per_s": round(bare, 1)}
         for leads in ("I", "all"):
             config = PreprocessConfig(leads=leads)
-            full = _rate(paths, lambda p, c=config: process_record(p, c), args.repeats)
+            full = _rate(paths, lambda p, c=config: process_record(p, c, SignalQualityConfig()), args.repeats)
             results[f"pipeline_leads_{leads}_per_s"] = round(full, 1)
             results[f"time_ratio_pipeline_vs_bare_leads_{leads}"] = round(bare / full, 3)
         results["target_time_ratio_pipeline_vs_bare_leads_all"] = "<= 2.0"

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ecg_k.clinical import Thresholds
 from ecg_k.display import K_AXIS, LABEL_COLOUR, PREDICTION_COLOUR, REGION_COLOURS, clinical_zones
+from ecg_k.conformal import CLINICAL_REGIONS
 from ecg_k.metrics import LABEL_STEP, REGIONS
 
 REGION_SCALE = alt.Scale(domain=list(REGIONS), range=[REGION_COLOURS[name] for name in REGIONS])
@@ -162,9 +163,10 @@ def daily_flags_chart(table: pd.DataFrame) -> alt.Chart:
 
 
 def _by_region(table: pd.DataFrame, field: str, title: str, axis: alt.Axis | None = None) -> alt.Chart:
-    """Bars of ``field`` per shot region, one per model."""
+    """Bars of ``field`` per region (overall, true-K+ regions, shot regions), one per model."""
     return alt.Chart(table.dropna(subset=["mae"])).mark_bar().encode(
-        x=alt.X("region:N", sort=["overall", *REGIONS], title=None, axis=alt.Axis(labelAngle=0)),
+        x=alt.X("region:N", sort=["overall", *CLINICAL_REGIONS, *REGIONS], title=None,
+                axis=alt.Axis(labelAngle=0)),
         xOffset="model:N", y=alt.Y(f"{field}:Q", title=title, axis=axis or alt.Axis()), color=_model_colour(),
         tooltip=["model", "region", "n", _number("mae"), _number("bias", "+.3f"), _number("coverage", ".1%")])
 
@@ -176,11 +178,43 @@ def confirmed_error_chart(table: pd.DataFrame) -> alt.Chart:
 
 
 def coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
-    """Share of lab values inside the served interval by shot region, against the nominal coverage."""
-    bars = _by_region(table, "coverage", "labs inside the interval", alt.Axis(format="%"))
+    """Share of lab values inside the served prediction set by true-K+ and shot region of the lab value,
+    against the nominal coverage (which the sets guarantee in each true-K+ region)."""
+    bars = _by_region(table, "coverage", "labs inside the set", alt.Axis(format="%"))
     target = alt.Chart(pd.DataFrame({"nominal": [nominal]})).mark_rule(color="black", strokeDash=[5, 4])
     return alt.layer(bars, target.encode(y="nominal:Q")).properties(
-        height=220, title=f"Interval coverage (dashed: nominal {nominal:.0%})", autosize=PLOT_SIZE)
+        height=220, title=f"Prediction-set coverage (dashed: nominal {nominal:.0%})", autosize=PLOT_SIZE)
+
+
+def set_coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
+    """Prediction-set coverage on an evaluation split by true-K+ and shot region (bootstrap 95 % CI as a
+    rule), one bar per model, against the nominal level."""
+    data = table.dropna(subset=["coverage"])
+    x = alt.X("region:N", sort=["overall", *CLINICAL_REGIONS, *REGIONS], title=None, axis=alt.Axis(labelAngle=0))
+    tooltip = ["model", "region", "n", _number("coverage", ".1%"), _number("ci_low", ".1%"),
+               _number("ci_high", ".1%"), _number("mean_set_size", ".2f")]
+    bars = alt.Chart(data).mark_bar().encode(
+        x=x, xOffset="model:N", y=alt.Y("coverage:Q", title="true K⁺ inside the set", axis=alt.Axis(format="%"),
+                                        scale=alt.Scale(domain=[0, 1])),
+        color=_model_colour(), tooltip=tooltip)
+    ci = alt.Chart(data).mark_rule(color="black").encode(x=x, xOffset="model:N", y="ci_low:Q", y2="ci_high:Q")
+    target = alt.Chart(pd.DataFrame({"nominal": [nominal]})).mark_rule(color="black", strokeDash=[5, 4])
+    return alt.layer(bars, ci, target.encode(y="nominal:Q")).properties(
+        height=240, title=f"Prediction-set coverage (dashed: nominal {nominal:.0%})", autosize=PLOT_SIZE)
+
+
+def reliability_chart(table: pd.DataFrame) -> alt.LayerChart:
+    """Reliability diagram: observed frequency against mean predicted probability per decile bin, one line
+    per model and event; the diagonal is perfect calibration."""
+    diagonal = alt.Chart(pd.DataFrame({"p": [0.0, 1.0]})).mark_line(color="grey", strokeDash=[4, 4]).encode(
+        x="p:Q", y="p:Q")
+    lines = alt.Chart(table).mark_line(point=True).encode(
+        x=alt.X("predicted:Q", title="mean predicted probability", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("observed:Q", title="observed frequency", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("event:N", title="event"), strokeDash=alt.StrokeDash("model:N", title="model"),
+        tooltip=["model", "event", "n", _number("predicted"), _number("observed")])
+    return alt.layer(diagonal, lines).properties(height=300, title="Reliability of the event probabilities",
+                                                 autosize=PLOT_SIZE)
 
 
 def ecg_chart(trace: pd.DataFrame, height_per_lead: int = 55) -> alt.LayerChart:

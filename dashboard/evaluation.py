@@ -31,7 +31,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecg_k.clinical import Thresholds
+from ecg_k.conformal import (
+    EVENTS,
+    ConformalCalibration,
+    Prevalence,
+    coverage_report,
+    event_labels,
+    reliability,
+)
 from ecg_k.db.models import ModelVersion
+from ecg_k.model_card import CARD_FORMAT
 from ecg_k.metrics import (
     EXTRA_CUTOFFS,
     LABEL_STEP,
@@ -47,6 +56,7 @@ PREDICTIONS_FILE = "predictions.parquet"
 ALL_REGIONS = ("overall", *REGIONS)
 CLINICAL_STATS = ("sensitivity", "specificity", "ppv", "npv")
 CHECK_TOLERANCE = 1e-9
+EVENT_NAMES = {"hyper": "P(K⁺ ≥ 5.5)", "hypo": "P(K⁺ ≤ 3.5)"}
 """Largest difference between a card metric and the same metric recomputed from the predictions."""
 
 
@@ -96,6 +106,8 @@ class Evaluation:
     predictions: pd.DataFrame | None
     predictions_path: Path
     warning: str | None
+    calibration: ConformalCalibration | None = None
+    """The card's label-conditional calibration (None for a card exported before it existed)."""
 
     @property
     def splits(self) -> list[str]:
@@ -147,14 +159,16 @@ def load_evaluation(session: Session, model_id: int) -> Evaluation:
         raise ValueError("the model card's metrics hold no evaluated split")
     regions = ShotRegions.from_dict(_card_part(card, "shot_regions", "training label counts"))
     thresholds = Thresholds(**card.get("thresholds", {}))
+    calibration = (ConformalCalibration.model_validate(card["prediction_intervals"])
+                   if card.get("format") == CARD_FORMAT and "prediction_intervals" in card else None)
     path = Path(row.path).parent / PREDICTIONS_FILE
     if not path.is_file():
         return Evaluation(_summary(row), metrics, regions, thresholds, None, path,
                           f"no {PREDICTIONS_FILE} beside the registered model file ({path}): tables come "
-                          "from the model card, charts need the run's predictions")
+                          "from the model card, charts need the run's predictions", calibration)
     predictions = pd.read_parquet(path, columns=["split", "y", "y_hat"])
     return Evaluation(_summary(row), metrics, regions, thresholds, predictions, path,
-                      _check(metrics, predictions, regions))
+                      _check(metrics, predictions, regions), calibration)
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -306,3 +320,44 @@ def clinical_summary(table: pd.DataFrame) -> pd.DataFrame:
                            index=counts.index, name="prevalence")
     return wide.reindex(columns=list(CLINICAL_STATS)).join(prevalence).reset_index()
 
+
+
+# ---------------------------------------------------------------------------------------- prediction sets
+
+
+def coverage_table(evaluations: Mapping[str, Evaluation], split: str, coverage: float,
+                   n_boot: int = 200) -> pd.DataFrame:
+    """Coverage of each model's prediction sets on ``split`` by true-K+ region, shot region and overall:
+    ``model, region, n, coverage, ci_low, ci_high, mean_set_size, mean_hull_width`` (models without a
+    calibration or predictions are left out)."""
+    rows = []
+    for name, evaluation in evaluations.items():
+        pairs = evaluation.predictions_of(split)
+        if evaluation.calibration is None or pairs is None or pairs[0].size == 0:
+            continue
+        report = coverage_report(evaluation.calibration, *pairs, evaluation.regions, coverage, n_boot=n_boot)
+        for region, values in report.items():
+            ci = values["coverage_ci95"] or [math.nan, math.nan]
+            rows.append({"model": name, "region": region, "n": values["n"], "coverage": values["coverage"],
+                         "ci_low": ci[0], "ci_high": ci[1], "mean_set_size": values["mean_set_size"],
+                         "mean_hull_width": values["mean_hull_width"]})
+    columns = ["model", "region", "n", "coverage", "ci_low", "ci_high", "mean_set_size", "mean_hull_width"]
+    return pd.DataFrame(rows, columns=columns).astype({"coverage": float, "ci_low": float, "ci_high": float})
+
+
+def reliability_table(evaluations: Mapping[str, Evaluation], split: str) -> pd.DataFrame:
+    """Reliability diagram rows of P(K+ >= 5.5) and P(K+ <= 3.5) on ``split``: ``model, event, bin, n,
+    predicted, observed``; read at the natural prevalence on ``test_natural`` and at the calibration draw's
+    (balanced) prevalence on the other splits, which are balanced draws too."""
+    prevalence: Prevalence = "natural" if split == "test_natural" else "calibration"
+    rows = []
+    for name, evaluation in evaluations.items():
+        pairs = evaluation.predictions_of(split)
+        if evaluation.calibration is None or pairs is None or pairs[0].size == 0:
+            continue
+        events = event_labels(pairs[0], evaluation.calibration.thresholds)
+        for event in EVENTS:
+            probability = evaluation.calibration.probability(event, pairs[1], prevalence)
+            rows += [{"model": name, "event": EVENT_NAMES[event], **row}
+                     for row in reliability(probability, events[event])]
+    return pd.DataFrame(rows, columns=["model", "event", "bin", "n", "predicted", "observed"])

@@ -1,6 +1,6 @@
 """Live monitoring of served predictions: SQL aggregates over a date window and model versions, and the
-numbers derived from them (flag rates, drift against the training labels, error and interval coverage on
-lab-confirmed predictions by shot region).
+numbers derived from them (flag rates, drift against the training labels, error and prediction-set coverage on
+lab-confirmed predictions by true-K+ region and shot region).
 
 Every query aggregates in the database (GROUP BY day, flag, 0.1 mmol/L bin), so a page reads a few hundred
 rows whatever the number of predictions; only the per-bin tables are combined here with the model card's
@@ -18,6 +18,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ecg_k.clinical import DEFAULT_THRESHOLDS, Thresholds
+from ecg_k.conformal import CLINICAL_REGIONS, clinical_region_of_bins
 from ecg_k.db.models import Flag, LabConfirmation, ModelVersion, Prediction
 from ecg_k.metrics import LABEL_STEP, REGIONS, ShotRegions, bin_value
 
@@ -132,11 +134,15 @@ def prediction_histogram(counts: pd.DataFrame) -> pd.DataFrame:
 
 def confirmed_errors(session: Session, window: Window) -> pd.DataFrame:
     """Lab-confirmed estimates per model version and lab-value bin: ``model_id, bin, n, abs_error, error,
-    covered`` (sums of |estimate − lab|, of estimate − lab, and of labs inside the prediction interval)."""
+    covered`` (sums of |estimate − lab|, of estimate − lab, and of labs inside the prediction set as decided at
+    confirmation; inside the interval for predictions stored before sets were)."""
     lab = LabConfirmation.k_value
     k_bin = _bin(lab).label("bin")
     difference = Prediction.k_estimate - lab
-    covered = sa.case((sa.and_(lab >= Prediction.interval_low, lab <= Prediction.interval_high), 1), else_=0)
+    in_hull = sa.and_(lab >= Prediction.interval_low, lab <= Prediction.interval_high)
+    in_set = sa.case((LabConfirmation.in_prediction_set.is_(None), in_hull),
+                     else_=LabConfirmation.in_prediction_set)
+    covered = sa.case((in_set, 1), else_=0)
     query = (sa.select(Prediction.model_version_id, k_bin, sa.func.count(),
                        sa.func.sum(sa.func.abs(difference)), sa.func.sum(difference), sa.func.sum(covered))
              .join(LabConfirmation, LabConfirmation.prediction_id == Prediction.id)
@@ -180,13 +186,18 @@ def drift(histogram: pd.DataFrame, regions: ShotRegions) -> Drift | None:
     return Drift(table, wasserstein, psi, float((p * k).sum()), float((q * k).sum()), int(served.sum()))
 
 
-def confirmed_by_region(confirmed: pd.DataFrame, regions: ShotRegions) -> pd.DataFrame:
-    """One model's lab-confirmed error by the shot region of the lab value (as on the audit page):
-    ``region, n, mae, bias, coverage`` for overall, many, median and few (NaN where a region has no lab)."""
-    tagged = confirmed.assign(region=regions.region_of_bins(confirmed["bin"].to_numpy(dtype=np.int64)))
+def confirmed_by_region(confirmed: pd.DataFrame, regions: ShotRegions,
+                        thresholds: Thresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
+    """One model's lab-confirmed error and set coverage by the region of the *lab* value (as on the audit
+    page): ``region, n, mae, bias, coverage`` for overall, hypo, normal, hyper (the true-K+ regions the
+    intervals guarantee) and many, median, few (NaN where a region has no lab)."""
+    bins = confirmed["bin"].to_numpy(dtype=np.int64)
+    tagged = confirmed.assign(region=regions.region_of_bins(bins),
+                              clinical=clinical_region_of_bins(bins, thresholds))
     rows = []
-    for region in ("overall", *REGIONS):
-        part = tagged if region == "overall" else tagged[tagged["region"] == region]
+    for region in ("overall", *CLINICAL_REGIONS, *REGIONS):
+        column = "clinical" if region in CLINICAL_REGIONS else "region"
+        part = tagged if region == "overall" else tagged[tagged[column] == region]
         n = int(part["n"].sum())
         rows.append({"region": region, "n": n,
                      "mae": part["abs_error"].sum() / n if n else math.nan,

@@ -13,7 +13,19 @@ The alternative, a local code with 2823-3 only as a mapping, would hide the valu
 trend serum K+, and these markers already keep it from passing as a lab result.
 
 Value and interpretation use the same reported number (2 decimals, :func:`ecg_k.clinical.reported_value`).
-The subject is a pseudonymous key (never a name) and the source ECG is named by its stored sha256.
+The subject is a pseudonymous key (never a name), and absent when the request named no patient (an
+identifier such as "unknown" would merge every anonymous ECG into one patient at the receiving server).
+The source ECG is named by its stored sha256.
+
+Semantics:
+- ``category`` is ``procedure`` (observation-category: results of procedures other than laboratory and
+  imaging, electrodiagnostics such as the ECG included), never ``laboratory``: no sample was analysed.
+- ``referenceRange`` is the *normal* range the flags imply. Flags are L at K+ <= 3.5 and H at K+ >= 5.5 on
+  the reported 2-decimal value, and FHIR ranges include their ends, so the normal range is 3.51-5.49 mmol/L.
+  The alert (critical) thresholds are stated in the note, not as a range.
+- The prediction set (its hull, and each segment when it is non-contiguous) and its coverage level are
+  ``component`` entries, as are the calibrated P(K+ >= 5.5) and P(K+ <= 3.5); the hull is also the
+  AIconfidence ``valueRange``.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
-from ecg_k.clinical import REPORT_DECIMALS, interpretation_code, reported_value
+from ecg_k.clinical import REPORT_DECIMALS, Thresholds, interpretation_code, reported_value
 from ecg_k.model_card import RELIABILITY_NOTES, ModelCard, shot_region_of_estimate
 
 FHIR_PACKAGE = "fhir.resources.R4B"
@@ -58,6 +70,11 @@ ONNX_SHA256_SYSTEM = "urn:ecg-k:onnx-sha256"
 ECG_SHA256_SYSTEM = "urn:ecg-k:ecg-sha256"
 SUBJECT_KEY_SYSTEM = "urn:ecg-k:subject-key"
 MODEL_VERSION_SYSTEM = "urn:ecg-k:model-version"
+CATEGORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                         "code": "procedure", "display": "Procedure"}]}
+REFERENCE_RANGE_MEANING = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
+PROBABILITY_CODE = "urn:ecg-k:probability"
+PREDICTION_SET_CODE = "urn:ecg-k:prediction-set"
 DEVICE_ID = "ecg-k-model"
 MODEL_CARD_ID = "model-card"
 
@@ -85,6 +102,25 @@ def _aware(moment: datetime, what: str) -> datetime:
 
 def _quantity(value: float) -> dict[str, Any]:
     return {"value": round(value, REPORT_DECIMALS), "unit": UNIT, "system": UCUM, "code": UNIT}
+
+
+def normal_range(thresholds: Thresholds) -> tuple[float, float]:
+    """The inclusive normal range of reported values: strictly between the L and H flags."""
+    step = 10.0 ** -REPORT_DECIMALS
+    return round(thresholds.hypokalemia + step, REPORT_DECIMALS), round(thresholds.hyperkalemia - step,
+                                                                        REPORT_DECIMALS)
+
+
+def _probability(code: str, text: str, value: float) -> dict[str, Any]:
+    if not 0 <= value <= 1:
+        raise ValueError(f"a probability must lie in [0, 1], got {value}")
+    return {"code": {"coding": [{"system": PROBABILITY_CODE, "code": code}], "text": text},
+            "valueQuantity": {"value": round(value, 3), "unit": "probability", "system": UCUM, "code": "1"}}
+
+
+def _set_component(code: str, text: str, low: float, high: float) -> dict[str, Any]:
+    return {"code": {"coding": [{"system": PREDICTION_SET_CODE, "code": code}], "text": text},
+            "valueRange": {"low": _quantity(low), "high": _quantity(high)}}
 
 
 def _ai_device(card: ModelCard) -> dict[str, Any]:
@@ -122,25 +158,30 @@ def observation_for_prediction(
     interval: tuple[float, float],
     coverage: float,
     card: ModelCard,
-    subject_key: str,
+    subject_key: str | None,
     ecg_sha256: str,
+    segments: list[tuple[float, float]] | None = None,
+    method: str | None = None,
+    probabilities: tuple[float, float] | None = None,
     issued: datetime,
     ecg_time: datetime | None = None,
     ecg_reference: str | None = None,
 ) -> dict[str, Any]:
     """A validated FHIR R4 ``Observation`` (JSON dict) for one K+ estimate of model ``card``.
 
-    ``interval`` is the ``coverage`` prediction interval (:func:`ecg_k.model_card.prediction_interval`),
-    carried as the AIconfidence ``valueRange``. ``subject_key`` is a pseudonymous key; ``ecg_sha256`` names
-    the stored source ECG, and ``ecg_reference`` (e.g. ``DocumentReference/123``) links it when it exists.
-    ``ecg_time`` becomes ``effectiveDateTime`` and ``issued`` is the prediction time.
+    ``interval`` is the hull of the ``coverage`` prediction set (:func:`ecg_k.model_card.prediction_set`),
+    ``segments`` its parts and ``method`` its construction, when known; ``probabilities`` are
+    (P(K+ >= hyperkalemia), P(K+ <= hypokalemia)). ``subject_key`` is a pseudonymous key, or None for no
+    ``subject``; ``ecg_sha256`` names the stored source ECG, and ``ecg_reference`` (e.g.
+    ``DocumentReference/123``) links it when it exists. ``ecg_time`` becomes ``effectiveDateTime`` and
+    ``issued`` is the prediction time.
     """
     low, high = (float(v) for v in interval)
     if not (math.isfinite(low) and math.isfinite(high) and low <= high):
         raise ValueError(f"interval must be finite with low <= high, got {interval}")
     if not 0 < coverage < 1:
         raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
-    if not _SUBJECT_KEY.fullmatch(subject_key):
+    if subject_key is not None and not _SUBJECT_KEY.fullmatch(subject_key):
         raise ValueError("subject_key must be a pseudonymous key (1-128 of A-Z a-z 0-9 . _ : -), not a name")
     if not _SHA256.fullmatch(ecg_sha256):
         raise ValueError(f"ecg_sha256 must be 64 lower-case hex digits, got {ecg_sha256!r}")
@@ -148,6 +189,20 @@ def observation_for_prediction(
     code = interpretation_code(value, card.thresholds)
     region = shot_region_of_estimate(card, estimate)
     thresholds = card.thresholds
+    normal_low, normal_high = normal_range(thresholds)
+    level = f"{coverage:.0%}"
+    components = [_set_component("hull", f"{level} prediction set of K+ (hull)", low, high)]
+    if segments is not None and len(segments) > 1:
+        components += [_set_component("segment", f"{level} prediction set of K+ (segment {i + 1})", a, b)
+                       for i, (a, b) in enumerate(segments)]
+    if probabilities is not None:
+        components += [
+            _probability("p-hyperkalemia", f"P(K+ >= {thresholds.hyperkalemia:g} {UNIT}), calibrated",
+                         probabilities[0]),
+            _probability("p-hypokalemia", f"P(K+ <= {thresholds.hypokalemia:g} {UNIT}), calibrated",
+                         probabilities[1]),
+        ]
+    construction = f" ({method})" if method else ""
     source_ecg: dict[str, Any] = {
         "type": "DocumentReference",
         "identifier": {"system": ECG_SHA256_SYSTEM, "value": ecg_sha256},
@@ -164,11 +219,11 @@ def observation_for_prediction(
             "url": AICONFIDENCE_URL, "valueRange": {"low": _quantity(low), "high": _quantity(high)},
         }],
         "status": "preliminary",
+        "category": [CATEGORY],
         "code": {
             "coding": [{"system": LOINC, "code": POTASSIUM_CODE, "display": POTASSIUM_DISPLAY}],
             "text": "Potassium (ECG-derived estimate)",
         },
-        "subject": {"identifier": {"system": SUBJECT_KEY_SYSTEM, "value": subject_key}},
         "issued": _aware(issued, "issued"),
         "valueQuantity": _quantity(value),
         "interpretation": [{"coding": [{
@@ -176,22 +231,27 @@ def observation_for_prediction(
         }]}],
         "note": [{"text": (
             f"Estimated from the ECG by {card.name} {card.version}; not a laboratory measurement. "
-            f"{coverage:.0%} prediction interval {low:.2f}-{high:.2f} {UNIT}. "
-            f"Shot region '{region}': {RELIABILITY_NOTES[region]}."
+            f"{level} prediction set{construction}: "
+            f"{', '.join(f'{a:.1f}-{b:.1f}' for a, b in (segments or [(low, high)]))} {UNIT}. "
+            f"Shot region '{region}': {RELIABILITY_NOTES[region]}. Alert thresholds: critical below "
+            f"{thresholds.critical_low:g} (LL) and above {thresholds.critical_high:g} (HH) {UNIT}."
         )}],
         "method": {"text": METHOD_TEXT},
         "device": _device_reference(card),
         "derivedFrom": [source_ecg],
         "referenceRange": [{
-            "low": _quantity(thresholds.hypokalemia),
-            "high": _quantity(thresholds.hyperkalemia),
+            "low": _quantity(normal_low),
+            "high": _quantity(normal_high),
+            "type": {"coding": [{"system": REFERENCE_RANGE_MEANING, "code": "normal", "display": "Normal Range"}]},
             "text": (
-                f"Flags: L at K+ <= {thresholds.hypokalemia:g} and H at K+ >= {thresholds.hyperkalemia:g} "
-                f"{UNIT} (LL below {thresholds.critical_low:g}, HH above {thresholds.critical_high:g}). "
-                "FHIR ranges are inclusive, so the limits themselves are flagged L and H."
+                f"Normal: {normal_low:.2f}-{normal_high:.2f} {UNIT} (inclusive); flagged L at "
+                f"<= {thresholds.hypokalemia:g} and H at >= {thresholds.hyperkalemia:g}."
             ),
         }],
+        "component": components,
     }
+    if subject_key is not None:
+        payload["subject"] = {"identifier": {"system": SUBJECT_KEY_SYSTEM, "value": subject_key}}
     if ecg_time is not None:
         payload["effectiveDateTime"] = _aware(ecg_time, "ecg_time")
     return _validated(Observation, payload)

@@ -3,7 +3,8 @@
 :class:`OnnxModel` loads ``model_card.json`` and the ONNX file it names, refuses a file whose sha256 differs
 from the card's (the bytes that are hashed are the bytes that are loaded), builds one
 ``InferenceSession`` with explicit thread counts, and applies the card's preprocessing with
-:func:`ecg_k.preprocessing.preprocess`, the same implementation training used.
+:func:`ecg_k.preprocessing.preprocess`, the same implementation training used, then the card's
+signal-quality gate (:func:`ecg_k.signal_quality.check_signal_quality`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import onnxruntime as ort
 
 from ecg_k.model_card import ModelCard, load_model_card
 from ecg_k.preprocessing import preprocess
+from ecg_k.signal_quality import check_signal_quality
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -167,8 +169,12 @@ class OnnxModel:
 
     def preprocess(self, signals: np.ndarray, fs: float, lead_names: Sequence[str]) -> np.ndarray:
         """One raw ECG in mV ``(leads, samples)`` to the model input ``(leads, samples)`` with the card's
-        preprocessing; raises :class:`ecg_k.quality.QualityError` for an unusable ECG."""
-        return preprocess(np.asarray(signals), fs, lead_names, self._card.preprocessing)
+        preprocessing and signal-quality gate; raises :class:`ecg_k.quality.QualityError` for an unusable ECG
+        (``low_quality`` when the input is not a usable ECG)."""
+        config = self._card.preprocessing
+        model_input = preprocess(np.asarray(signals), fs, lead_names, config)
+        check_signal_quality(model_input, config.fs, self._card.signal_quality)
+        return model_input
 
     def preprocess_and_predict(self, signals: np.ndarray, fs: float, lead_names: Sequence[str]) -> float:
         """K+ estimate (mmol/L) of one raw ECG in mV ``(leads, samples)`` sampled at ``fs`` Hz."""

@@ -4,9 +4,10 @@
 shape or shot regions disagree with each other, is refused with every problem listed at load time and not
 discovered at the first request. Fields the runtime does not use (metrics, training data) are ignored.
 
-Prediction intervals are split-conformal-style: the card holds quantiles of the val residuals
-``y - y_hat`` grouped by the shot region *of the estimate* (the only thing known at inference), and the
-interval is ``estimate + (q_low, q_high)``.
+Prediction intervals are label-conditional split conformal (:mod:`ecg_k.conformal`): the card holds, per
+region of the *true* K+, the conformal quantile of ``|y - y_hat|`` over calibration pairs that did not choose
+the model, their counts, and the isotonic maps of P(K+ >= 5.5) and P(K+ <= 3.5). It also holds the
+signal-quality gate's method and thresholds (:mod:`ecg_k.signal_quality`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ecg_k.clinical import Thresholds
+from ecg_k.conformal import GRID_BINS, ConformalCalibration, PredictionSet
 from ecg_k.metrics import ShotRegions
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.signal_quality import SignalQualityConfig
 
 Region = Literal["many", "median", "few"]
-IntervalGroup = Literal["overall", "many", "median", "few"]
 
 RELIABILITY_NOTES: dict[Region, str] = {
     "many": "the model saw many training ECGs near this value; its error is lowest here",
@@ -32,6 +34,10 @@ RELIABILITY_NOTES: dict[Region, str] = {
     "few": "the model saw few training ECGs near this value; treat with caution",
 }
 """Plain-language reliability note for each shot region of an estimate."""
+
+
+CARD_FORMAT = "ecg-k-model-card/2"
+"""The card format this code writes and reads (/2: label-conditional intervals and the signal-quality gate)."""
 
 
 class ModelCardError(ValueError):
@@ -74,59 +80,12 @@ class OnnxSpec(_Frozen):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class ResidualQuantiles(_Frozen):
-    """Quantiles (level -> value) of ``y - y_hat`` on val for one group; None when it had no samples."""
-
-    n: int = Field(ge=0)
-    quantiles: dict[float, float] | None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ResidualQuantiles:
-        if (self.n > 0) != (self.quantiles is not None):
-            raise ValueError(f"quantiles must be given exactly when n > 0 (n = {self.n})")
-        if self.quantiles is not None:
-            levels = sorted(self.quantiles)
-            values = [self.quantiles[level] for level in levels]
-            if not all(0 < level < 1 for level in levels) or not all(map(math.isfinite, values)):
-                raise ValueError(
-                    f"quantile levels must lie in (0, 1) with finite values, got {self.quantiles}"
-                )
-            if any(b < a for a, b in zip(values, values[1:], strict=False)):
-                raise ValueError(f"quantiles must not decrease with the level, got {self.quantiles}")
-        return self
-
-    def at(self, level: float) -> float | None:
-        """The quantile at ``level`` (matched to 1e-9), or None when the card does not hold it."""
-        for saved, value in (self.quantiles or {}).items():
-            if abs(saved - level) < 1e-9:
-                return value
-        return None
-
-
-class PredictionIntervals(_Frozen):
-    """Residual quantiles overall and per shot region of the estimate; overall must hold quantiles."""
-
-    regions: dict[IntervalGroup, ResidualQuantiles]
-
-    @field_validator("regions")
-    @classmethod
-    def _complete(
-        cls, regions: dict[IntervalGroup, ResidualQuantiles]
-    ) -> dict[IntervalGroup, ResidualQuantiles]:
-        missing = [name for name in ("overall", "many", "median", "few") if name not in regions]
-        if missing:
-            raise ValueError(f"missing group(s) {missing}")
-        if regions["overall"].quantiles is None:
-            raise ValueError("the overall group has no val samples, so no interval can be given")
-        return regions
-
-
 class ModelCard(BaseModel):
     """The validated runtime view of a ``model_card.json``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
 
-    format: Literal["ecg-k-model-card/1"]
+    format: Literal["ecg-k-model-card/2"]
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     input: InputSpec
@@ -135,7 +94,8 @@ class ModelCard(BaseModel):
     preprocessing_digest: str
     thresholds: Thresholds
     shot_regions: ShotRegions
-    prediction_intervals: PredictionIntervals
+    prediction_intervals: ConformalCalibration
+    signal_quality: SignalQualityConfig
     onnx: OnnxSpec
 
     @field_validator("shot_regions", mode="before")
@@ -155,6 +115,12 @@ class ModelCard(BaseModel):
                 f"input (leads {list(self.input.leads)}, {self.input.shape[2]} samples) does not match the "
                 f"preprocessing (leads {list(config.leads)}, {config.n_samples} samples)"
             )
+        if self.prediction_intervals.thresholds != self.thresholds:
+            raise ValueError("prediction_intervals were calibrated with other thresholds than the card's")
+        tagged = self.shot_regions.region_of_bins(GRID_BINS)
+        for region in (r for r in self.prediction_intervals.regions if r.partition == "shot"):
+            if list(region.bins) != GRID_BINS[tagged == region.name].tolist():
+                raise ValueError(f"prediction_intervals' {region.name}-shot bins differ from the card's shot_regions")
         if self.preprocessing_digest != config.digest():
             raise ValueError(
                 f"preprocessing_digest {self.preprocessing_digest} is not the digest {config.digest()} "
@@ -202,39 +168,13 @@ def shot_region_of_estimate(card: ModelCard, estimate: float) -> Region:
     return cast(Region, str(card.shot_regions.region_of_estimates([_finite_estimate(estimate)])[0]))
 
 
-def available_coverages(residuals: ResidualQuantiles) -> list[float]:
-    """Central coverages ``1 - 2q`` for which both the q and 1 - q quantiles are saved."""
-    levels = sorted(residuals.quantiles or {})
-    return [round(1 - 2 * q, 6) for q in levels if q < 0.5 and residuals.at(1 - q) is not None]
+def prediction_set(card: ModelCard, estimate: float, coverage: float = 0.9) -> PredictionSet:
+    """The card's label-conditional conformal prediction set of ``estimate`` (segments and hull)."""
+    return card.prediction_intervals.interval(_finite_estimate(estimate), coverage)
 
 
-def min_calibration_samples(coverage: float) -> int:
-    """Fewest val residuals whose empirical quantiles give a two-sided ``coverage`` interval.
-
-    Split conformal prediction needs ``ceil((n + 1)(1 - a/2)) <= n`` with ``a = 1 - coverage``, i.e.
-    ``n >= 2/a - 1``: 19 samples for 0.9, 39 for 0.95, 9 for 0.8. Below that the upper quantile would be
-    extrapolated; two residuals would give a near-zero-width interval that need not even hold the estimate.
-    """
-    if not 0 < coverage < 1:
-        raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
-    return math.ceil(round(2 / (1 - coverage), 9)) - 1
-
-
-def prediction_interval(card: ModelCard, estimate: float, coverage: float = 0.9) -> tuple[float, float]:
-    """Central ``coverage`` interval ``estimate + (q_(1-c)/2, q_(1+c)/2)`` of the val residuals.
-
-    Uses the residuals of the estimate's shot region, or the overall residuals when that region had no val
-    samples or fewer than :func:`min_calibration_samples` (e.g. 19 for 0.9). Coverages a card holds: 0.8,
-    0.9, 0.95.
-    """
+def event_probabilities(card: ModelCard, estimate: float) -> tuple[float, float]:
+    """Calibrated (P(K+ >= hyperkalemia), P(K+ <= hypokalemia)) of ``estimate`` at the natural prevalence."""
     value = _finite_estimate(estimate)
-    groups = card.prediction_intervals.regions
-    residuals = groups[shot_region_of_estimate(card, value)]
-    if residuals.n < min_calibration_samples(coverage):
-        residuals = groups["overall"]
-    tail = (1 - coverage) / 2
-    low, high = residuals.at(tail), residuals.at(1 - tail)
-    if low is None or high is None:
-        available = available_coverages(residuals)
-        raise ValueError(f"the model card holds no {coverage:g} interval; available: {available}")
-    return value + low, value + high
+    intervals = card.prediction_intervals
+    return float(intervals.probability("hyper", [value])[0]), float(intervals.probability("hypo", [value])[0])

@@ -30,6 +30,7 @@ class SkipReason(StrEnum):
     HEMOLYSED_LAB = "hemolysed_lab"
     INVALID_ECG_TIME = "invalid_ecg_time"
     DUPLICATE_ECG = "duplicate_ecg"
+    LOW_QUALITY = "low_quality"
 
 
 class QualityError(ValueError):

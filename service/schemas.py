@@ -94,11 +94,23 @@ class BatchIn(BaseModel):
 
 
 class Interval(BaseModel):
-    """Prediction interval of the estimate (split-conformal on validation residuals)."""
+    """Prediction set of the estimate: label-conditional split conformal, so the coverage holds for
+    hypokalemia, normal and hyperkalemia patients separately (not only on average). The set can be
+    non-contiguous: ``segments`` are its parts, ``low``/``high`` its hull."""
 
     low: float
     high: float
-    coverage: float = Field(examples=[0.9])
+    segments: list[tuple[float, float]] | None = Field(
+        description="The set as [low, high] K+ segments; None for a prediction stored before sets were served.")
+    coverage: float | None = Field(examples=[0.9])
+    method: str | None = Field(examples=["mondrian-label-conditional-split-conformal"])
+
+
+class Probabilities(BaseModel):
+    """Calibrated probabilities (isotonic on calibration pairs, at the training population's prevalence)."""
+
+    hyperkalemia: float | None = Field(description="P(K+ >= 5.5 mmol/L).")
+    hypokalemia: float | None = Field(description="P(K+ <= 3.5 mmol/L).")
 
 
 class ModelRef(BaseModel):
@@ -115,7 +127,9 @@ class PredictionOut(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "3b0f8f7e-2a43-4c55-9a55-0d5f4a3f1e2b", "request_id": "c0ffee", "k_estimate": 5.71,
-        "unit": "mmol/L", "interval": {"low": 5.02, "high": 6.44, "coverage": 0.9}, "flag": "hyperkalemia",
+        "unit": "mmol/L", "interval": {"low": 5.0, "high": 6.5, "segments": [[5.0, 6.5]], "coverage": 0.9,
+                     "method": "mondrian-label-conditional-split-conformal"},
+        "probabilities": {"hyperkalemia": 0.71, "hypokalemia": 0.0}, "flag": "hyperkalemia",
         "interpretation": "H", "critical": False, "shot_region": "few",
         "reliability_note": "the model saw few training ECGs near this value; treat with caution",
         "model": {"name": "ecg-k-net1d", "version": "v1", "sha256": "0" * 64, "status": "champion"},
@@ -128,6 +142,7 @@ class PredictionOut(BaseModel):
     k_estimate: float = Field(description="K+ in mmol/L, 2 decimals.")
     unit: Literal["mmol/L"] = "mmol/L"
     interval: Interval
+    probabilities: Probabilities
     flag: Flag
     interpretation: InterpretationCode
     critical: bool

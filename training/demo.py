@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from rich.table import Table
 
 from ecg_k.cli import console, print_dataset_summary
 from ecg_k.data.ingest import IngestConfig, Ingestor
@@ -114,6 +118,8 @@ def run_demo(home: Path, plan: DemoPlan, serve_until_interrupted: bool = False) 
         console.print(f"{card['version']}: {run / 'model.onnx'} (parity max |diff| "
                       f"{card['onnx']['parity']['max_abs_diff']:.1e})")
 
+    print_coverage("dist (served as champion)", metrics["dist"])
+
     _step(7, "register: vanilla, then Dist Loss promoted to champion")
     database_url = demo_database_url(home)
     console.print(f"champion {register_demo_models(database_url, vanilla, dist)} in {home / 'ecgk.db'}")
@@ -122,9 +128,9 @@ def run_demo(home: Path, plan: DemoPlan, serve_until_interrupted: bool = False) 
     with running_services(home, database_url) as services:
         console.print(f"API {services.api_url} (docs: {services.api_url}/docs); dashboard {services.dashboard_url}")
         send_test_ecgs(services, dataset)
-        flagged = send_confirmed_patients(services, plan.new_patients, plan.seed)
-        console.print(f"{plan.new_patients} new patients: {flagged} flagged by the API; a reviewer confirmed "
-                      "each with its lab K+")
+        flagged, refused = send_confirmed_patients(services, plan.new_patients, plan.seed)
+        console.print(f"{plan.new_patients} new patients: {refused} refused as low_quality, {flagged} flagged by "
+                      "the API; a reviewer confirmed each scored one with its lab K+")
 
         _step(9, "retraining run: challenger from the champion, gated on the locked test set")
         outcome = run_retraining(home, database_url)
@@ -136,6 +142,27 @@ def run_demo(home: Path, plan: DemoPlan, serve_until_interrupted: bool = False) 
         if serve_until_interrupted:
             _serve_until_interrupted()
     return _champion_run(database_url)
+
+
+def print_coverage(name: str, metrics: Mapping[str, Any]) -> None:
+    """Coverage of a model's prediction sets per true-K+ region (and shot region) on each reported split."""
+    intervals = metrics["intervals"]
+    calibration = intervals["calibration"]
+    for split in (key for key in ("test", "test_natural") if key in intervals):
+        coverage = intervals[split]["coverage"]
+        table = Table(title=f"{name}: {calibration['coverage']:.0%} prediction sets on `{split}`, by the region of "
+                            f"the true K+ (calibrated on `{calibration['split']}`)")
+        for column in ("region", "n", "coverage", "95 % CI", "mean set size (mmol/L)"):
+            table.add_column(column, justify="right")
+        for region, values in coverage.items():
+            ci = values["coverage_ci95"]
+            table.add_row(region, str(values["n"]),
+                          "-" if values["coverage"] is None else f"{values['coverage']:.1%}",
+                          "-" if ci is None else f"{ci[0]:.1%}-{ci[1]:.1%}",
+                          "-" if values["mean_set_size"] is None else f"{values['mean_set_size']:.2f}")
+        console.print(table)
+    if calibration["note"]:
+        console.print(f"note: {calibration['note']}", soft_wrap=True)
 
 
 def _print_where_to_look(home: Path, runs: Path, services: DemoServices, outcome: RetrainOutcome) -> None:

@@ -127,36 +127,44 @@ def send_test_ecgs(services: DemoServices, dataset: Path, n: int = 4) -> list[di
                    "signal": record.signal.tolist(), "patient_id": str(row.subject_id)}
         results.append(_post(services, "/v1/predictions", payload, services.client_key) | {"lab_k": float(row.k_value)})
     table = Table(title="API predictions for test ECGs")
-    for column in ("lab K+", "estimate", "90 % interval", "flag", "code", "shot region"):
+    for column in ("lab K+", "estimate", "90 % set", "P(K+>=5.5)", "P(K+<=3.5)", "flag", "code", "shot region"):
         table.add_column(column, justify="right")
     for result in results:
         interval = result["interval"]
-        table.add_row(f"{result['lab_k']:.1f}", f"{result['k_estimate']:.2f}",
-                      f"{interval['low']:.2f}-{interval['high']:.2f}", result["flag"], result["interpretation"],
-                      result["shot_region"])
+        segments = ", ".join(f"{low:.1f}-{high:.1f}" for low, high in interval["segments"])
+        probabilities = result["probabilities"]
+        table.add_row(f"{result['lab_k']:.1f}", f"{result['k_estimate']:.2f}", segments,
+                      f"{probabilities['hyperkalemia']:.2f}", f"{probabilities['hypokalemia']:.2f}",
+                      result["flag"], result["interpretation"], result["shot_region"])
     console.print(table)
     return results
 
 
-def send_confirmed_patients(services: DemoServices, n: int, seed: int) -> int:
-    """ECGs of ``n`` new synthetic patients (true K+ spread over 2.5-7.0 mmol/L) sent to the API, each then
-    confirmed by the reviewer with its lab value 10 minutes later: the pairs a retraining run learns from.
-    Returns how many flags the API raised."""
+def send_confirmed_patients(services: DemoServices, n: int, seed: int) -> tuple[int, int]:
+    """ECGs of ``n`` new synthetic patients (true K+ spread over 2.5-7.0 mmol/L) sent to the API, each scored
+    one then confirmed by the reviewer with its lab value 10 minutes later: the pairs a retraining run learns
+    from. Returns (flags the API raised, ECGs its signal-quality gate refused with a 422)."""
     params = SynthParams()
     rng = np.random.default_rng(seed)
     ecg_time = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
-    flagged = 0
+    flagged = refused = 0
     for i, k in enumerate(np.linspace(2.5, 7.0, n)):
         ecg = simulate_ecg(draw_subject(rng, params.morphology), float(k), rng, params)
         payload = {"sampling_rate": params.fs, "lead_names": list(MIMIC_LEAD_ORDER),
                    "signal": ecg.signal.tolist(), "patient_id": f"demo-new-{seed}-{i}",
                    "ecg_time": ecg_time.isoformat()}
-        prediction = _post(services, "/v1/predictions", payload, services.client_key)
+        response = httpx.post(f"{services.api_url}/v1/predictions", json=payload,
+                              headers={"X-API-Key": services.client_key}, timeout=60)
+        if response.status_code == 422:
+            refused += 1
+            continue
+        response.raise_for_status()
+        prediction = response.json()
         flagged += prediction["flag"] != "normal"
         lab = {"k_value": round(float(k), 1), "lab_time": (ecg_time + timedelta(minutes=10)).isoformat(),
                "itemid": SERUM_ITEMID}
         _post(services, f"/v1/predictions/{prediction['id']}/lab", lab, services.reviewer_key)
-    return flagged
+    return flagged, refused
 
 
 def run_retraining(home: Path, database_url: str, progress: bool = True) -> RetrainOutcome:

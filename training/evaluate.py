@@ -14,9 +14,17 @@ from typing import Any
 
 import pandas as pd
 
+from ecg_k.clinical import Thresholds
+from ecg_k.conformal import (
+    ConformalCalibration,
+    calibrate_predictions,
+    coverage_report,
+    event_labels,
+    reliability,
+)
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.store import COHORT, present_splits, write_json_atomic, write_parquet_atomic
-from ecg_k.metrics import clinical_metrics, evaluate_predictions
+from ecg_k.metrics import ShotRegions, clinical_metrics, evaluate_predictions, regions_from_metrics
 from training.data import SplitData
 from training.evaluation_report import write_report
 from training.run_io import load_best_net, read_run_config
@@ -27,13 +35,39 @@ PREDICTIONS = "predictions.parquet"
 EVAL_SPLITS = ("val", "cal", "test", "test_natural")
 """Splits predicted and evaluated when the dataset has them (older datasets have only val and test)."""
 VERIFIED_SPLIT, VERIFIED_KEY = "test", "hyper_verified"
+COVERAGE_SPLITS = {"test": "calibration", "test_natural": "natural"}
+"""Splits whose interval coverage and probability reliability are reported, with the prevalence the
+probabilities are read at (the balanced test at the calibration draw's, the natural test at the natural)."""
+
+
+def interval_metrics(predictions: pd.DataFrame, calibration: ConformalCalibration, regions: ShotRegions,
+                     coverage: float = 0.9, n_boot: int = 1000) -> dict[str, Any]:
+    """Coverage per true-K+ region and reliability rows of both probabilities on the reported test splits."""
+    out: dict[str, Any] = {"calibration": {
+        "method": calibration.method, "split": calibration.calibration_split, "note": calibration.note,
+        "n": calibration.n_calibration, "coverage": coverage,
+        "under_calibrated": calibration.under_calibrated(coverage),
+        "regions": {r.name: {"n": r.n, "quantile": r.quantiles[coverage]} for r in calibration.regions}}}
+    for split, prevalence in COVERAGE_SPLITS.items():
+        rows = predictions[predictions["split"] == split]
+        if rows.empty:
+            continue
+        y, y_hat = rows["y"].to_numpy(), rows["y_hat"].to_numpy()
+        events = event_labels(y, calibration.thresholds)
+        out[split] = {
+            "coverage": coverage_report(calibration, y, y_hat, regions, coverage, n_boot=n_boot),
+            "prevalence": prevalence,
+            "reliability": {event: reliability(calibration.probability(event, y_hat, prevalence), events[event])
+                            for event in ("hyper", "hypo")},
+        }
+    return out
 
 
 def evaluate_run(
     run: Path, data: Path | None = None, shot_rule: str = "relative", n_boot: int = 1000, device: str = "auto"
 ) -> dict[str, Any]:
-    """Predict the held-out splits the dataset has (:data:`EVAL_SPLITS`) with the selected model, compute the
-    metrics and write the report."""
+    """Predict every split the dataset has (but train) with the selected model, compute the metrics and the
+    interval coverage, and write the report."""
     config = read_run_config(run)
     dataset = data or Path(config["train"]["data"])
     net = load_best_net(run)
@@ -60,6 +94,9 @@ def evaluate_run(
     verified = verified_hyper_metrics(predictions, n_boot=n_boot)
     if verified is not None:
         metrics[VERIFIED_SPLIT][VERIFIED_KEY] = verified
+    regions = regions_from_metrics(metrics, train_labels)
+    calibration = calibrate_predictions(predictions, train_labels, regions, Thresholds())
+    metrics["intervals"] = interval_metrics(predictions, calibration, regions, n_boot=n_boot)
     metrics["run"] = {"stage": config["train"]["stage"], "model": config["train"]["model"],
                       "dataset": str(dataset)}
     write_parquet_atomic(predictions, run / PREDICTIONS)

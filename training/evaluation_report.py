@@ -321,6 +321,59 @@ def save_split_plots(
             for title, (stem, display) in displays.items()}
 
 
+class ReliabilityDisplay(_Display):
+    """Reliability diagram of calibrated event probabilities: observed frequency against the mean
+    predicted probability per decile bin (marker area ~ samples), with the diagonal."""
+
+    def __init__(self, rows: Mapping[str, Sequence[Mapping[str, float]]], name: str | None = None) -> None:
+        self.rows, self.name = rows, name
+
+    def plot(self, ax: Axes | None = None) -> Self:
+        ax = self._axes(ax)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        for event, label in (("hyper", "P(K⁺ ≥ 5.5)"), ("hypo", "P(K⁺ ≤ 3.5)")):
+            rows = self.rows.get(event, [])
+            if rows:
+                ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], marker="o", label=label)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability", ylabel="observed frequency",
+               title=_title("Reliability", self.name))
+        ax.legend(loc="upper left")
+        return self
+
+
+_COVERAGE_GROUPS = ("overall", "hypo", "normal", "hyper", "many", "median", "few")
+
+
+def _coverage_section(intervals: Mapping[str, Any], plots_dir: Path) -> str:
+    """Coverage per true-K⁺ region, shot region and overall, and the reliability diagrams."""
+    calibration = intervals["calibration"]
+    thin = calibration["under_calibrated"]
+    parts = [
+        "## Prediction sets and probabilities",
+        f"Method `{calibration['method']}` at {calibration['coverage']:.0%}, calibrated on "
+        f"`{calibration['split']}` ({calibration['n']} pairs, none of which chose the model"
+        + (")." if not calibration["note"] else f"). **Note:** {calibration['note']}."),
+        _md_table(["true-K⁺ or shot region", "calibration pairs", "quantile of |y − ŷ| (mmol/L)"],
+                  [[name, str(v["n"]), _fmt(v["quantile"])] for name, v in calibration["regions"].items()]),
+        (f"Too few calibration pairs for this level in {thin}: every K⁺ of those regions is in every set."
+         if thin else "Every region has enough calibration pairs for this level."),
+    ]
+    for split in (key for key in ("test", "test_natural") if key in intervals):
+        report = intervals[split]
+        coverage = report["coverage"]
+        rows = [[name, str(coverage[name]["n"]), _with_ci(coverage[name] | {"ci95": {
+                    "coverage": coverage[name]["coverage_ci95"]}}, "coverage"),
+                 _fmt(coverage[name]["mean_set_size"], 2), _fmt(coverage[name]["mean_hull_width"], 2)]
+                for name in _COVERAGE_GROUPS]
+        display = ReliabilityDisplay(report["reliability"], name=split).plot()
+        path = display.savefig(plots_dir / f"{split}_reliability.png")
+        parts += [f"### Split `{split}`: coverage by the region of the true K⁺",
+                  _md_table(["region", "n", "coverage [95 % CI]", "mean set size", "mean hull width"], rows),
+                  f"Probabilities read at the {report['prevalence']} prevalence.",
+                  f"![reliability {split}](plots/{path.name})"]
+    return "\n\n".join(parts)
+
+
 def write_report(
     run_dir: Path, metrics: Mapping[str, Any], predictions: pd.DataFrame, train_labels: ArrayLike
 ) -> None:
@@ -352,6 +405,8 @@ def write_report(
         y, y_hat = rows["y"].to_numpy(), rows["y_hat"].to_numpy()
         plots = save_split_plots(run_dir / "plots", split, y, y_hat, regions, metrics["method"])
         sections.append(_split_section(split, metrics[split], regions.rule, other_rule, plots))
+    if "intervals" in metrics:
+        sections.append(_coverage_section(metrics["intervals"], run_dir / "plots"))
     (run_dir / "report.md").write_text("\n\n".join(sections) + "\n")
 
 

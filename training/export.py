@@ -12,9 +12,12 @@ import pandas as pd
 import torch
 
 from ecg_k.clinical import Thresholds
+from ecg_k.conformal import calibrate_predictions
 from ecg_k.data.store import read_manifest, sha256_file, write_json
 from ecg_k.metrics import shot_regions
+from ecg_k.model_card import CARD_FORMAT
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.version import code_version
 from training.data import SplitData
 from training.evaluate import PREDICTIONS, evaluate_run, read_metrics
@@ -23,24 +26,6 @@ from training.run_io import load_best_net, read_run_config
 
 MODEL_FILE = "model.onnx"
 MODEL_CARD = "model_card.json"
-INTERVAL_QUANTILES = (0.025, 0.05, 0.1, 0.5, 0.9, 0.95, 0.975)
-
-
-def residual_quantiles(predictions: pd.DataFrame, train_labels: np.ndarray, rule: str) -> dict[str, Any]:
-    """Quantiles of ``y - y_hat`` on val, overall and per shot region **of the estimate** (the service
-    knows only the estimate), for prediction intervals ``y_hat + q``."""
-    val = predictions[predictions["split"] == "val"]
-    residual = (val["y"] - val["y_hat"]).to_numpy()
-    region = shot_regions(train_labels, rule=rule).region_of_estimates(val["y_hat"].to_numpy())
-    groups = {"overall": np.ones(len(val), dtype=bool)} | {r: region == r for r in ("many", "median", "few")}
-    out: dict[str, Any] = {}
-    for name, mask in groups.items():
-        values = residual[mask]
-        out[name] = {
-            "n": int(mask.sum()),
-            "quantiles": {f"{q:g}": float(np.quantile(values, q)) for q in INTERVAL_QUANTILES} if len(values) else None,
-        }
-    return {"split": "val", "grouped_by": "shot region of the estimate", "residual": "y - y_hat", "regions": out}
 
 
 def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]:
@@ -71,8 +56,11 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
         max_diff = max(verify_onnx_parity(net, tmp, batch, rtol=rtol) for batch in (real, noise) if len(batch))
         digest = sha256_file(tmp)
         manifest = read_manifest(dataset)
+        regions = shot_regions(train_labels, rule=metrics["shot_rule"])
+        thresholds = Thresholds()
+        gate = SignalQualityConfig.model_validate(manifest["config"].get("signal_quality", {}))
         card = {
-            "format": "ecg-k-model-card/1",
+            "format": CARD_FORMAT,
             "name": "ecg-k-net1d",
             "version": f"{config['train']['method']}-s{config['train']['stage']}-{digest[:12]}",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -84,11 +72,13 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
             "output": {"name": ONNX_OUTPUT_NAME, "shape": ["batch"], "unit": "mmol/L"},
             "preprocessing": preprocess.model_dump(mode="json"),
             "preprocessing_digest": preprocess.digest(),
-            "thresholds": Thresholds().model_dump(),
-            "shot_regions": shot_regions(train_labels, rule=metrics["shot_rule"]).to_dict(),
+            "thresholds": thresholds.model_dump(),
+            "shot_regions": regions.to_dict(),
             "metrics": {split: metrics[split] for split in ("test", "val")},
             "shot_rule": metrics["shot_rule"],
-            "prediction_intervals": residual_quantiles(predictions, train_labels, metrics["shot_rule"]),
+            "prediction_intervals": calibrate_predictions(predictions, train_labels, regions, thresholds).model_dump(
+                mode="json"),
+            "signal_quality": gate.model_dump(mode="json"),
             "onnx": {"file": MODEL_FILE, "sha256": digest, "bytes": tmp.stat().st_size, "opset": opset,
                      "parity": {"max_abs_diff": max_diff, "rtol": rtol, "atol": 0.0}},
             "training_data": {"path": str(dataset), "counts": manifest["counts"],

@@ -93,8 +93,9 @@ def render() -> None:
         numbers.metric("Estimates", f"{result.n:,}")
 
     st.header("Lab-confirmed predictions")
-    st.caption("By the shot region of the lab value on the model's training labels (as on the audit page); "
-               "bias = mean (estimate − lab).")
+    st.caption("By the region of the lab value: hypo (≤ 3.5), normal, hyper (≥ 5.5), where the prediction sets "
+               "guarantee their nominal coverage, and the shot region on the model's training labels (as on the "
+               "audit page); bias = mean (estimate − lab).")
     if not labs:
         st.info("No lab value confirms a prediction in this window yet.")
         return

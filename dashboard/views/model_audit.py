@@ -14,11 +14,13 @@ from dashboard.evaluation import (
     Evaluation,
     ModelSummary,
     clinical_summary,
+    coverage_table,
     distributions,
     per_bin_table,
     region_comparison,
     region_spans,
     region_table,
+    reliability_table,
     scatter_points,
     sorted_errors,
 )
@@ -54,7 +56,7 @@ def _missing(evaluation: Evaluation) -> None:
 
 # The audit's views, one tab each (a browser draws a chart when its tab opens).
 SECTIONS = ("Shot regions", "Error per 0.1 mmol/L bin", "Labels vs predictions", "Sorted errors",
-            "Predicted vs actual", "Clinical operating points")
+            "Predicted vs actual", "Clinical operating points", "Prediction sets and probabilities")
 HEADLINE = (("overall", "mae", "MAE, all"), ("many", "mae", "MAE, many-shot"),
             ("few", "mae", "MAE, few-shot"), ("bMAE", "mae", "bMAE"), ("few", "gm", "GM, few-shot"))
 
@@ -168,5 +170,31 @@ def render() -> None:
         detection = ui.clinical(database_url, named_ids, split, extra)
         st.altair_chart(charts.clinical_chart(detection), width="content")
         st.dataframe(clinical_summary(detection), hide_index=True, width="stretch")
+
+    with tabs[6]:
+        nominal = ui.settings().interval_coverage
+        st.caption("Label-conditional conformal sets: the nominal coverage is guaranteed for each region of the "
+                   "*true* K⁺ (hypo ≤ 3.5, normal, hyper ≥ 5.5) and each shot region, not only on average. "
+                   "Set size: total length of the set's segments (mmol/L). Rules: bootstrap 95 % CIs.")
+        for name, evaluation in evaluations.items():
+            if evaluation.calibration is None:
+                st.info(f"{name}: its model card predates label-conditional sets; export it again.")
+            else:
+                calibration = evaluation.calibration
+                thin = calibration.under_calibrated(nominal)
+                st.caption(f"**{name}**: calibrated on `{calibration.calibration_split}` "
+                           f"({calibration.n_calibration} pairs). {calibration.note}"
+                           + (f" Too few pairs for {nominal:.0%} in {thin}: those regions' K⁺ are in every set."
+                              if thin else ""))
+        coverage = coverage_table(evaluations, split, nominal)
+        if coverage.empty:
+            st.info("No calibrated model with per-sample predictions for this split.")
+        else:
+            chart_column, table_column = st.columns([3, 2])
+            chart_column.altair_chart(charts.set_coverage_chart(coverage, nominal), width="stretch")
+            table_column.dataframe(coverage.style.format(
+                {"coverage": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}", "mean_set_size": "{:.2f}",
+                 "mean_hull_width": "{:.2f}"}, na_rep="–"), hide_index=True, width="stretch")
+            st.altair_chart(charts.reliability_chart(reliability_table(evaluations, split)), width="stretch")
 
 render()

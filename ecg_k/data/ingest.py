@@ -37,6 +37,7 @@ from ecg_k.data.splits import DISCARDED, PER_BIN_COLUMNS, SPLITS, per_bin_counts
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError
+from ecg_k.signal_quality import SignalQualityConfig, check_signal_quality
 from ecg_k.version import code_version
 
 WORK = ".work"
@@ -50,6 +51,7 @@ class IngestConfig(BaseModel):
 
     cohort: CohortConfig = Field(default_factory=CohortConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    signal_quality: SignalQualityConfig = Field(default_factory=SignalQualityConfig)
     shard_size: int = Field(default=256, ge=1, description="Records per resumable shard.")
 
 
@@ -62,6 +64,7 @@ class ShardTask:
     ecg_root: str
     ecg_paths: tuple[str, ...]
     preprocess: PreprocessConfig
+    signal_quality: SignalQualityConfig
     out: str
 
 
@@ -69,10 +72,13 @@ def _shard_file(work: Path, split: str, index: int) -> Path:
     return work / "shards" / f"{split}-{index:05d}.npz"
 
 
-def process_record(path: Path, config: PreprocessConfig) -> np.ndarray:
-    """Read one WFDB record and preprocess it; raises QualityError with the skip reason."""
+def process_record(path: Path, config: PreprocessConfig, gate: SignalQualityConfig) -> np.ndarray:
+    """Read one WFDB record, preprocess it and pass it through the signal-quality gate; raises QualityError
+    with the skip reason (``low_quality`` from the gate)."""
     record = read_wfdb(path)
-    return preprocess(record.signal, record.fs, record.lead_names, config)
+    model_input = preprocess(record.signal, record.fs, record.lead_names, config)
+    check_signal_quality(model_input, config.fs, gate)
+    return model_input
 
 
 def process_shard(task: ShardTask) -> tuple[str, int, int]:
@@ -83,7 +89,7 @@ def process_shard(task: ShardTask) -> tuple[str, int, int]:
     details: list[str] = []
     for rel in task.ecg_paths:
         try:
-            kept.append(process_record(Path(task.ecg_root) / rel, task.preprocess).astype(np.float16))
+            kept.append(process_record(Path(task.ecg_root) / rel, task.preprocess, task.signal_quality).astype(np.float16))
             reasons.append(OK)
             details.append("")
         except QualityError as err:
@@ -337,6 +343,7 @@ class Ingestor:
         (self.work / "shards").mkdir(parents=True, exist_ok=True)
         return [
             ShardTask(split, index, str(self.ecg_root), tuple(rows["ecg_path"]), self.config.preprocess,
+                      self.config.signal_quality,
                       str(_shard_file(self.work, split, index)))
             for split, index, rows in _shard_rows(cohort, self.config.shard_size)
             if not _shard_file(self.work, split, index).is_file()

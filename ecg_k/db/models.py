@@ -260,6 +260,9 @@ class Prediction(Base):
         sa.CheckConstraint("(k_estimate IS NULL) = (flag IS NULL)", name="estimate_has_flag"),
         sa.CheckConstraint("interval_low <= interval_high", name="interval_ordered"),
         sa.CheckConstraint("latency_ms >= 0", name="latency_non_negative"),
+        sa.CheckConstraint("interval_coverage > 0 AND interval_coverage < 1", name="interval_coverage_range"),
+        sa.CheckConstraint("p_hyper >= 0 AND p_hyper <= 1", name="p_hyper_range"),
+        sa.CheckConstraint("p_hypo >= 0 AND p_hypo <= 1", name="p_hypo_range"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
@@ -271,6 +274,14 @@ class Prediction(Base):
     k_estimate: Mapped[float | None]
     interval_low: Mapped[float | None]
     interval_high: Mapped[float | None]
+    interval_segments: Mapped[list[list[float]] | None] = mapped_column(JsonDocument)
+    """The prediction set as ``[low, high]`` K+ segments (interval_low/high are its hull)."""
+    interval_coverage: Mapped[float | None]
+    interval_method: Mapped[str | None] = mapped_column(sa.String(64))
+    p_hyper: Mapped[float | None]
+    """Calibrated P(K+ >= hyperkalemia) at the natural prevalence."""
+    p_hypo: Mapped[float | None]
+    """Calibrated P(K+ <= hypokalemia) at the natural prevalence."""
     flag: Mapped[Flag | None] = mapped_column(_enum(Flag, "flag"))
     critical: Mapped[bool] = mapped_column(default=False)
     shot_region: Mapped[ShotRegion | None] = mapped_column(_enum(ShotRegion, "shot_region"))
@@ -299,6 +310,9 @@ class LabConfirmation(Base):
     comment_class: Mapped[LabComment] = mapped_column(
         _enum(LabComment, "lab_comment"), default=LabComment.NONE, server_default=LabComment.NONE.value
     )
+    in_prediction_set: Mapped[bool | None]
+    """Whether the lab K+ lies in the prediction's stored set (decided once, at confirmation); None for a
+    prediction stored without a set."""
     confirmed_by: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
 

@@ -23,6 +23,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ecg_k.conformal import in_segments
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.api_keys import key_actor
 from ecg_k.db.audit import record_audit
@@ -133,11 +134,13 @@ def confirm_lab(
     value, when, item, door = _lab_value(k_value), _lab_time(lab_time), _itemid(itemid), _source(source)
     comment = parse_lab_comment(comment_class)
     _reviewer(session, reviewer_id)
-    _prediction(session, prediction_id)
+    prediction = _prediction(session, prediction_id)
     if lab_confirmation_of(session, prediction_id) is not None:
         raise AlreadyConfirmedError(f"prediction {prediction_id} already has a lab value")
+    segments = prediction.interval_segments
     row = LabConfirmation(prediction_id=prediction_id, k_value=value, lab_time=when, itemid=item,
-                          comment_class=comment, confirmed_by=reviewer_id)
+                          comment_class=comment, confirmed_by=reviewer_id,
+                          in_prediction_set=None if segments is None else in_segments(value, segments))
     session.add(row)
     session.flush()
     record_audit(session, key_actor(reviewer_id), "lab.confirm", f"prediction:{prediction_id}",

@@ -8,8 +8,8 @@ For the dashboard's tests and benchmark, and for a demo database with something 
   not a model: it can be registered, not served) for a model whose estimates shrink toward the mean.
 - :func:`seed_traffic` draws the true K+ of each request from a clinic-like mixture (mostly normal, some
   hypo- and hyperkalemia); the estimate shrinks toward the mean and adds noise (what a plain regression
-  model does); intervals are ``estimate ± z·noise_sd``; flags, critical marks and shot regions follow the
-  model card as in the service. Rows go in through bulk inserts, not through the API, so no audit events
+  model does); prediction sets and probabilities come from the card's label-conditional calibration, and flags,
+  critical marks and shot regions follow the model card, as in the service. Rows go in through bulk inserts, not through the API, so no audit events
   are written: throwaway databases only.
 """
 
@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from scipy import stats
 from sqlalchemy.orm import Session
 
 from ecg_k.clinical import Thresholds, interpretation_code, is_critical, reported_value
+from ecg_k.conformal import ConformalCalibration, PredictionSet, calibrate_predictions, in_segments
 from ecg_k.data.store import sha256_file, write_json_atomic, write_parquet_atomic
 from ecg_k.db.ecg_store import EcgStore, store_ecg
 from ecg_k.db.models import LabConfirmation, ModelVersion, Prediction
 from ecg_k.leads import MIMIC_LEAD_ORDER
 from ecg_k.metrics import ESTIMATE_RANGE, LABEL_STEP, ShotRegions, evaluate_predictions, shot_regions
+from ecg_k.model_card import CARD_FORMAT
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
 
@@ -65,8 +66,9 @@ def write_synthetic_run(run: Path, method: str, *, shrink: float = SHRINK, noise
     """Write an evaluated synthetic run to ``run`` and return its ``model_card.json``.
 
     Training labels come from the clinic mixture (the same for every ``seed``: one dataset, several
-    models); val and test are balanced, ``per_bin`` labels per 0.1 bin over :data:`TEST_BINS`. The metrics
-    are ``ecg_k.metrics.evaluate_predictions`` of the estimates, so the card holds real-format numbers.
+    models); val, cal and test are balanced, ``per_bin`` labels per 0.1 bin over :data:`TEST_BINS`. The
+    metrics are ``ecg_k.metrics.evaluate_predictions`` of the estimates and the card's intervals the
+    calibration of the ``cal`` estimates, so the card holds real-format numbers.
     """
     if not 0 < shrink <= 1 or noise_sd <= 0 or n_train < 1 or per_bin < 1:
         raise ValueError("need 0 < shrink <= 1, noise_sd > 0, n_train >= 1 and per_bin >= 1")
@@ -75,8 +77,10 @@ def write_synthetic_run(run: Path, method: str, *, shrink: float = SHRINK, noise
     balanced = np.repeat(np.arange(TEST_BINS[0], TEST_BINS[1] + 1) * LABEL_STEP, per_bin).round(1)
     predictions = pd.concat([pd.DataFrame({"split": split, "y": balanced,
                                            "y_hat": _estimates(rng, balanced, shrink, noise_sd)})
-                             for split in ("val", "test")], ignore_index=True)
+                             for split in ("val", "cal", "test")], ignore_index=True)
     metrics = evaluate_predictions(predictions, train_labels, method, n_boot=n_boot, seed=seed)
+    regions, thresholds = shot_regions(train_labels), Thresholds()
+    calibration = calibrate_predictions(predictions, train_labels, regions, thresholds)
     run.mkdir(parents=True, exist_ok=True)
     onnx = run / "model.onnx"
     onnx.write_bytes(f"synthetic stand-in for {method} (seed {seed}), not an ONNX model".encode())
@@ -84,9 +88,10 @@ def write_synthetic_run(run: Path, method: str, *, shrink: float = SHRINK, noise
     write_json_atomic(run / "metrics.json", metrics)
     labels, counts = np.unique(train_labels, return_counts=True)
     card = {
-        "format": "ecg-k-model-card/1", "name": SYNTHETIC_MODEL_NAME, "version": f"{method}-seed{seed}",
-        "method": method, "synthetic": True, "thresholds": Thresholds().model_dump(),
-        "shot_rule": metrics["shot_rule"], "shot_regions": shot_regions(train_labels).to_dict(),
+        "format": CARD_FORMAT, "name": SYNTHETIC_MODEL_NAME, "version": f"{method}-seed{seed}",
+        "method": method, "synthetic": True, "thresholds": thresholds.model_dump(),
+        "shot_rule": metrics["shot_rule"], "shot_regions": regions.to_dict(),
+        "prediction_intervals": calibration.model_dump(mode="json"),
         "metrics": {split: metrics[split] for split in ("test", "val")},
         "onnx": {"file": onnx.name, "sha256": sha256_file(onnx)},
         "training_data": {"label_histogram_train": {f"{k:.1f}": int(c) for k, c in zip(labels, counts,
@@ -158,7 +163,6 @@ def seed_traffic(
 
     k = _true_k(rng, n_predictions)
     estimate = _estimates(rng, k, SHRINK, noise_sd)
-    half_width = float(stats.norm.ppf(0.5 + coverage / 2)) * noise_sd
     created = end - timedelta(days=days) * rng.uniform(0, 1, n_predictions)
     which_model = rng.integers(0, len(models), n_predictions)
     which_ecg = np.abs(k[:, None] - ecg_ks[None, :]).argmin(axis=1)
@@ -168,17 +172,24 @@ def seed_traffic(
         assert model is not None
         regions = ShotRegions.from_dict(model.card["shot_regions"])
         thresholds = Thresholds(**model.card.get("thresholds", {}))
+        calibration = ConformalCalibration.model_validate(model.card["prediction_intervals"])
         mine = np.flatnonzero(which_model == index)
         region_of = regions.region_of_estimates(estimate[mine])
+        inside = calibration.membership(estimate[mine], coverage)
+        p_hyper = calibration.probability("hyper", estimate[mine])
+        p_hypo = calibration.probability("hypo", estimate[mine])
         quality = {"fs": 500.0, "n_samples": 5000, "leads": list(MIMIC_LEAD_ORDER),
                    "preprocessing_digest": model.preprocessing_digest}
-        for i, region in zip(mine, region_of, strict=True):
+        for j, (i, region) in enumerate(zip(mine, region_of, strict=True)):
             value = reported_value(estimate[i])
+            prediction = PredictionSet.from_membership(inside[j], coverage, calibration.method)
             rows.append({
                 "id": ids[i], "model_version_id": model.id, "model_status": model.status,
                 "ecg_sha256": addresses[which_ecg[i]], "k_estimate": float(estimate[i]),
-                "interval_low": float(estimate[i] - half_width),
-                "interval_high": float(estimate[i] + half_width),
+                "interval_low": prediction.low, "interval_high": prediction.high,
+                "interval_segments": [list(segment) for segment in prediction.segments],
+                "interval_coverage": coverage, "interval_method": prediction.method,
+                "p_hyper": float(p_hyper[j]), "p_hypo": float(p_hypo[j]),
                 "flag": interpretation_code(value, thresholds), "critical": is_critical(value, thresholds),
                 "shot_region": str(region), "quality": quality,
                 "patient_id": f"synthetic-{rng.integers(0, n_predictions // 3 + 1)}",
@@ -186,12 +197,14 @@ def seed_traffic(
                 "created_at": created[i],
             })
     _bulk_insert(session, Prediction, rows)
+    segments_of = {row["id"]: row["interval_segments"] for row in rows}
 
     confirmed = np.flatnonzero(rng.uniform(0, 1, n_predictions) < lab_fraction)
     labs = []
     for i in confirmed:
         lab_time = created[i] + timedelta(minutes=float(rng.uniform(5, 60)))
-        labs.append({"prediction_id": ids[i], "k_value": round(float(k[i]), 1),
+        lab = round(float(k[i]), 1)
+        labs.append({"prediction_id": ids[i], "k_value": lab, "in_prediction_set": in_segments(lab, segments_of[ids[i]]),
                      "lab_time": lab_time, "itemid": SERUM_ITEMID, "confirmed_by": reviewer_id,
                      "created_at": lab_time + timedelta(minutes=10)})
     _bulk_insert(session, LabConfirmation, labs)

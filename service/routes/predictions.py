@@ -25,7 +25,7 @@ from ecg_k.db.ecg_store import record_ecg
 from ecg_k.db.models import Flag as DbFlag
 from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion, utcnow
 from ecg_k.db.session import session_scope
-from ecg_k.model_card import RELIABILITY_NOTES, prediction_interval, shot_region_of_estimate
+from ecg_k.model_card import RELIABILITY_NOTES, event_probabilities, prediction_set, shot_region_of_estimate
 from ecg_k.quality import QualityError, SkipReason, check_finite
 from service.audit import AuditScope, audit_failures, audited, commit_audited, request_id_of
 from service.auth import Caller, Client
@@ -41,6 +41,7 @@ from service.schemas import (
     Interval,
     ModelRef,
     PredictionOut,
+    Probabilities,
     Unusable,
     UnusableResponse,
     UtcTime,
@@ -71,7 +72,10 @@ def prediction_out(row: Prediction, runtime: Runtime) -> PredictionOut:
     return PredictionOut(
         id=row.id, request_id=row.request_id, k_estimate=value,
         interval=Interval(low=round(row.interval_low, 2), high=round(row.interval_high, 2),
-                          coverage=runtime.settings.interval_coverage),
+                          segments=None if row.interval_segments is None else [
+                              (low, high) for low, high in row.interval_segments],
+                          coverage=row.interval_coverage, method=row.interval_method),
+        probabilities=Probabilities(hyperkalemia=row.p_hyper, hypokalemia=row.p_hypo),
         flag=flag(value, card.thresholds), interpretation=row.flag.value,
         critical=row.critical, shot_region=region, reliability_note=RELIABILITY_NOTES[region],
         model=ModelRef(name=version.name, version=version.version, sha256=version.sha256,
@@ -128,11 +132,15 @@ def _prediction_values(runtime: Runtime, item: Scored, version: ModelVersion, sh
     """The ``predictions`` row of a scored ECG whose blob is stored under ``sha256``."""
     card = runtime.model.card
     value = reported_value(item.estimate)
-    low, high = prediction_interval(card, item.estimate, runtime.settings.interval_coverage)
+    coverage = runtime.settings.interval_coverage
+    prediction = prediction_set(card, item.estimate, coverage)
+    p_hyper, p_hypo = event_probabilities(card, item.estimate)
     return {
         "id": uuid.uuid4(), "model_version_id": version.id, "model_status": version.status,
         "api_key_id": principal.key_id, "ecg_sha256": sha256, "request_id": request_id_of(request),
-        "k_estimate": item.estimate, "interval_low": low, "interval_high": high,
+        "k_estimate": item.estimate, "interval_low": prediction.low, "interval_high": prediction.high,
+        "interval_segments": [list(segment) for segment in prediction.segments], "interval_coverage": coverage,
+        "interval_method": prediction.method, "p_hyper": p_hyper, "p_hypo": p_hypo,
         "flag": DbFlag(interpretation_code(value, card.thresholds)), "critical": is_critical(value, card.thresholds),
         "shot_region": ShotRegion(shot_region_of_estimate(card, item.estimate)),
         "quality": {"fs": item.fs, "n_samples": int(item.signal.shape[1]), "leads": item.lead_names,

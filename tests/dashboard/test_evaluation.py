@@ -15,6 +15,7 @@ from dashboard.evaluation import (
     Evaluation,
     clinical_summary,
     clinical_table,
+    coverage_table,
     distributions,
     list_models,
     load_evaluation,
@@ -22,6 +23,7 @@ from dashboard.evaluation import (
     region_comparison,
     region_spans,
     region_table,
+    reliability_table,
     scatter_points,
     sorted_errors,
 )
@@ -60,6 +62,25 @@ def test_evaluation_holds_the_card_and_the_runs_predictions(seeded: Seeded) -> N
     saved = pd.read_parquet(seeded.runs["dist"] / "predictions.parquet")
     np.testing.assert_array_equal(y_hat, saved.loc[saved["split"] == "test", "y_hat"].to_numpy())
     assert y.size == card["metrics"]["test"]["overall"]["n"] == 1120
+
+
+def test_coverage_and_reliability_of_the_cards_prediction_sets(seeded: Seeded) -> None:
+    evaluation = _load(seeded, seeded.champion_id)
+    assert evaluation.calibration is not None and evaluation.calibration.calibration_split == "cal"
+    table = coverage_table({"dist": evaluation}, "test", 0.9, n_boot=20).set_index("region")
+    y, y_hat = evaluation.predictions_of("test")
+    inside = evaluation.calibration.membership(y_hat, 0.9)
+    covered = inside[np.arange(y.size), np.rint(y * 10).astype(int) - 15]
+    for region, mask in {"overall": y > 0, "hypo": y <= 3.5, "normal": (y > 3.5) & (y < 5.5),
+                         "hyper": y >= 5.5}.items():
+        assert table.loc[region, "n"] == mask.sum()
+        assert table.loc[region, "coverage"] == pytest.approx(covered[mask].mean())
+        assert table.loc[region, "ci_low"] <= table.loc[region, "coverage"] <= table.loc[region, "ci_high"]
+    assert table.loc[["hypo", "normal", "hyper"], "coverage"].min() >= 0.8  # label-conditional on 1120 cal pairs
+    rows = reliability_table({"dist": evaluation}, "test")
+    assert set(rows["event"]) == {"P(K⁺ ≥ 5.5)", "P(K⁺ ≤ 3.5)"}
+    assert rows.groupby("event")["n"].sum().tolist() == [y.size, y.size]
+    assert rows[["predicted", "observed"]].stack().between(0, 1).all()
 
 
 def test_region_table_and_comparison_show_the_card_numbers(seeded: Seeded) -> None:

@@ -13,6 +13,7 @@ from scipy import stats
 
 from dashboard import monitoring
 from dashboard.monitoring import Window
+from ecg_k.conformal import in_segments
 from ecg_k.db.models import LabConfirmation, Prediction
 from ecg_k.db.session import session_scope
 from ecg_k.metrics import ShotRegions
@@ -28,6 +29,7 @@ def _rows(seeded: Seeded) -> pd.DataFrame:
         return pd.DataFrame([{
             "model_id": p.model_version_id, "created": p.created_at, "flag": p.flag.value if p.flag else "unable",
             "critical": p.critical, "k": p.k_estimate, "low": p.interval_low, "high": p.interval_high,
+            "segments": p.interval_segments,
             "lab": labs.get(p.id, np.nan)} for p in session.scalars(sa.select(Prediction))])
 
 
@@ -112,16 +114,20 @@ def test_lab_confirmed_error_and_coverage_by_region_of_the_lab_value(seeded_db: 
     table = monitoring.confirmed_by_region(confirmed[confirmed["model_id"] == seeded_db.champion_id], regions)
     labelled = _inside(rows, window).dropna(subset=["lab"])
     labelled = labelled[labelled["model_id"] == seeded_db.champion_id]
-    labelled = labelled.assign(region=regions.region_of(labelled["lab"].to_numpy()))
+    labs = labelled["lab"].to_numpy()
+    labelled = labelled.assign(region=regions.region_of(labs),
+                               clinical=np.where(labs <= 3.5, "hypo", np.where(labs >= 5.5, "hyper", "normal")))
     table = table.set_index("region")
     assert table.loc["overall", "n"] == len(labelled) > 20
-    for region in ("overall", "many", "median", "few"):
-        part = labelled if region == "overall" else labelled[labelled["region"] == region]
+    assert table.loc["hypo", "n"] + table.loc["normal", "n"] + table.loc["hyper", "n"] == len(labelled)
+    for region in ("overall", "hypo", "normal", "hyper", "many", "median", "few"):
+        column = "clinical" if region in ("hypo", "normal", "hyper") else "region"
+        part = labelled if region == "overall" else labelled[labelled[column] == region]
         assert table.loc[region, "n"] == len(part)
         assert table.loc[region, "mae"] == pytest.approx((part["k"] - part["lab"]).abs().mean(), rel=1e-9)
         assert table.loc[region, "bias"] == pytest.approx((part["k"] - part["lab"]).mean(), rel=1e-9)
-        covered = ((part["lab"] >= part["low"]) & (part["lab"] <= part["high"])).mean()
-        assert table.loc[region, "coverage"] == pytest.approx(covered)
+        covered = [in_segments(lab, segments) for lab, segments in zip(part["lab"], part["segments"], strict=True)]
+        assert table.loc[region, "coverage"] == pytest.approx(np.mean(covered))
 
 
 def test_drift_against_the_training_labels(seeded_db: Seeded) -> None:

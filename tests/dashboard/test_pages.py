@@ -56,8 +56,12 @@ def test_audit_page_shows_both_models_numbers(dashboard_env: Seeded) -> None:
     assert regions.loc["few", "MAE vanilla-seed1 (challenger)"] == vanilla["test"]["few"]["mae"]
     assert regions.loc["bMAE", "MAE dist-seed2 (champion)"] == dist["test"]["bmae"]
     assert regions.loc["overall", "n"] == 1120
-    assert len(app.get("vega_lite_chart")) == 9  # regions, 2 per-bin, 2 histograms, sorted, 2 scatter, clinical
-    clinical = app.dataframe[-1].value
+    # regions, 2 per-bin, 2 histograms, sorted, 2 scatter, clinical, set coverage, reliability
+    assert len(app.get("vega_lite_chart")) == 11
+    coverage = app.dataframe[-1].value.set_index(["model", "region"])
+    assert {"hypo", "normal", "hyper", "few"} <= set(coverage.index.get_level_values("region"))
+    assert coverage.loc[("dist-seed2 (champion)", "overall"), "n"] == 1120
+    clinical = app.dataframe[-2].value
     assert list(clinical["rule"]) == ["K >= 5.5", "K >= 5.5", "K <= 3.5", "K <= 3.5"]
     assert clinical.iloc[0]["sensitivity"].startswith(f"{dist['test']['hyper']['sensitivity']:.2f} [")
 
@@ -67,12 +71,12 @@ def test_audit_page_shows_both_models_numbers(dashboard_env: Seeded) -> None:
     sorted_summary = app.dataframe[3].value
     assert sorted_summary.loc["dist-seed2 (champion)", "n"] == dist["val"]["many"]["n"]
     app.toggle[0].set_value(True).run()
-    assert len(app.dataframe[-1].value) == 12  # six cut-offs, two models
+    assert len(app.dataframe[-2].value) == 12  # six cut-offs, two models
 
     app.selectbox[1].select_index(0).run()  # "nothing"
     assert not app.exception
     assert list(app.dataframe[0].value.columns) == ["n", "MAE dist-seed2 (champion)", "GM dist-seed2 (champion)"]
-    assert len(app.get("vega_lite_chart")) == 6
+    assert len(app.get("vega_lite_chart")) == 8
 
 
 def test_audit_page_without_models_says_how_to_register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

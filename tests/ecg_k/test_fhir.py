@@ -22,7 +22,7 @@ from ecg_k.fhir import (
     observation_for_prediction,
     provenance_for_observation,
 )
-from ecg_k.model_card import ModelCard, prediction_interval
+from ecg_k.model_card import ModelCard, event_probabilities, prediction_set
 
 ECG_SHA = "ab" * 32
 ECG_TIME = datetime(2180, 3, 4, 10, 15, tzinfo=timezone(timedelta(hours=-5)))
@@ -44,7 +44,9 @@ def _observation(card: ModelCard, estimate: float = 4.237, **overrides: Any) -> 
         "ecg_reference": "DocumentReference/ecg-7",
     } | overrides
     if "interval" not in arguments:
-        arguments["interval"] = prediction_interval(card, estimate, 0.9)
+        prediction = prediction_set(card, estimate, 0.9)
+        arguments |= {"interval": (prediction.low, prediction.high), "segments": list(prediction.segments),
+                      "method": prediction.method, "probabilities": event_probabilities(card, estimate)}
     return observation_for_prediction(**arguments)
 
 
@@ -72,11 +74,17 @@ def test_observation_carries_every_element(card: ModelCard) -> None:
     assert obs["interpretation"] == [
         {"coding": [{"system": INTERPRETATION, "code": "N", "display": "Normal"}]}
     ]
+    # The normal range agrees with the flags: 3.5 is L and 5.5 is H, and FHIR ranges include their ends.
     (reference_range,) = obs["referenceRange"]
-    assert reference_range["low"] == {"value": 3.5, **QUANTITY}
-    assert reference_range["high"] == {"value": 5.5, **QUANTITY}
+    assert reference_range["low"] == {"value": 3.51, **QUANTITY}
+    assert reference_range["high"] == {"value": 5.49, **QUANTITY}
+    assert reference_range["type"]["coding"][0]["code"] == "normal"
     assert "<= 3.5" in reference_range["text"] and ">= 5.5" in reference_range["text"]
     assert "inclusive" in reference_range["text"]
+    assert "critical below 2.5 (LL) and above 6.5 (HH)" in obs["note"][0]["text"]
+    assert obs["category"] == [{"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "procedure",
+        "display": "Procedure"}]}]
     assert obs["meta"]["security"] == [{
         "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
         "code": "AIAST",
@@ -96,14 +104,20 @@ def test_observation_carries_every_element(card: ModelCard) -> None:
     assert source["reference"] == "DocumentReference/ecg-7"
 
     (confidence,) = obs["extension"]
-    low, high = prediction_interval(card, 4.237, 0.9)
-    assert confidence["url"] == AICONFIDENCE_URL
-    assert confidence["valueRange"] == {"low": {"value": round(low, 2), **QUANTITY},
-                                        "high": {"value": round(high, 2), **QUANTITY}}
+    prediction = prediction_set(card, 4.237, 0.9)
+    hull = {"low": {"value": prediction.low, **QUANTITY}, "high": {"value": prediction.high, **QUANTITY}}
+    assert confidence["url"] == AICONFIDENCE_URL and confidence["valueRange"] == hull
+    components = {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
+    assert components["hull"]["valueRange"] == hull and "90% prediction set" in components["hull"]["code"]["text"]
+    p_hyper, p_hypo = event_probabilities(card, 4.237)
+    assert components["p-hyperkalemia"]["valueQuantity"]["value"] == round(p_hyper, 3)
+    assert components["p-hypokalemia"]["valueQuantity"]["value"] == round(p_hypo, 3)
+    assert "K+ >= 5.5" in components["p-hyperkalemia"]["code"]["text"]
     assert obs["subject"] == {"identifier": {"system": "urn:ecg-k:subject-key", "value": "sk_3f9a1c"}}
     assert datetime.fromisoformat(obs["effectiveDateTime"]) == ECG_TIME
     assert datetime.fromisoformat(obs["issued"]) == ISSUED
-    assert "90% prediction interval" in obs["note"][0]["text"] and card.version in obs["note"][0]["text"]
+    assert "90% prediction set (mondrian-label-conditional" in obs["note"][0]["text"]
+    assert card.version in obs["note"][0]["text"]
 
 
 @pytest.mark.parametrize(
@@ -120,8 +134,10 @@ def test_interpretation_matches_the_reported_value(
 
 
 def test_optional_elements(card: ModelCard) -> None:
-    obs = _observation(card, ecg_time=None, ecg_reference=None)
+    obs = _observation(card, ecg_time=None, ecg_reference=None, subject_key=None)
+    Observation.model_validate(obs)
     assert "effectiveDateTime" not in obs
+    assert "subject" not in obs  # never a shared "unknown" patient
     (source,) = obs["derivedFrom"]
     assert "reference" not in source and source["identifier"]["value"] == ECG_SHA
 
@@ -145,6 +161,7 @@ def test_every_contained_resource_is_referenced(card: ModelCard) -> None:
         ({"interval": (5.0, 4.0)}, "low <= high"),
         ({"interval": (float("nan"), 4.0)}, "finite"),
         ({"coverage": 90}, "coverage must lie in"),
+        ({"probabilities": (1.2, 0.0)}, "probability must lie in"),
         ({"observation_id": "pred/1"}, "observation_id must be a FHIR id"),
         ({"estimate": float("nan")}, "finite"),
     ],
@@ -152,6 +169,13 @@ def test_every_contained_resource_is_referenced(card: ModelCard) -> None:
 def test_observation_inputs_are_validated(card: ModelCard, overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _observation(card, **({"interval": (3.0, 5.0)} | overrides))
+
+
+def test_non_contiguous_set_is_carried_segment_by_segment(card: ModelCard) -> None:
+    obs = _observation(card, interval=(3.0, 6.2), segments=[(3.0, 4.1), (5.5, 6.2)], method="m")
+    segments = [c["valueRange"] for c in obs["component"] if c["code"]["coding"][0]["code"] == "segment"]
+    assert [(r["low"]["value"], r["high"]["value"]) for r in segments] == [(3.0, 4.1), (5.5, 6.2)]
+    assert "3.0-4.1, 5.5-6.2 mmol/L" in obs["note"][0]["text"]
 
 
 def test_provenance_names_target_ai_device_and_model_card(card: ModelCard) -> None:

@@ -17,9 +17,9 @@ from ecg_k.model_card import (
     ModelCard,
     ModelCardError,
     load_model_card,
-    min_calibration_samples,
+    event_probabilities,
     parse_model_card,
-    prediction_interval,
+    prediction_set,
     shot_region_of_estimate,
 )
 
@@ -70,45 +70,41 @@ def test_reliability_notes() -> None:
     assert "few training ECGs" in RELIABILITY_NOTES["few"] and "caution" in RELIABILITY_NOTES["few"]
 
 
-@pytest.mark.parametrize(("coverage", "n"), [(0.8, 9), (0.9, 19), (0.95, 39)])
-def test_min_calibration_samples(coverage: float, n: int) -> None:
-    assert min_calibration_samples(coverage) == n
+def test_card_holds_the_calibration_and_the_gate(card: ModelCard, raw: dict[str, Any]) -> None:
+    intervals = card.prediction_intervals
+    assert intervals.method == raw["prediction_intervals"]["method"] == "mondrian-label-conditional-split-conformal"
+    # the toy dataset has no `cal` split: the fallback to `val` is recorded in the card
+    assert intervals.calibration_split == "val" and "no `cal` split" in intervals.note
+    assert intervals.n_calibration == 64
+    assert {r.name for r in intervals.regions} == {"hypo", "normal", "hyper", "many", "median", "few"}
+    assert sum(r.n for r in intervals.regions if r.partition == "clinical") == 64
+    assert card.signal_quality.method == raw["signal_quality"]["method"]
 
 
-def test_interval_uses_the_region_of_the_estimate(card: ModelCard, raw: dict[str, Any]) -> None:
-    groups = raw["prediction_intervals"]["regions"]
-    region = max(("many", "median", "few"), key=lambda name: groups[name]["n"])
-    assert groups[region]["n"] >= 19, "the toy val split should fill at least one region"
-    estimate = raw["shot_regions"]["bins"][region][0] + 0.01
-    q = groups[region]["quantiles"]
-    assert prediction_interval(card, estimate) == pytest.approx((estimate + q["0.05"], estimate + q["0.95"]))
-    assert prediction_interval(card, estimate, 0.8) == pytest.approx(
-        (estimate + q["0.1"], estimate + q["0.9"])
-    )
-    widths = [np.diff(prediction_interval(card, estimate, c))[0] for c in (0.8, 0.9, 0.95)]
-    assert widths == sorted(widths)
+def test_prediction_set_holds_the_estimate_and_widens_with_coverage(card: ModelCard) -> None:
+    sets = [prediction_set(card, 4.23, c) for c in (0.8, 0.9, 0.95)]
+    for p in sets:
+        assert p.low <= 4.2 <= p.high and p.method == card.prediction_intervals.method
+    sizes = [sum(b - a for a, b in p.segments) for p in sets]
+    assert sizes == sorted(sizes)
+    hyper, hypo = event_probabilities(card, 4.23)
+    assert 0 <= hyper <= 1 and 0 <= hypo <= 1
+    assert event_probabilities(card, 7.5)[0] >= hyper and event_probabilities(card, 2.5)[1] >= hypo
 
 
-@pytest.mark.parametrize(("n", "uses_region"), [(0, False), (2, False), (18, False), (19, True)])
-def test_interval_falls_back_to_overall_below_19_region_samples(
-    raw: dict[str, Any], n: int, uses_region: bool
-) -> None:
-    overall = raw["prediction_intervals"]["regions"]["overall"]["quantiles"]
-    region = {"n": n, "quantiles": None if n == 0 else {q: -2.0 for q in overall}}
-    card = parse_model_card(_edited(raw, "prediction_intervals.regions.few", region))
-    estimate = 9.0  # a zero-shot bin: few
-    assert shot_region_of_estimate(card, estimate) == "few"
-    expected = (7.0, 7.0) if uses_region else (estimate + overall["0.05"], estimate + overall["0.95"])
-    assert prediction_interval(card, estimate) == pytest.approx(expected)
+def test_calibration_from_other_shot_regions_is_refused(raw: dict[str, Any]) -> None:
+    edited = copy.deepcopy(raw)
+    regions = {r["name"]: r for r in edited["prediction_intervals"]["regions"]}
+    regions["many"]["bins"], regions["few"]["bins"] = regions["few"]["bins"], regions["many"]["bins"]
+    with pytest.raises(ModelCardError, match="shot bins differ from the card's shot_regions"):
+        parse_model_card(edited)
 
 
-def test_interval_errors(card: ModelCard) -> None:
-    with pytest.raises(ValueError, match=r"no 0.5 interval; available: \[0.95, 0.9, 0.8\]"):
-        prediction_interval(card, 4.2, coverage=0.5)
-    with pytest.raises(ValueError, match="coverage must lie in"):
-        prediction_interval(card, 4.2, coverage=1.0)
+def test_prediction_set_errors(card: ModelCard) -> None:
+    with pytest.raises(ValueError, match=r"no 0.5 interval; available: \[0.8, 0.9, 0.95\]"):
+        prediction_set(card, 4.2, coverage=0.5)
     with pytest.raises(ValueError, match="finite"):
-        prediction_interval(card, float("nan"))
+        prediction_set(card, float("nan"))
 
 
 @pytest.mark.parametrize(
@@ -116,14 +112,15 @@ def test_interval_errors(card: ModelCard) -> None:
     [
         ("input", ..., r"input: Field required"),
         ("onnx.sha256", "abc", r"onnx.sha256: String should match pattern"),
-        ("format", "other/1", r"format: Input should be 'ecg-k-model-card/1'"),
+        ("format", "ecg-k-model-card/1", r"format: Input should be 'ecg-k-model-card/2'"),
         ("input.leads", ["II"], r"does not fit|does not match the preprocessing"),
         ("preprocessing.filter_order", 2, r"not the digest .* would preprocess differently"),
         ("preprocessing_digest", "0" * 64, r"not the digest"),
         ("shot_regions.many", 0.9, r"saved bins .* differs"),
         ("shot_regions.train_counts", ..., r"shot_regions: .*missing key 'train_counts'"),
-        ("prediction_intervals.regions.overall.quantiles", None, r"quantiles must be given exactly when n"),
-        ("prediction_intervals.regions.few", ..., r"missing group\(s\) \['few'\]"),
+        ("prediction_intervals.regions", [], r"prediction_intervals.regions: .*at least 1"),
+        ("prediction_intervals.coverages", [0.5], r"holds coverages"),
+        ("signal_quality", ..., r"signal_quality: Field required"),
         ("thresholds.hypokalemia", 6.0, r"critical_low < hypokalemia"),
     ],
 )

@@ -23,6 +23,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/predictions/batch"): frozenset({"client"}),
     ("GET", "/v1/predictions/{prediction_id}"): ANY_ROLE,
     ("GET", "/v1/predictions/{prediction_id}/fhir"): ANY_ROLE,
+    ("GET", "/v1/predictions/{prediction_id}/fhir/provenance"): ANY_ROLE,
     ("POST", "/v1/predictions/{prediction_id}/lab"): frozenset({"reviewer"}),
     ("POST", "/v1/predictions/{prediction_id}/reviews"): frozenset({"reviewer"}),
     ("GET", "/v1/models"): ANY_ROLE,
@@ -97,7 +98,7 @@ def test_admitted_roles_are_not_refused(service: Service, prediction_id: str, op
         assert response.status_code < 500, (role, response.text)
 
 
-@pytest.mark.parametrize("suffix", ["", "/fhir"])
+@pytest.mark.parametrize("suffix", ["", "/fhir", "/fhir/provenance"])
 def test_a_client_cannot_read_another_clients_prediction(service: Service, prediction_id: str, suffix: str) -> None:
     with service.client("other_client") as other:
         assert other.get(f"/v1/predictions/{prediction_id}{suffix}").status_code == 404  # not even confirmed

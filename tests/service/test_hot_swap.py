@@ -26,8 +26,10 @@ from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import ModelVersion, Prediction
 from ecg_k.db.registry import get_champion, promote, register_model
 from ecg_k.db.session import session_scope
+from ecg_k.leads import MIMIC_LEAD_ORDER
+from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
+from ecg_k.synth.params import SynthParams
 from tests.service.conftest import REPO_ROOT, Service, start_service, stop_service
-from tests.training.conftest import _signals
 
 POLL_S = "0.2"
 SWAP_TIMEOUT_S = 30.0
@@ -36,11 +38,17 @@ FAST_LIMITS = {"ECGK_RATE_LIMIT_BURST": "100000", "ECGK_RATE_LIMIT_PER_S": "1000
 
 
 def toy_payloads(labels: np.ndarray, seed: int = 0) -> list[dict[str, object]]:
-    """Lead-I ECGs in mV whose tone carries K+ (the toy training signal), one per label, with subject keys."""
-    signals = _signals(np.random.default_rng(seed), labels.astype(np.float32))
-    return [{"sampling_rate": 500, "leads": {"I": np.round(signal[0].astype(np.float64), 4).tolist()},
-             "patient_id": f"p-{i}", "ecg_time": (ECG_TIME + timedelta(hours=i)).isoformat()}
-            for i, signal in enumerate(signals)]
+    """Realistic synthetic lead-I ECGs in mV (:mod:`ecg_k.synth`, so they pass the signal-quality gate) at each
+    label's K+, with subject keys."""
+    rng = np.random.default_rng(seed)
+    params = SynthParams()
+    lead_i = MIMIC_LEAD_ORDER.index("I")
+    payloads: list[dict[str, object]] = []
+    for i, k in enumerate(labels):
+        ecg = simulate_ecg(draw_subject(rng, params.morphology), float(k), rng, params)
+        payloads.append({"sampling_rate": params.fs, "leads": {"I": np.round(ecg.signal[lead_i], 4).tolist()},
+                         "patient_id": f"p-{i}", "ecg_time": (ECG_TIME + timedelta(hours=i)).isoformat()})
+    return payloads
 
 
 def champion_database(folder: Path, card_path: Path) -> str:

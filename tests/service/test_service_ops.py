@@ -61,7 +61,8 @@ def test_logs_hold_no_patient_identifiers_or_signal_values(service: Service, raw
 def test_openapi_documents_examples(service: Service) -> None:
     schema = httpx.get(f"{service.base_url}/openapi.json").json()
     assert {"/v1/predictions", "/v1/predictions/wfdb", "/v1/predictions/batch", "/v1/predictions/{prediction_id}",
-            "/v1/predictions/{prediction_id}/fhir", "/v1/predictions/{prediction_id}/lab", "/v1/models",
+            "/v1/predictions/{prediction_id}/fhir", "/v1/predictions/{prediction_id}/fhir/provenance",
+            "/v1/predictions/{prediction_id}/lab", "/v1/models",
             "/health/live", "/health/ready", "/metrics"} <= set(schema["paths"])
     assert schema["components"]["schemas"]["EcgIn"]["examples"]
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"

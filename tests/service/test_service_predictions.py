@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.provenance import Provenance
 
 from ecg_k.clinical import flag, interpretation_code, reported_value
 from ecg_k.db.models import EcgRecord, LabConfirmation, Prediction
 from ecg_k.db.session import session_scope
 from ecg_k.inference import OnnxModel
+from ecg_k.model_card import event_probabilities, prediction_set
 from tests.service.conftest import RawEcg, Service
 
 
@@ -47,8 +49,15 @@ def test_estimate_matches_onnxruntime_and_torch(service: Service, raw_ecg: RawEc
     value = reported_value(expected)
     assert body["k_estimate"] == value
     assert body["flag"] == flag(value).value and body["interpretation"] == interpretation_code(value)
-    assert body["interval"]["low"] <= body["k_estimate"] <= body["interval"]["high"]
-    assert body["interval"]["coverage"] == 0.9
+    interval = body["interval"]
+    assert interval["low"] <= round(body["k_estimate"], 1) <= interval["high"]
+    assert interval["coverage"] == 0.9 and interval["method"] == model.card.prediction_intervals.method
+    expected_set = prediction_set(model.card, expected, 0.9)
+    assert [tuple(s) for s in interval["segments"]] == list(expected_set.segments)
+    assert (interval["low"], interval["high"]) == (expected_set.low, expected_set.high)
+    p_hyper, p_hypo = event_probabilities(model.card, expected)
+    assert body["probabilities"] == {"hyperkalemia": pytest.approx(p_hyper), "hypokalemia": pytest.approx(p_hypo)}
+    assert (row.p_hyper, row.p_hypo, row.interval_coverage) == (pytest.approx(p_hyper), pytest.approx(p_hypo), 0.9)
     assert body["shot_region"] in ("many", "median", "few") and body["reliability_note"]
     assert body["model"]["name"] == model.card.name and body["model"]["version"] == model.version
     assert body["request_id"] == response.headers["X-Request-Id"]
@@ -92,6 +101,44 @@ def test_fhir_observation_validates(service: Service, raw_ecg: RawEcg) -> None:
     assert observation.interpretation[0].coding[0].code == created["interpretation"]
     assert observation.meta.security[0].code == "AIAST"
     assert observation.subject.identifier.value == "pseudo-2"
+    assert observation.category[0].coding[0].code == "procedure"
+    assert {c.code.coding[0].code for c in observation.component} >= {"hull", "p-hyperkalemia", "p-hypokalemia"}
+
+
+def test_fhir_without_patient_has_no_subject_and_provenance_is_served(service: Service, raw_ecg: RawEcg) -> None:
+    with service.client("client") as client:
+        created = client.post("/v1/predictions", json=raw_ecg.payload()).json()
+        observation = client.get(f"/v1/predictions/{created['id']}/fhir").json()
+        response = client.get(f"/v1/predictions/{created['id']}/fhir/provenance")
+    assert "subject" not in observation
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/fhir+json")
+    provenance = Provenance.model_validate(response.json())
+    assert provenance.target[0].reference == f"Observation/{created['id']}"
+    assert [e.action for e in service.audit_events(response.headers["X-Request-Id"])] == [
+        "prediction.fhir_provenance"]
+
+
+NON_ECGS = {
+    "white noise": lambda t, rng: rng.normal(0, 1, t.size),
+    "50 Hz hum": lambda t, rng: np.sin(2 * np.pi * 50 * t) + 0.01 * rng.normal(0, 1, t.size),
+    "1 Hz sine": lambda t, rng: np.sin(2 * np.pi * t),
+    "sawtooth": lambda t, rng: 2 * ((1.2 * t) % 1) - 1,
+    "chirp": lambda t, rng: np.sin(2 * np.pi * (0.5 * t + 1.95 * t**2)),
+    "random walk": lambda t, rng: np.cumsum(rng.normal(0, 0.05, t.size)),
+    "pulse train": lambda t, rng: (np.arange(t.size) % 400 < 10) + 0.02 * rng.normal(0, 1, t.size),
+    "uniform noise": lambda t, rng: rng.uniform(-1, 1, t.size),
+    "flat line with spikes": lambda t, rng: 3.0 * (rng.random(t.size) < 0.002) + rng.normal(0, 0.03, t.size),
+}
+
+
+@pytest.mark.parametrize("name", NON_ECGS)
+def test_signals_that_are_not_ecgs_get_422_low_quality(service: Service, name: str) -> None:
+    t = np.arange(5000) / 500.0
+    signal = NON_ECGS[name](t, np.random.default_rng(0))
+    with service.client("client") as client:
+        response = client.post("/v1/predictions", json={"sampling_rate": 500, "leads": {"I": signal.tolist()}})
+    assert response.status_code == 422, (name, response.text)
+    assert response.json()["detail"]["reason"] == "low_quality", response.text
 
 
 def test_reviewer_confirms_lab_once(service: Service, raw_ecg: RawEcg) -> None:

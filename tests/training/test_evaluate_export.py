@@ -53,6 +53,14 @@ def test_evaluate_writes_the_run_contract(runs: dict[str, Path], toy_dataset: Pa
     report = (run / "report.md").read_text()
     assert "few" in report and "relative" in report
     assert len(list((run / "plots").glob("*.png"))) >= 4
+    # No `cal` split in the toy dataset: calibrated on val, said so; coverage on test by true-K+ region.
+    intervals = on_disk["intervals"]
+    assert intervals["calibration"]["split"] == "val" and "no `cal` split" in intervals["calibration"]["note"]
+    coverage = intervals["test"]["coverage"]
+    assert sum(coverage[r]["n"] for r in ("hypo", "normal", "hyper")) == coverage["overall"]["n"] == 64
+    assert intervals["test"]["prevalence"] == "calibration" and "test_natural" not in intervals
+    assert "Prediction sets and probabilities" in report and "no `cal` split" in report
+    assert (run / "plots" / "test_reliability.png").is_file()
 
 
 def test_evaluate_reports_hyperkalemia_on_verified_labels(runs: dict[str, Path], toy_dataset: Path,
@@ -103,7 +111,9 @@ def test_export_onnx_parity_and_model_card(runs: dict[str, Path], toy_dataset: P
     assert card["onnx"]["sha256"] == sha256_file(model)
     assert not list(run.glob("*.data")) and not list(run.glob(".*.tmp.onnx"))
     assert card["preprocessing"]["leads"] == ["I"] and card["thresholds"]["hyperkalemia"] == 5.5
-    assert card["prediction_intervals"]["regions"]["overall"]["n"] == 64
+    intervals = card["prediction_intervals"]
+    assert intervals["calibration_split"] == "val" and intervals["n_calibration"] == 64
+    assert card["signal_quality"]["min_beats"] == 4
     assert card["train_config"]["method"] == "dist" and card["code_version"]["package"]
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].name == card["input"]["name"]

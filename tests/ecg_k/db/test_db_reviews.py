@@ -78,6 +78,22 @@ def test_confirm_lab_once_with_an_audit_event(db_url: str) -> None:
             confirm_lab(session, prediction_id, 5.9, LAB_TIME, reviewer_id=reviewer, source="api")
 
 
+@pytest.mark.parametrize(("segments", "lab", "inside"), [
+    (None, 6.0, None), ([[5.4, 5.9], [6.3, 6.9]], 6.1, False), ([[5.4, 5.9], [6.3, 6.9]], 6.3, True),
+    ([[5.4, 5.9], [6.3, 6.9]], 5.94, True),  # on the 0.1 grid of the set: 5.9
+])
+def test_confirmation_records_whether_the_lab_is_in_the_stored_set(
+    db_url: str, segments: list[list[float]] | None, lab: float, inside: bool | None
+) -> None:
+    prediction_id, keys = _seed(db_url)
+    with session_scope(db_url) as session:
+        session.get(Prediction, prediction_id).interval_segments = segments
+    with session_scope(db_url) as session:
+        confirm_lab(session, prediction_id, lab, LAB_TIME, reviewer_id=keys[Role.REVIEWER], source="api")
+    with session_scope(db_url) as session:
+        assert lab_confirmation_of(session, prediction_id).in_prediction_set is inside
+
+
 def test_reviews_accumulate_with_audit_events(db_url: str) -> None:
     prediction_id, keys = _seed(db_url)
     reviewer = keys[Role.REVIEWER]

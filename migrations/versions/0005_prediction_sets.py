@@ -1,0 +1,57 @@
+"""Prediction sets and event probabilities on stored predictions (label-conditional conformal intervals).
+
+``interval_low``/``interval_high`` keep the hull of the set; ``interval_segments`` holds the set itself
+(a JSON list of ``[low, high]`` K+ segments, which can be non-contiguous), with its ``interval_coverage`` and
+``interval_method``; ``p_hyper``/``p_hypo`` are the calibrated P(K+ >= 5.5) and P(K+ <= 3.5). All nullable:
+rows served before this revision hold none of them, and they are read back as stored, never recomputed.
+``lab_confirmations.in_prediction_set`` records, at confirmation, whether the lab K+ lies in that set, so
+monitoring aggregates set coverage in SQL.
+
+Revision ID: 0005
+Revises: 0002
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0005"
+down_revision: str | Sequence[str] | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+COLUMNS = ("interval_segments", "interval_coverage", "interval_method", "p_hyper", "p_hypo")
+CHECKS = {
+    "interval_coverage_range": "interval_coverage > 0 AND interval_coverage < 1",
+    "p_hyper_range": "p_hyper >= 0 AND p_hyper <= 1",
+    "p_hypo_range": "p_hypo >= 0 AND p_hypo <= 1",
+}
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("predictions") as batch:
+        batch.add_column(sa.Column("interval_segments", JSON_DOC, nullable=True))
+        batch.add_column(sa.Column("interval_coverage", sa.Double(), nullable=True))
+        batch.add_column(sa.Column("interval_method", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("p_hyper", sa.Double(), nullable=True))
+        batch.add_column(sa.Column("p_hypo", sa.Double(), nullable=True))
+        for name, condition in CHECKS.items():
+            batch.create_check_constraint(op.f(f"ck_predictions_{name}"), condition)
+    with op.batch_alter_table("lab_confirmations") as batch:
+        batch.add_column(sa.Column("in_prediction_set", sa.Boolean(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("lab_confirmations") as batch:
+        batch.drop_column("in_prediction_set")
+    with op.batch_alter_table("predictions") as batch:
+        for name in CHECKS:
+            batch.drop_constraint(op.f(f"ck_predictions_{name}"), type_="check")
+        for column in reversed(COLUMNS):
+            batch.drop_column(column)
