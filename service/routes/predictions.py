@@ -24,8 +24,7 @@ from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion
 from ecg_k.model_card import RELIABILITY_NOTES, prediction_interval, shot_region_of_estimate
 from ecg_k.quality import QualityError, SkipReason, check_finite
 from service.audit import AuditScope, audited, request_id_of
-from service.auth import Caller, Client
-from service.auth_cache import Principal
+from service.auth import Caller, Client, Principal
 from service.deps import RuntimeDep
 from service.runtime import Runtime
 from service.schemas import (
