@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, description="Default process-pool size for ingestion.")
     seed: int = Field(default=666, description="Default seed (the DIR template's balanced-split seed).")
     log_level: str = Field(default="INFO")
+    log_format: Literal["plain", "json"] = Field(
+        default="plain", description="Service log lines: plain text, or one JSON object per line (containers)."
+    )
     database_url: str = Field(
         default_factory=lambda data: f"sqlite:///{data['home'] / 'ecgk.db'}",
         description="SQLAlchemy URL (postgresql+psycopg://… for PostgreSQL); SQLite under home by default.",

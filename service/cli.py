@@ -17,16 +17,14 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = get_settings().port,
 ) -> None:
     """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn."""
-    import logging
-
     import uvicorn
 
     from service.app import create_app
+    from service.logs import log_config
 
     settings = get_settings().model_copy(update={"host": host, "port": port, "model_path": model})
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
-                log_level=settings.log_level.lower())
+                log_config=log_config(settings.log_level, settings.log_format), log_level=settings.log_level.lower())
 
 
 def register(app: typer.Typer) -> None:
