@@ -173,6 +173,12 @@ ECG_BODY_OPENAPI = {"requestBody": {"required": True, "content": {
 def create_prediction(ecg: Annotated[EcgIn, Depends(ecg_body)], request: Request, runtime: RuntimeDep,
                       principal: Client) -> PredictionOut:
     """Estimate K+ from one ECG in mV (JSON); 422 with the reason for an unusable ECG."""
+    return predict_ecg(request, runtime, principal, ecg)
+
+
+def predict_ecg(request: Request, runtime: Runtime, principal: Principal, ecg: EcgIn) -> PredictionOut:
+    """The pipeline of one ECG (preprocess, gate, estimate, store, audit), whichever door it came through:
+    ``POST /v1/predictions`` and the Open Inference Protocol's infer (service.routes.inference_v2)."""
     started = time.perf_counter()
     with audited(request, runtime.settings.database_url, "prediction.create", "prediction") as scope:
         try:
