@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
-from ecg_k.db.api_keys import key_actor, server_secret, verify_api_key
+from ecg_k.db.api_keys import key_actor, verify_api_key
 from ecg_k.db.models import Role
 from ecg_k.db.session import session_scope
 from ecg_k.settings import get_settings
