@@ -4,6 +4,7 @@ the server directly and the server process never holds this CLI's imports."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Annotated
 
@@ -21,6 +22,8 @@ def dashboard(
 ) -> None:
     """The clinician review and few-shot audit dashboard (Streamlit): model audit, live monitoring, review
     queue. The database must be migrated (`ecgk db upgrade`)."""
+    if importlib.util.find_spec("streamlit") is None:  # the extra, named by ecgk before any database check
+        raise ModuleNotFoundError("No module named 'streamlit'", name="streamlit")
     from dashboard.launch import dashboard_environment, streamlit_command
     from ecg_k.cli import console
     from ecg_k.db.cli import clear_errors, require_head, shown_url

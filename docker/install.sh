@@ -3,11 +3,11 @@
 # at /ctx (requirements/ and this script, or the whole context). One place for what the Dockerfiles repeat.
 #   install.sh torch VARIANT             torch as pinned in requirements/constraints.txt, alone and first:
 #                                        cpu from the PyTorch CPU index (PyPI's Linux wheel is the CUDA build),
-#                                        cuda from PyPI (CUDA 13.0); checked after install (install.md section 2)
+#                                        cuda from PyPI (CUDA 13.0); checked after install (docs/install.md)
 #   install.sh requirements VARIANT SET...
 #                                        pins of requirements/SET.txt (no build isolation); with VARIANT=cuda, onnxruntime is then
 #                                        swapped for requirements/gpu.txt (the two cannot share an environment:
-#                                        install.md section 5) and the CUDA wheels' libraries are registered
+#                                        docs/install.md) and the CUDA wheels' libraries are registered
 #                                        with the dynamic loader
 #   install.sh project                   ecg-k itself (no dependencies; the wheel carries the migrations), the
 #                                        ecgk user (uid 10001) and the volume mount points it owns

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NoReturn, cast
 
 import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig, HemolysedLabs
@@ -23,6 +26,7 @@ from ecg_k.data.splits import SPLITS
 from ecg_k.db.cli import db_app, keys_app, models_app
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.settings import get_settings
+from ecg_k.version import code_version
 
 app = typer.Typer(
     name="ecgk", help="ecg-k: blood potassium from the ECG.", no_args_is_help=True, add_completion=False
@@ -32,6 +36,46 @@ err_console = Console(stderr=True, soft_wrap=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+
+
+COMMAND_EXTRAS = {
+    **dict.fromkeys(("train", "evaluate", "export", "compare", "retrain"), "train"),
+    "serve": "service", "dashboard": "dashboard", "demo": "all",
+    **dict.fromkeys(("db", "keys", "models"), "db"),
+}
+"""The pip extra (pyproject.toml) each command needs beyond the base install."""
+OWN_PACKAGES = frozenset({"ecg_k", "training", "service", "dashboard"})
+
+
+def version_line() -> str:
+    """``ecg-k 0.1.0 (code 1a2b3c4d5e6f-dirty)``: the package version and the git commit it runs from."""
+    version = code_version()
+    commit = version["git_commit"]
+    if not commit:
+        return f"ecg-k {version['package']} (code: installed package, no git checkout)"
+    return f"ecg-k {version['package']} (code {str(commit)[:12]}{'-dirty' if version['git_dirty'] else ''})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Show the package and code version and exit.")] = False,
+) -> None:
+    """ecg-k: blood potassium from the ECG."""
+
+
+def parse_int_list(text: str, option: str) -> tuple[int, ...]:
+    """``"50971,50822"`` -> ``(50971, 50822)``; a CLI error naming ``option`` for anything else."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        fail(f"invalid option {option}: expected comma-separated integers, got {text!r}")
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -60,10 +104,15 @@ def load_plugins() -> None:
         entry.load()(app)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print a clear error and exit non-zero (never a traceback for bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    print_error(message)
     raise typer.Exit(code)
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr, on one line (the message is text, never markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
 
 
 @app.command()
@@ -119,7 +168,7 @@ def ingest(
         config = IngestConfig(
             cohort=CohortConfig(
                 window_min=window_min,
-                itemids=tuple(int(i) for i in itemids.split(",") if i.strip()),
+                itemids=parse_int_list(itemids, "--itemids"),
                 balanced_max_per_bin=balanced_max_per_bin,
                 balanced_max_fraction=balanced_max_fraction,
                 natural_test_fraction=natural_test_fraction,
@@ -134,16 +183,29 @@ def ingest(
             workers=workers, cohort_only=cohort_only, progress=progress, overwrite=overwrite, max_shards=max_shards
         )
     except ValidationError as err:
-        fail(f"invalid option: {validation_message(err)}")
+        fail(validation_message(err, ingest))
     except (DataInputError, ValueError) as err:
         fail(str(err))
     print_dataset_summary(out, manifest)
 
 
-def validation_message(err: ValidationError) -> str:
-    """The first problem of a validation error as ``field.path: message`` (for a CLI error line)."""
+def validation_message(err: ValidationError, command: Callable[..., object]) -> str:
+    """The first problem of a validation error as a CLI error line, ``invalid option OPTION: message``.
+
+    The option is ``command``'s ``--name`` for a field of that name (nested or not), else ``-o field.path``
+    when ``command`` takes ``-o`` overrides (a parameter ``option``); a rule across fields names no option.
+    """
     first = err.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    path = [str(part) for part in first["loc"]]
+    if not path:
+        return f"invalid options: {message}"
+    parameters = inspect.signature(command).parameters
+    if path[-1] in parameters:
+        return f"invalid option --{path[-1].replace('_', '-')}: {message}"
+    if "option" in parameters:
+        return f"invalid option -o {'.'.join(path)}: {message}"
+    return f"invalid option {'.'.join(path)}: {message}"
 
 
 def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
@@ -213,6 +275,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted; rerun the same command to resume")
         sys.exit(130)
+    except ModuleNotFoundError as err:
+        missing = (err.name or "").partition(".")[0]
+        if not missing or missing in OWN_PACKAGES:
+            raise
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+        extra = COMMAND_EXTRAS.get(command, "all")
+        print_error(f"`ecgk {command}` needs the '{extra}' extra ({missing} is not installed): "
+                    f"pip install 'ecg-k[{extra}]'")
+        sys.exit(2)
     except OSError as err:
         if err.errno not in STORAGE_FULL_ERRNOS:
             raise

@@ -41,6 +41,26 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_verified_model(card_path: str | Path, onnx_path: str | Path | None = None) -> tuple[ModelCard, Path, bytes]:
+    """The model card, the ONNX file's path and its bytes, once the file is found and its sha256 is the card's.
+
+    ``onnx_path`` defaults to the file the card names, beside it. Raises :class:`ModelCardError` (a bad card),
+    ``FileNotFoundError`` or :class:`ModelIntegrityError`; opens no ONNX Runtime session.
+    """
+    card_path = Path(card_path)
+    card = load_model_card(card_path)
+    path = Path(onnx_path) if onnx_path is not None else card_path.parent / card.onnx.file
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX file at {path} (model card {card_path})")
+    data = path.read_bytes()
+    actual = _sha256(data)
+    if actual != card.onnx.sha256:
+        raise ModelIntegrityError(
+            f"{path}: sha256 {actual} does not match the model card's {card.onnx.sha256}; refusing to load it"
+        )
+    return card, path, data
+
+
 class OnnxModel:
     """An exported K+ model behind one ONNX Runtime session.
 
@@ -69,18 +89,7 @@ class OnnxModel:
                 f"thread counts must be >= 1, got intra_op_num_threads={intra_op_num_threads}, "
                 f"inter_op_num_threads={inter_op_num_threads}"
             )
-        card_path = Path(card_path)
-        self._card = load_model_card(card_path)
-        path = Path(onnx_path) if onnx_path is not None else card_path.parent / self._card.onnx.file
-        if not path.is_file():
-            raise FileNotFoundError(f"no ONNX file at {path} (model card {card_path})")
-        data = path.read_bytes()
-        actual = _sha256(data)
-        if actual != self._card.onnx.sha256:
-            raise ModelIntegrityError(
-                f"{path}: sha256 {actual} does not match the model card's {self._card.onnx.sha256}; "
-                "refusing to load it"
-            )
+        self._card, path, data = read_verified_model(card_path, onnx_path)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_num_threads

@@ -522,7 +522,7 @@ def regions_from_metrics(metrics: Mapping[str, Any], train_labels: ArrayLike) ->
 
 PUBLISHED_SOURCE = (
     "Nie, Tang, Hong, Dist Loss, ICLR 2025: ECG-Ka-DIR balanced test set on real MIMIC-IV "
-    "(method.md section 11; GM of baselines from Table 1 only)"
+    "(the paper's Table 8; GM of baselines from Table 1 only)"
 )
 PUBLISHED_ECG_KA_DIR: dict[str, dict[str, tuple[float | None, ...]]] = {
     "Vanilla": {"mae": (1.235, 0.274, 0.685, 1.771), "gm": (0.835, 0.193, 0.622, 1.578)},

@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, description="Default process-pool size for ingestion.")
     seed: int = Field(default=666, description="Default seed (the DIR template's balanced-split seed).")
     log_level: str = Field(default="INFO")
+    log_format: Literal["plain", "json"] = Field(
+        default="plain", description="Service log lines: plain text, or one JSON object per line (containers)."
+    )
     database_url: str = Field(
         default_factory=lambda data: f"sqlite:///{data['home'] / 'ecgk.db'}",
         description="SQLAlchemy URL (postgresql+psycopg://… for PostgreSQL); SQLite under home by default.",
@@ -41,8 +44,11 @@ class Settings(BaseSettings):
         default=None, description="model.onnx to serve (its model_card.json beside it); the champion if unset."
     )
     api_key_header: str = Field(default="X-API-Key", description="Request header that carries the API key.")
-    api_key_cache_s: float = Field(
-        default=60.0, ge=0, description="How long a verified key is trusted without a new scrypt check."
+    api_key_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="Server secret that keys the API-key hashes (HMAC-SHA256); at least 32 characters. Unset: "
+        "a random one kept in <home>/api-key.secret. Every process that creates or checks keys shares it; "
+        "changing it invalidates every key.",
     )
     rate_limit_per_s: float = Field(default=20.0, gt=0, description="Sustained requests per second per key.")
     rate_limit_burst: int = Field(default=40, ge=1, description="Requests a key may send at once (bucket size).")

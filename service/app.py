@@ -28,7 +28,7 @@ from service.audit import audit_failure
 from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
-from service.routes import fhir, health, labs, metrics, models, predictions
+from service.routes import fhir, health, inference_v2, labs, metrics, models, predictions
 from service.runtime import ChampionWatcher, ModelRefusedError, Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ecg-k inference API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app_metrics = Metrics()
     app.state.metrics = app_metrics
-    for module in (predictions, fhir, labs, models, health, metrics):
+    for module in (predictions, fhir, labs, models, health, metrics, inference_v2):
         app.include_router(module.router)
 
     def reject_body(connection: HTTPConnection, status_code: int) -> None:
@@ -93,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status_code == status.HTTP_400_BAD_REQUEST:
             await run_in_threadpool(audit_failure, request, settings.database_url, "request.parse",
                                     request.url.path, exc.status_code)
+        if inference_v2.is_protocol_path(request.url.path):
+            return inference_v2.protocol_error(exc.status_code, exc.detail, exc.headers)
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(sa.exc.OperationalError)

@@ -1,38 +1,49 @@
 """API-key authentication (header ``X-API-Key`` by default) and roles, as ``Annotated`` dependencies.
 
 401: no key, or a key that is malformed, unknown, wrong or revoked. 403: a valid key whose role may not
-call the route. Verified keys are trusted for ``api_key_cache_s`` (scrypt costs ~80 ms), keyed by a sha256
-of the key so the plaintext is never kept; a revocation therefore takes effect within that time.
+call the route. Every request checks its key against the database (one indexed lookup and one HMAC: see
+``ecg_k.db.api_keys``); nothing is cached, so a revoked key is refused on its next request by every worker.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, NoReturn
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
-from ecg_k.db.api_keys import verify_api_key
+from ecg_k.db.api_keys import key_actor, verify_api_key
 from ecg_k.db.models import Role
 from ecg_k.db.session import session_scope
 from ecg_k.settings import get_settings
 from service.audit import audit_failure
-from service.auth_cache import Principal
 from service.deps import RuntimeDep
 from service.limits import enforce_rate_limit
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: an active API key's id and role."""
+
+    key_id: int
+    role: Role
+
+    @property
+    def actor(self) -> str:
+        return key_actor(self.key_id)
 
 
 api_key_scheme = APIKeyHeader(name=get_settings().api_key_header, auto_error=False,
                               description="API key (`ecgk keys create --role client|reviewer|admin`).")
 
 
-def _verify(database_url: str, api_key: str) -> Principal | None:
-    """The principal of ``api_key`` from the database (scrypt: run it off the event loop)."""
+def _verify(database_url: str, api_key: str, server_key: bytes) -> Principal | None:
+    """The principal of ``api_key`` from the database (blocking I/O: run it off the event loop)."""
     with session_scope(database_url) as session:
-        key = verify_api_key(session, api_key)
+        key = verify_api_key(session, api_key, server_key)
         return None if key is None else Principal(key.id, key.role)
 
 
@@ -46,22 +57,15 @@ async def _refuse(request: Request, database_url: str, resource: str, status_cod
 async def authenticate(
     request: Request, runtime: RuntimeDep, api_key: Annotated[str | None, Depends(api_key_scheme)]
 ) -> Principal:
-    """The caller of this request, rate-limited per key; 401 (audited) without a valid key.
-
-    Async, so a cached key costs no thread-pool hop; the database is only touched on a cache miss.
-    """
+    """The caller of this request, rate-limited per key; 401 (audited) without a valid key."""
     database_url = runtime.settings.database_url
     if not api_key:
         await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,
                       f"missing API key header {api_key_scheme.model.name}")
-    digest = hashlib.sha256(api_key.encode()).hexdigest()
-    principal = runtime.key_cache.get(digest)
+    principal = await run_in_threadpool(_verify, database_url, api_key, runtime.server_key)
     if principal is None:
-        principal = await run_in_threadpool(_verify, database_url, api_key)
-        if principal is None:
-            await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,
-                          "invalid or revoked API key")
-        runtime.key_cache.put(digest, principal)
+        await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,
+                      "invalid or revoked API key")
     request.state.actor = principal.actor
     await enforce_rate_limit(request, runtime, principal.key_id)
     return principal

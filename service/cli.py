@@ -16,17 +16,35 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = get_settings().host,
     port: Annotated[int, typer.Option(help="TCP port.")] = get_settings().port,
 ) -> None:
-    """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn."""
-    import logging
+    """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn.
 
+    A ``--model`` is checked first (its card beside it, the file's sha256 against the card): a missing or
+    mismatched model exits 2 with one line, before any database is created or migrated.
+    """
+    if model is not None:
+        check_model(model)
     import uvicorn
 
     from service.app import create_app
+    from service.logs import log_config
 
     settings = get_settings().model_copy(update={"host": host, "port": port, "model_path": model})
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
-                log_level=settings.log_level.lower())
+                log_config=log_config(settings.log_level, settings.log_format), log_level=settings.log_level.lower())
+
+
+def check_model(model: Path) -> None:
+    """Exit 2 (one line naming ``--model``) unless ``model`` and the card beside it can be served."""
+    from ecg_k.cli import fail
+    from ecg_k.inference import ModelIntegrityError, read_verified_model
+    from service.runtime import MODEL_CARD_FILE
+
+    if not model.is_file():
+        fail(f"--model: no ONNX file at {model}")
+    try:
+        read_verified_model(model.with_name(MODEL_CARD_FILE), model)
+    except (ValueError, OSError, ModelIntegrityError) as err:
+        fail(f"--model: {err}")
 
 
 def register(app: typer.Typer) -> None:

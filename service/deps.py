@@ -14,6 +14,8 @@ async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None or not runtime.ready:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the model is not loaded yet")
+    card = runtime.model.card
+    request.state.model_version = f"{card.name}/{card.version}"  # the access log's: the model that served it
     return runtime
 
 

@@ -1,5 +1,6 @@
 """Request ids (``X-Request-Id`` echoed when safe, else generated), per-route metrics and access logs that
-carry no patient identifiers, client addresses, query strings or signal values."""
+carry no identifiers (patient, API key, client address), query strings or signal values: method, route
+template, status, latency, request id and the model version that served it (JSON fields: service.logs)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ class RequestContextMiddleware:
             method = scope["method"]
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(elapsed)
-            actor = scope["state"].get("actor", "anonymous")
-            logger.info("%s %s %d %.1fms request_id=%s actor=%s", method, route, status, elapsed * 1e3,
-                        request_id, actor)
+            model_version = scope["state"].get("model_version")
+            latency_ms = round(elapsed * 1e3, 1)
+            logger.info("%s %s %d %.1fms request_id=%s model=%s", method, route, status, latency_ms,
+                        request_id, model_version,
+                        extra={"request_id": request_id, "method": method, "route": route, "status": status,
+                               "latency_ms": latency_ms, "model_version": model_version})

@@ -18,6 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from starlette.datastructures import State
 
+from ecg_k.db.api_keys import server_secret
 from ecg_k.db.ecg_store import EcgStore
 from ecg_k.db.models import ModelVersion
 from ecg_k.db.registry import find_version, get_champion, register_model
@@ -25,7 +26,6 @@ from ecg_k.db.session import get_engine, session_scope
 from ecg_k.inference import ModelIntegrityError, OnnxModel
 from ecg_k.model_card import ModelCard, load_model_card, parse_model_card
 from ecg_k.settings import Settings
-from service.auth_cache import KeyCache
 from service.limits import RateLimiter
 
 MODEL_CARD_FILE = "model_card.json"
@@ -42,7 +42,7 @@ class Runtime:
     model: OnnxModel
     model_version_id: int
     store: EcgStore
-    key_cache: KeyCache
+    server_key: bytes
     rate_limiter: RateLimiter
     ready: bool = False
     _cards: dict[int, ModelCard] = field(default_factory=dict)
@@ -56,7 +56,7 @@ class Runtime:
         return self._cards[version.id]
 
     def serving(self, model: OnnxModel, model_version_id: int) -> Runtime:
-        """A runtime serving ``model`` that shares everything else (key cache, rate limiter, store, cards)."""
+        """A runtime serving ``model`` that shares everything else (server key, rate limiter, store, cards)."""
         return replace(self, model=model, model_version_id=model_version_id)
 
     def database_ok(self) -> bool:
@@ -120,7 +120,7 @@ def load_runtime(settings: Settings) -> Runtime:
         model=open_model(version, onnx_path, settings),
         model_version_id=version.id,
         store=EcgStore(settings.ecg_store),
-        key_cache=KeyCache(settings.api_key_cache_s),
+        server_key=server_secret(settings),
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ready=True,
     )

@@ -15,6 +15,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# One server secret for the API-key hashes of the whole session, before anything reads the settings: keys
+# created in this process must verify in the servers and CLIs it starts, whatever ECGK_HOME those use.
+os.environ.setdefault("ECGK_API_KEY_SECRET", "test-session-api-key-secret-0123456789abcdef")
+
 
 def storage_limited(max_file_bytes: int) -> Callable[[], None]:
     """A ``preexec_fn`` that makes any file larger than ``max_file_bytes`` unwritable (EFBIG), as a full disk

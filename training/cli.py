@@ -8,22 +8,30 @@ import json
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated, Literal, NoReturn
 
 import typer
 
 from ecg_k.cli import console, fail, parse_options, validation_message
 from ecg_k.db.cli import UrlOption
+from ecg_k.metrics import ShotRule
 from ecg_k.settings import get_settings
+
+# Listed here, not imported, so that `ecgk --help` never imports torch; a test checks them against
+# TrainConfig.device and ecg_k.models.NET1D_CONFIGS. As Literal types, `--help` lists them and a wrong value
+# is refused naming its option.
+Device = Literal["auto", "cpu", "cuda"]
+Net1dModel = Literal["small", "ecgfounder", "tiny"]
 
 
 def train(
     data: Annotated[Path, typer.Option(help="Dataset directory (ecgk ingest --out).")],
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
     method: Annotated[str, typer.Option(help="vanilla, inv, sqrt_inv, lds, fds, ranksim, conr, bmse, dist, X+dist.")],
-    stage: Annotated[int, typer.Option(help="1: end to end; 2: head only on cached features (needs --init).")] = 1,
+    stage: Annotated[int, typer.Option(min=1, max=2, help="1: end to end; 2: head only on cached features (needs --init).")] = 1,
     init: Annotated[Path | None, typer.Option(help="Stage-1 run that stage 2 starts from.")] = None,
-    model: Annotated[str, typer.Option(help="Net1D config: small (CPU), ecgfounder (GPU), tiny (tests).")] = "small",
+    model: Annotated[Net1dModel, typer.Option(help="Net1D config: small (CPU), ecgfounder (GPU), tiny (tests).")
+                     ] = "small",
     epochs: Annotated[int | None, typer.Option(
         help="Epochs (default: enough for --min-steps optimiser steps, 10 to 200).")] = None,
     batch_size: Annotated[int | None, typer.Option(
@@ -32,7 +40,7 @@ def train(
     min_steps: Annotated[int, typer.Option(help="Optimiser steps the automatic epochs aim for.")] = 1500,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[Device, typer.Option(help="Where to train.")] = "auto",
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Method hyper-parameter, e.g. -o dist.loss_weight=1 -o regularizers.conr_beta=2.")] = None,
@@ -53,7 +61,7 @@ def train(
         })
         summary = Trainer(config, progress=progress).run(resume=resume)
     except ValidationError as err:
-        fail(f"invalid option: {validation_message(err)}")
+        fail(validation_message(err, train))
     except (TrainingError, ValueError, FileNotFoundError) as err:
         fail(str(err))
     console.print(f"{method} stage {stage}: best epoch {summary['best_epoch']}, val bMAE {summary['val_bmae']:.4f} "
@@ -63,7 +71,7 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Option(help="Run directory.")],
     data: Annotated[Path | None, typer.Option(help="Dataset (default: the one the run was trained on).")] = None,
-    shot_rule: Annotated[str, typer.Option(help="relative (paper's ECG rule) or count.")] = "relative",
+    shot_rule: Annotated[ShotRule, typer.Option(help="relative (the paper's ECG rule) or count.")] = "relative",
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the clinical CIs.")] = 1000,
 ) -> None:
     """Write predictions.parquet, metrics.json, report.md and plots for a run."""
@@ -157,7 +165,7 @@ def retrain(
         "--force-promote", help="Promote the challenger even if the gate refuses it (audited).")] = False,
     rerun: Annotated[bool, typer.Option("--rerun", help="Run even if this data was already tried.")] = False,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the clinical CIs.")] = 200,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[Device, typer.Option(help="Where to train.")] = "auto",
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Challenger training setting over the champion's recipe, e.g. -o epochs=5.")] = None,
     url: UrlOption = None,
@@ -190,7 +198,7 @@ def retrain(
             outcome = Retraining(config, url or settings.database_url, EcgStore(settings.ecg_store), settings.home,
                                  cli_actor()).run()
         except ValidationError as err:
-            fail(f"invalid option: {validation_message(err)}")
+            fail(validation_message(err, retrain))
         except RetrainBusyError as err:
             fail(str(err), code=3)
         except (TrainingError, OnnxParityError, ModelIntegrityError, DataInputError, FileNotFoundError) as err:

@@ -26,7 +26,7 @@ from rich.table import Table
 from ecg_k.cli import console
 from ecg_k.data.store import COHORT, read_manifest
 from ecg_k.data.waveforms import read_wfdb
-from ecg_k.db.api_keys import create_api_key
+from ecg_k.db.api_keys import create_api_key, server_secret
 from ecg_k.db.ecg_store import EcgStore
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import Role
@@ -35,6 +35,7 @@ from ecg_k.db.session import session_scope
 from ecg_k.leads import MIMIC_LEAD_ORDER
 from ecg_k.loopback import free_port, running_server
 from ecg_k.model_card import load_model_card
+from ecg_k.settings import get_settings
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
 from training.export import MODEL_CARD, MODEL_FILE
@@ -82,9 +83,12 @@ def register_demo_models(database_url: str, vanilla: Path, dist: Path) -> str:
 @contextmanager
 def running_services(home: Path, database_url: str) -> Iterator[DemoServices]:
     """The API (serving the registry's champion, hot-swapping on promotion) and the dashboard, on loopback."""
+    server_key = server_secret(get_settings().model_copy(update={"home": home.resolve()}))  # the servers' own
     with session_scope(database_url) as session:
-        client_key = create_api_key(session, Role.CLIENT, actor=DEMO_ACTOR, name="demo client").plaintext
-        reviewer_key = create_api_key(session, Role.REVIEWER, actor=DEMO_ACTOR, name="demo reviewer").plaintext
+        client_key = create_api_key(session, Role.CLIENT, actor=DEMO_ACTOR, name="demo client",
+                                    server_key=server_key).plaintext
+        reviewer_key = create_api_key(session, Role.REVIEWER, actor=DEMO_ACTOR, name="demo reviewer",
+                                      server_key=server_key).plaintext
     env = os.environ | {"ECGK_HOME": str(home.resolve()), "ECGK_DATABASE_URL": database_url,
                         "ECGK_MODEL_POLL_S": str(POLL_S)}
     api_port, dashboard_port = free_port(), free_port()

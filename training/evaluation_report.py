@@ -297,7 +297,7 @@ def _split_section(
         f"95 % percentile bootstrap CI, {n_boot} resamples)",
         _clinical_table(split_metrics),
         "PPV and NPV hold only at the prevalence shown: a balanced test set has far more abnormal K⁺ than a "
-        "clinic, where at 1 % prevalence even a good model has a PPV near 3 % (conventions.md section 2).",
+        "clinic, where at 1 % prevalence even a good model has a PPV near 3 % (docs/method.md, section 9).",
         "### Plots",
         figures,
     ])
@@ -396,7 +396,7 @@ def write_report(
                   [[name, _bin_ranges(region_bins[name])] for name in REGIONS]),
         f"Also reported for comparison: {other.describe()}.",
         "Balanced-test MAE is not comparable with MAE on a natural-distribution test set "
-        "(method.md section 7).",
+        "(docs/method.md, section 9).",
     ]
     for split in splits:
         rows = predictions[predictions["split"] == split]

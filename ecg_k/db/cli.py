@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -16,6 +16,9 @@ db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=Tr
 keys_app = typer.Typer(help="API keys: create (the key is shown once), list, revoke.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: register an exported model, promote a champion, list.",
                          no_args_is_help=True)
+
+RoleName = Literal["client", "reviewer", "admin"]
+"""The values of ecg_k.db.models.Role, listed so that this module needs no SQLAlchemy (a test compares them)."""
 
 UrlOption = Annotated[
     str | None,
@@ -91,7 +94,7 @@ def current(url: UrlOption = None) -> None:
 
 @keys_app.command()
 def create(
-    role: Annotated[str, typer.Option(help="client, reviewer or admin.")],
+    role: Annotated[RoleName, typer.Option(help="What the key may do.")],
     name: Annotated[str | None, typer.Option(help="Who or what the key is for.")] = None,
     url: UrlOption = None,
 ) -> None:

@@ -214,14 +214,23 @@ class GateDecision(Base):
     champion: Mapped[ModelVersion | None] = relationship(foreign_keys=[champion_id])
 
 
+KEYED_SHA256 = "hmac-sha256"
+LEGACY_SCRYPT = "scrypt"
+
+
 class ApiKey(Base):
-    """An API key: a public lookup prefix and a salted scrypt hash of the secret (never the secret)."""
+    """An API key: a public lookup prefix and a keyed hash of the secret (never the secret).
+
+    ``hash_scheme`` is ``hmac-sha256`` (HMAC-SHA256 under the server secret, ``salt`` empty); ``scrypt``, the
+    server default, marks a key created before migration 0003, hashed with its ``salt`` until its first
+    successful check re-hashes it."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
-    salt: Mapped[str] = mapped_column(sa.String(32))
+    salt: Mapped[str] = mapped_column(sa.String(32), default="")
+    hash_scheme: Mapped[str] = mapped_column(sa.String(16), default=KEYED_SHA256, server_default=LEGACY_SCRYPT)
     key_hash: Mapped[str] = mapped_column(sa.String(64))
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
     name: Mapped[str | None] = mapped_column(sa.String(200))

@@ -28,8 +28,7 @@ from ecg_k.db.session import session_scope
 from ecg_k.model_card import RELIABILITY_NOTES, event_probabilities, prediction_set, shot_region_of_estimate
 from ecg_k.quality import QualityError, SkipReason, check_finite
 from service.audit import AuditScope, audit_failures, audited, commit_audited, request_id_of
-from service.auth import Caller, Client
-from service.auth_cache import Principal
+from service.auth import Caller, Client, Principal
 from service.deps import RuntimeDep
 from service.runtime import Runtime
 from service.schemas import (
@@ -225,6 +224,12 @@ ECG_BODY_OPENAPI = {"requestBody": {"required": True, "content": {
 def create_prediction(ecg: Annotated[EcgIn, Depends(ecg_body)], request: Request, runtime: RuntimeDep,
                       principal: Client) -> PredictionOut:
     """Estimate K+ from one ECG in mV (JSON); 422 with the reason for an unusable ECG."""
+    return predict_ecg(request, runtime, principal, ecg)
+
+
+def predict_ecg(request: Request, runtime: Runtime, principal: Principal, ecg: EcgIn) -> PredictionOut:
+    """The pipeline of one ECG (preprocess, gate, estimate, store, audit), whichever door it came through:
+    ``POST /v1/predictions`` and the Open Inference Protocol's infer (service.routes.inference_v2)."""
     started = time.perf_counter()
     with audit_failures(request, runtime.settings.database_url, "prediction.create", lambda: "prediction"):
         try:

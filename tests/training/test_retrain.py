@@ -389,9 +389,9 @@ def test_nothing_to_train_on_and_bad_input(registry: Registry, tmp_path: Path) -
     code, output = retrain()
     assert code == 0 and "nothing to do" in output and "'unkeyed': 1" in output, output
     for args, message in [
-        (["--delta", "-1"], "invalid option: gate.delta"),
-        (["--holdout-fraction", "1"], "invalid option: holdout_fraction"),
-        (["-o", "epochs=0"], "invalid option: epochs"),
+        (["--delta", "-1"], "invalid option --delta: Input should be greater than or equal to 0"),
+        (["--holdout-fraction", "1"], "invalid option --holdout-fraction:"),
+        (["-o", "epochs=0"], "invalid option -o epochs:"),
         (["--data", str(tmp_path / "missing")], "is not an ecg-k dataset"),
         (["--champion-run", str(tmp_path)], "is not the champion's training run"),
         (["--url", f"sqlite:///{tmp_path / 'empty.db'}"], "run `ecgk db upgrade`"),

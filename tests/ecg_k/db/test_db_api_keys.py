@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from ecg_k.db.api_keys import create_api_key, list_api_keys, revoke_api_key, verify_api_key
+from ecg_k.db.api_keys import (
+    SCRYPT_DKLEN,
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+    server_secret,
+    verify_api_key,
+)
+from ecg_k.db.migrate import downgrade, upgrade
 from ecg_k.db.models import ApiKey, AuditEvent, Base, Role
-from ecg_k.db.session import get_engine, session_scope
+from ecg_k.db.session import dispose_engines, get_engine, session_scope
+from ecg_k.settings import Settings
 
 ACTOR = "cli:test"
 
@@ -21,7 +37,7 @@ def _everything_stored(db_url: str) -> str:
         return "\n".join(repr(tuple(row)) for table in tables for row in connection.execute(sa.select(table)))
 
 
-def test_create_returns_the_plaintext_once_and_stores_only_a_salted_hash(db_url: str) -> None:
+def test_create_returns_the_plaintext_once_and_stores_only_a_keyed_hash(db_url: str) -> None:
     with session_scope(db_url) as session:
         first = create_api_key(session, "client", actor=ACTOR, name="ward 7 integration")
         second = create_api_key(session, Role.CLIENT, actor=ACTOR)
@@ -34,8 +50,11 @@ def test_create_returns_the_plaintext_once_and_stores_only_a_salted_hash(db_url:
     with session_scope(db_url) as session:
         keys = list_api_keys(session)
         assert [(k.role, k.name) for k in keys] == [(Role.CLIENT, "ward 7 integration"), (Role.CLIENT, None)]
-        assert keys[0].salt != keys[1].salt and keys[0].key_hash != keys[1].key_hash
-        assert {len(k.salt) for k in keys} == {32} and {len(k.key_hash) for k in keys} == {64}
+        assert keys[0].key_hash != keys[1].key_hash and {len(k.key_hash) for k in keys} == {64}
+        assert {(k.hash_scheme, k.salt) for k in keys} == {("hmac-sha256", "")}
+        # HMAC-SHA256 of the secret part under the server secret, as RFC 2104 defines it
+        assert keys[0].key_hash == hmac.new(server_secret(), first.plaintext.split("_")[2].encode(),
+                                            hashlib.sha256).hexdigest()
         events = session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "api_key.create")).all()
         assert [e.resource for e in events] == [f"api_key:{first.key.id}", f"api_key:{second.key.id}"]
         assert events[0].detail == {"role": "client", "prefix": prefix}
@@ -92,3 +111,60 @@ def test_create_rejects_bad_input(db_url: str, role: str, name: str | None, mess
         create_api_key(session, role, actor=ACTOR, name=name)
     with session_scope(db_url) as session:
         assert list_api_keys(session) == []
+
+
+def test_a_key_hashed_under_another_server_secret_fails(db_url: str) -> None:
+    with session_scope(db_url) as session:
+        new = create_api_key(session, "client", actor=ACTOR, server_key=b"x" * 32)
+    with session_scope(db_url) as session:
+        assert verify_api_key(session, new.plaintext, server_key=b"x" * 32) is not None
+        assert verify_api_key(session, new.plaintext, server_key=b"y" * 32) is None
+        assert verify_api_key(session, new.plaintext) is None  # the session's secret
+
+
+def test_a_check_costs_microseconds_not_scrypt(db_url: str) -> None:
+    with session_scope(db_url) as session:
+        new = create_api_key(session, "client", actor=ACTOR)
+        verify_api_key(session, new.plaintext)
+        start = time.perf_counter()
+        for _ in range(100):
+            assert verify_api_key(session, new.plaintext) is not None
+        per_check = (time.perf_counter() - start) / 100
+    assert per_check < 0.005  # scrypt alone took ~41 ms a check
+
+
+def test_server_secret_file_is_created_once_private_and_shared(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", api_key_secret=None)
+    first = server_secret(settings)
+    path = tmp_path / "home" / "api-key.secret"
+    assert len(first) == 64 and path.stat().st_mode & 0o777 == 0o600
+    assert server_secret(settings) == first == path.read_text().encode()
+    assert server_secret(Settings(home=tmp_path / "home", api_key_secret="s" * 32)) == b"s" * 32
+    assert list(path.parent.iterdir()) == [path]  # no staging file left
+
+
+def test_keys_from_before_migration_0003_keep_working_and_are_rehashed(empty_db_url: str) -> None:
+    """A scrypt key stored at revision 0001 verifies after the upgrade, once with scrypt, then keyed."""
+    upgrade(empty_db_url, "0001")
+    salt, secret, prefix = "ab" * 16, "cd" * 32, "0123456789ab"
+    legacy = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                            dklen=SCRYPT_DKLEN).hex()
+    with get_engine(empty_db_url).begin() as connection:
+        connection.execute(sa.text("INSERT INTO api_keys (prefix, salt, key_hash, role) "
+                                   "VALUES (:prefix, :salt, :hash, 'client')"),
+                           {"prefix": prefix, "salt": salt, "hash": legacy})
+    dispose_engines()
+    upgrade(empty_db_url)
+    plaintext = f"ecgk_{prefix}_{secret}"
+    with session_scope(empty_db_url) as session:
+        assert session.scalars(sa.select(ApiKey)).one().hash_scheme == "scrypt"
+        assert verify_api_key(session, f"ecgk_{prefix}_{'ef' * 32}") is None
+        assert verify_api_key(session, plaintext) is not None
+    with session_scope(empty_db_url) as session:
+        key = session.scalars(sa.select(ApiKey)).one()
+        assert (key.hash_scheme, key.salt) == ("hmac-sha256", "")
+        assert key.key_hash == hmac.new(server_secret(), secret.encode(), hashlib.sha256).hexdigest()
+        assert verify_api_key(session, plaintext) is not None
+    downgrade(empty_db_url, "0001")  # the keyed key cannot work in older code: revoked, not silently broken
+    with get_engine(empty_db_url).connect() as connection:
+        assert connection.execute(sa.text("SELECT revoked_at IS NOT NULL FROM api_keys")).scalar_one()

@@ -4,7 +4,6 @@ sees), installed away from the checkout, its `ecgk db upgrade` migrates a new SQ
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -15,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ecg_k.db.migrate import current_revision, find_migrations_dir, head_revision
-from tests.build_context import REPO_ROOT, context_paths
+from tests.build_context import REPO_ROOT, build_wheel
 
 PIP_TIMEOUT_S = 120
 UPGRADE_SCRIPT = """
@@ -62,18 +61,8 @@ def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
 
 @pytest.mark.slow
 def test_wheel_from_the_build_context_migrates_outside_the_checkout(tmp_path: Path) -> None:
-    source = tmp_path / "context"
-    for name in context_paths():
-        origin = REPO_ROOT / name
-        if origin.is_dir():
-            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(origin, source / name)
+    wheel = build_wheel(tmp_path)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(tmp_path / "dist"),
-          str(source)], cwd=tmp_path)
-    (wheel,) = (tmp_path / "dist").glob("ecg_k-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"ecg_k/db/migrations/env.py", "ecg_k/db/migrations/script.py.mako",
             "ecg_k/db/migrations/versions/0001_initial.py", "service/app.py", "training/cli.py"} <= names
@@ -93,8 +82,8 @@ def test_wheel_from_the_build_context_migrates_outside_the_checkout(tmp_path: Pa
     output = _run([sys.executable, "-S", "-c", UPGRADE_SCRIPT, url], cwd=elsewhere, env=env)
 
     assert f"MIGRATIONS_DIR {site / 'ecg_k' / 'db' / 'migrations'}" in output
-    assert "at revision 0002 (head)" in output
-    assert current_revision(url) == head_revision() == "0002"
+    assert "at revision 0003 (head)" in output
+    assert current_revision(url) == head_revision() == "0003"
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.connect() as connection:
         assert {"model_versions", "predictions", "audit_events"} <= set(sa.inspect(connection).get_table_names())
