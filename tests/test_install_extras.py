@@ -35,7 +35,7 @@ def test_the_service_extra_serves_and_migrates_without_torch(tmp_path: Path) -> 
     ecgk = str(venv / "bin" / "ecgk")
 
     absent = _run([str(venv / "bin" / "python"), "-c", "import importlib.util as u; "
-                   "print([m for m in ('torch', 'torchsort', 'streamlit', 'neurokit2', 'httpx') if u.find_spec(m)])"],
+                   "print([m for m in ('torch', 'torchsort', 'streamlit', 'httpx') if u.find_spec(m)])"],
                   tmp_path)
     assert absent.stdout.strip() == "[]", absent.stdout + absent.stderr
 
