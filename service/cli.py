@@ -16,17 +16,21 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = get_settings().host,
     port: Annotated[int, typer.Option(help="TCP port.")] = get_settings().port,
 ) -> None:
-    """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn."""
+    """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn, its request head capped (431) and
+    timed (408) by :mod:`service.server`."""
     import logging
 
     import uvicorn
 
     from service.app import create_app
+    from service.server import guarded_protocol
 
     settings = get_settings().model_copy(update={"host": host, "port": port, "model_path": model})
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
-                log_level=settings.log_level.lower())
+                log_level=settings.log_level.lower(),
+                http=guarded_protocol(settings.max_header_bytes, settings.header_timeout_s),
+                h11_max_incomplete_event_size=2 * settings.max_header_bytes)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
 
 from ecg_k.clinical import Flag, InterpretationCode
 from ecg_k.db.models import Verdict, storable_text
@@ -31,6 +31,10 @@ def _has_utc_equivalent(value: datetime) -> datetime:
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_has_utc_equivalent)]
 """An aware time that the database can store."""
+Number = Annotated[float, Strict()]
+"""A JSON number (an integer is a number); never a string or a boolean coerced into one."""
+Integer = Annotated[int, Strict()]
+"""A JSON integer; never a string, a boolean or a float coerced into one."""
 
 _EXAMPLE_LEAD = [round(0.8 * math.sin(2 * math.pi * 1.2 * i / 500), 3) for i in range(8)]
 
@@ -48,12 +52,12 @@ class EcgIn(BaseModel):
         }]},
     )
 
-    sampling_rate: float = Field(gt=0, le=100_000, description="Samples per second (Hz) of every lead.")
-    leads: dict[str, list[float]] | None = Field(
+    sampling_rate: Number = Field(gt=0, le=100_000, description="Samples per second (Hz) of every lead.")
+    leads: dict[str, list[Number]] | None = Field(
         default=None, min_length=1, max_length=MAX_LEADS, description="Lead name -> samples in mV."
     )
     lead_names: list[str] | None = Field(default=None, min_length=1, max_length=MAX_LEADS)
-    signal: list[list[float]] | None = Field(
+    signal: list[list[Number]] | None = Field(
         default=None, min_length=1, max_length=MAX_LEADS, description="Rows in the order of lead_names, mV."
     )
     ecg_time: UtcTime | None = Field(default=None, description="When the ECG was recorded.")
@@ -69,8 +73,6 @@ class EcgIn(BaseModel):
         names, rows = self.named_rows()
         if len(names) != len(rows):
             raise ValueError(f"{len(names)} lead names for {len(rows)} signal rows")
-        if len(set(names)) != len(names):
-            raise ValueError("lead names repeat")
         if any(not name.strip() or not name.isprintable() or len(name) > MAX_LEAD_NAME_CHARS for name in names):
             raise ValueError(f"lead names must be 1 to {MAX_LEAD_NAME_CHARS} printable characters")
         if len({len(row) for row in rows}) != 1 or not rows[0]:
@@ -166,9 +168,9 @@ class LabIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"k_value": 5.9, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971}]})
 
-    k_value: float = Field(gt=0, le=K_MAX, description="Measured K+ in mmol/L.")
-    lab_time: UtcTime
-    itemid: int | None = Field(default=None, ge=0, le=ITEMID_MAX, description="MIMIC itemid (50971 serum).")
+    k_value: Number = Field(gt=0, le=K_MAX, description="Measured K+ in mmol/L.")
+    lab_time: UtcTime = Field(description="When the sample was drawn: within 24 h of the ECG, not in the future.")
+    itemid: Integer | None = Field(default=None, ge=0, le=ITEMID_MAX, description="MIMIC itemid (50971 serum).")
 
 
 class LabOut(BaseModel):
@@ -224,7 +226,8 @@ class Health(BaseModel):
 class ErrorDetail(BaseModel):
     """Machine-readable reason of a 422 for an unusable ECG."""
 
-    reason: SkipReason | Literal["batch_too_large"]
+    reason: SkipReason | Literal["batch_too_large", "duplicate_key", "unsupported_media_type",
+                                 "unsupported_encoding"]
     message: str
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from ecg_k.db.models import (
     Verdict,
     parse_member,
     storable_text,
+    utcnow,
 )
 
 REVIEW_ROLES = frozenset({Role.REVIEWER})
@@ -38,6 +39,11 @@ REVIEW_ROLES = frozenset({Role.REVIEWER})
 K_MAX = 15.0
 """Largest lab K+ accepted (mmol/L); values must also be > 0."""
 ITEMID_MAX = 2**31 - 1
+LAB_WINDOW = timedelta(hours=24)
+"""A confirming lab must be drawn within this long before or after the ECG it confirms (when the prediction
+has an ECG time); retraining then pairs only labs within its own, narrower window."""
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a lab time may lie (clocks disagree); later ones are refused."""
 COMMENT_MAX_CHARS = 2000
 
 
@@ -84,7 +90,17 @@ def _lab_value(k_value: float) -> float:
 def _lab_time(lab_time: datetime) -> datetime:
     if not isinstance(lab_time, datetime) or lab_time.utcoffset() is None:
         raise ValueError(f"lab time must be a time-zone-aware datetime, got {lab_time!r}")
+    if lab_time > utcnow() + CLOCK_SKEW:
+        raise ValueError(f"lab time {lab_time.isoformat()} lies in the future")
     return lab_time
+
+
+def _lab_near_ecg(lab_time: datetime, prediction: Prediction) -> None:
+    """Refuse a lab drawn more than :data:`LAB_WINDOW` from the ECG (when the ECG's time is known)."""
+    if prediction.ecg_time is not None and abs(lab_time - prediction.ecg_time) > LAB_WINDOW:
+        hours = LAB_WINDOW.total_seconds() / 3600
+        raise ValueError(f"lab time {lab_time.isoformat()} lies more than {hours:g} h from the ECG "
+                         f"({prediction.ecg_time.isoformat()})")
 
 
 def _itemid(itemid: int | None) -> int | None:
@@ -125,7 +141,7 @@ def confirm_lab(
     """
     value, when, item, door = _lab_value(k_value), _lab_time(lab_time), _itemid(itemid), _source(source)
     _reviewer(session, reviewer_id)
-    _prediction(session, prediction_id)
+    _lab_near_ecg(when, _prediction(session, prediction_id))
     if lab_confirmation_of(session, prediction_id) is not None:
         raise AlreadyConfirmedError(f"prediction {prediction_id} already has a lab value")
     row = LabConfirmation(prediction_id=prediction_id, k_value=value, lab_time=when, itemid=item,

@@ -21,6 +21,7 @@ from ecg_k.data.waveforms import read_wfdb
 from ecg_k.db.ecg_store import store_ecg
 from ecg_k.db.models import Flag as DbFlag
 from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion
+from ecg_k.leads import repeated_leads
 from ecg_k.model_card import RELIABILITY_NOTES, prediction_interval, shot_region_of_estimate
 from ecg_k.quality import QualityError, SkipReason, check_finite
 from service.audit import AuditScope, audited, request_id_of
@@ -28,6 +29,7 @@ from service.auth import Caller, Client
 from service.auth_cache import Principal
 from service.deps import RuntimeDep
 from service.runtime import Runtime
+from service.strict import JsonBody
 from service.schemas import (
     PSEUDONYM_PATTERN,
     BatchIn,
@@ -90,8 +92,13 @@ def _prepare(runtime: Runtime, signal: np.ndarray, fs: float, lead_names: list[s
              ecg_time: datetime | None, patient_id: str | None) -> Scored:
     """The card's preprocessing and quality gate; :class:`QualityError` for an unusable ECG.
 
-    Every lead must be finite as float32 (the stored form), not only those the model reads.
+    Every lead must be finite as float32 (the stored form), not only those the model reads, and no two lead
+    names may differ only in case, whitespace or Unicode look-alikes (``duplicate_lead``: which one would win?).
     """
+    repeated = repeated_leads(lead_names)
+    if repeated:
+        raise QualityError(SkipReason.DUPLICATE_LEAD, f"lead names {repeated[:12]!r:.200} name the same lead "
+                                                      "(compared without case, whitespace or look-alikes)")
     signal = np.ascontiguousarray(signal, dtype=np.float32)
     check_finite(signal, tuple(lead_names))
     return Scored(signal, fs, lead_names, runtime.model.preprocess(signal, fs, lead_names), ecg_time, patient_id)
@@ -170,7 +177,8 @@ ECG_BODY_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/EcgIn"}}}}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=UNUSABLE, openapi_extra=ECG_BODY_OPENAPI)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=UNUSABLE, openapi_extra=ECG_BODY_OPENAPI,
+             dependencies=[JsonBody])
 def create_prediction(ecg: Annotated[EcgIn, Depends(ecg_body)], request: Request, runtime: RuntimeDep,
                       principal: Client) -> PredictionOut:
     """Estimate K+ from one ECG in mV (JSON); 422 with the reason for an unusable ECG."""
@@ -195,6 +203,10 @@ def _wfdb_header(text: str, signal_file: str) -> str:
     n_signals = int(record_line[1]) if len(record_line) > 1 and re.fullmatch(r"\d{1,6}", record_line[1]) else 0
     if n_signals < 1 or len(content) < 1 + n_signals:
         raise unusable(SkipReason.UNREADABLE, "the WFDB header declares no signals or lacks signal lines")
+    named = {lines[i].split()[0] for i in content[1: 1 + n_signals]}
+    if len(named) != 1:
+        raise unusable(SkipReason.UNREADABLE, f"the WFDB header's signal lines name {len(named)} files; "
+                                              "upload one signal file that holds every signal")
     lines[content[0]] = " ".join([WFDB_RECORD, *record_line[1:]])
     for i in content[1: 1 + n_signals]:
         fields = lines[i].split()
@@ -236,7 +248,7 @@ def create_prediction_wfdb(
         return _serve_one(request, runtime, principal, scope, item, started)
 
 
-@router.post("/batch", responses=UNUSABLE)
+@router.post("/batch", responses=UNUSABLE, dependencies=[JsonBody])
 def create_predictions_batch(batch: BatchIn, request: Request, runtime: RuntimeDep,
                              principal: Client) -> BatchOut:
     """Estimate K+ for up to the batch cap of ECGs; unusable ones get a reason instead of a number."""
