@@ -12,7 +12,7 @@ from ecg_k.fhir import observation_for_prediction
 from service.audit import audited
 from service.auth import Caller
 from service.deps import RuntimeDep
-from service.routes.predictions import load_prediction
+from service.routes.predictions import read_audited
 
 router = APIRouter(prefix="/v1/predictions", tags=["fhir"])
 
@@ -32,7 +32,7 @@ def read_prediction_fhir(prediction_id: uuid.UUID, request: Request, runtime: Ru
     """The prediction as a validated FHIR R4 ``Observation`` (LOINC 2823-3, status preliminary, AIAST)."""
     with audited(request, runtime.settings.database_url, "prediction.fhir",
                  f"prediction:{prediction_id}") as scope:
-        row = load_prediction(scope.session, prediction_id, principal)
+        row = read_audited(scope, prediction_id, principal)
         assert row.k_estimate is not None and row.interval_low is not None and row.interval_high is not None
         return observation_for_prediction(
             observation_id=str(row.id), estimate=row.k_estimate, interval=(row.interval_low, row.interval_high),

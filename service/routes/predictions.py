@@ -285,12 +285,22 @@ def load_prediction(session: Session, prediction_id: uuid.UUID, principal: Princ
     return row
 
 
+def read_audited(scope: AuditScope, prediction_id: uuid.UUID, principal: Principal) -> Prediction:
+    """:func:`load_prediction` for a read; a prediction linked to a patient is audited as a patient read
+    (IHE BALP): the event's detail names the patient pseudonym and the reader's role, so every read of a
+    patient's data, an admin's included, can be listed by patient."""
+    row = load_prediction(scope.session, prediction_id, principal)
+    if row.patient_id is not None:
+        scope.detail = {"patient_id": row.patient_id, "role": principal.role.value}
+    return row
+
+
 @router.get("/{prediction_id}", responses={404: {"description": "Unknown, or another client's."}})
 def read_prediction(prediction_id: uuid.UUID, request: Request, runtime: RuntimeDep,
                     principal: Caller) -> PredictionOut:
     """A stored prediction (clients see only their own key's)."""
     with audited(request, runtime.settings.database_url, "prediction.read",
                  f"prediction:{prediction_id}") as scope:
-        return prediction_out(load_prediction(scope.session, prediction_id, principal), runtime)
+        return prediction_out(read_audited(scope, prediction_id, principal), runtime)
 
 
