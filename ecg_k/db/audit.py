@@ -9,8 +9,8 @@ to audit a failed action, record the failure in a session of its own.
 
 The trail is also tamper-evident (a hash chain). Each event gets the next ``seq`` and
 ``entry_hash = sha256(previous entry_hash + its canonical content)``, where the content includes
-``prediction_hash``: the digest of the predictions a successful event names (its ``prediction:<id>``
-resource and its detail's ``prediction_ids``). :func:`verify_chain` recomputes everything and names the first
+``prediction_hash``: the digest of the records a successful event names (its ``prediction:<id>``
+resource, its detail's ``prediction_ids`` and ``lab_confirmation_id``). :func:`verify_chain` recomputes everything and names the first
 broken link: a changed field, a deleted, inserted or reordered event, a prediction changed or deleted since
 its event. Writers first update the single :class:`~ecg_k.db.models.AuditChainHead` row, so concurrent
 writers (threads, processes, hosts) queue on its lock (PostgreSQL's row lock, SQLite's write lock) and the
@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -31,7 +31,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecg_k.db.models import AuditChainHead, AuditEvent, AuditOutcome, Prediction, json_object, utcnow
+from ecg_k.db.models import (
+    AuditChainHead,
+    AuditEvent,
+    AuditOutcome,
+    LabConfirmation,
+    Prediction,
+    json_object,
+    utcnow,
+)
 
 GENESIS_HASH = "0" * 64
 """The ``entry_hash`` before the first event."""
@@ -41,6 +49,8 @@ PREDICTION_FIELDS = ("id", "model_version_id", "model_status", "api_key_id", "ec
                      "k_estimate", "interval_low", "interval_high", "flag", "critical", "shot_region", "quality",
                      "patient_id", "ecg_time", "latency_ms", "created_at")
 """The prediction columns its digest covers (those a served estimate and its audit depend on)."""
+LAB_FIELDS = ("id", "prediction_id", "k_value", "lab_time", "itemid", "confirmed_by", "created_at")
+"""The lab confirmation columns its digest covers (what retraining trusts)."""
 EVENT_FIELDS = ("seq", "recorded_at", "actor", "action", "resource", "outcome", "request_id", "detail",
                 "prediction_hash")
 """The audit event columns its ``entry_hash`` covers (all but ``id`` and the hash itself)."""
@@ -95,24 +105,28 @@ def named_predictions(resource: str, detail: dict[str, Any] | None) -> list[uuid
     return named
 
 
-def predictions_hash(connection: sa.Connection | Session, ids: Iterable[uuid.UUID]) -> str | None:
-    """The digest of the predictions ``ids`` as they are now (a deleted one counts as missing); ``None`` for
-    no ids."""
-    ids = list(ids)
-    if not ids:
-        return None
-    table = Prediction.__table__
-    query = sa.select(*(table.c[name] for name in PREDICTION_FIELDS)).where(table.c.id.in_(ids))
-    rows = {row.id: row for row in connection.execute(query)}
-    parts = [prediction_digest(rows[i]) if i in rows else f"missing:{i}" for i in ids]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+def _rows(connection: sa.Connection | Session, table: sa.Table, fields: Sequence[str], ids: list[Any]
+          ) -> dict[Any, Any]:
+    query = sa.select(*(table.c[name] for name in fields)).where(table.c.id.in_(ids))
+    return {row.id: row for row in connection.execute(query)} if ids else {}
 
 
-def concerned_predictions(event: Any) -> list[uuid.UUID]:
-    """The predictions whose digest an event carries: those a successful event names."""
+def records_hash(connection: sa.Connection | Session, event: Any) -> str | None:
+    """The digest of the records a successful event names, as they are now: its predictions
+    (:func:`named_predictions`) and the lab confirmation of its detail's ``lab_confirmation_id`` (a deleted
+    record counts as missing); ``None`` when it names none. Stored as the event's ``prediction_hash``."""
     if _plain(event.outcome) != AuditOutcome.SUCCESS.value:
-        return []
-    return named_predictions(event.resource, event.detail)
+        return None
+    predictions = named_predictions(event.resource, event.detail)
+    lab_id = (event.detail or {}).get("lab_confirmation_id")
+    labs = [lab_id] if isinstance(lab_id, int) and not isinstance(lab_id, bool) else []
+    if not predictions and not labs:
+        return None
+    found = _rows(connection, Prediction.__table__, PREDICTION_FIELDS, predictions)
+    found_labs = _rows(connection, LabConfirmation.__table__, LAB_FIELDS, labs)
+    parts = [prediction_digest(found[i]) if i in found else f"missing prediction:{i}" for i in predictions]
+    parts += [_digest(LAB_FIELDS, found_labs[i]) if i in found_labs else f"missing lab:{i}" for i in labs]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def record_audit(
@@ -148,8 +162,8 @@ def record_audit(
         actor=actor, action=action, resource=resource, outcome=outcome, request_id=request_id, detail=detail,
         recorded_at=utcnow(), seq=seq,
     )
-    session.flush()  # the predictions this event names, if new, are in the database before they are hashed
-    event.prediction_hash = predictions_hash(session, concerned_predictions(event))
+    session.flush()  # the records this event names, if new, are in the database before they are hashed
+    event.prediction_hash = records_hash(session, event)
     event.entry_hash = entry_hash(previous, event)
     session.add(event)
     session.flush()
@@ -202,8 +216,8 @@ def verify_chain(session: Session) -> ChainReport:
             broken = f"{where}: its content does not match its hash (a field was changed)"
         elif last_time is not None and event.recorded_at < last_time - CLOCK_TOLERANCE:
             broken = f"{where}: recorded_at {_plain(event.recorded_at)} is earlier than the event before it"
-        elif predictions_hash(session, concerned_predictions(event)) != event.prediction_hash:
-            broken = f"{where}: the prediction(s) it names changed or were deleted since"
+        elif records_hash(session, event) != event.prediction_hash:
+            broken = f"{where}: the prediction(s) or lab confirmation it names changed or were deleted since"
         if broken is not None:
             return ChainReport(count, head_seq, head_hash, broken)
         previous, expected, last_id, last_time = event.entry_hash, expected + 1, event.id, event.recorded_at

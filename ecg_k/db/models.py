@@ -317,7 +317,8 @@ class Review(Base):
 class AuditEvent(Base):
     """One audited action. Append-only in the database itself: triggers refuse UPDATE and DELETE.
     Tamper-evident: ``entry_hash`` chains each event to the one before it (``seq`` orders the chain) and
-    covers ``prediction_hash``, the digest of the predictions the event names (ecg_k/db/audit.py).
+    covers ``prediction_hash``, the digest of the predictions and lab confirmation the event names
+    (ecg_k/db/audit.py).
 
     No foreign keys on purpose: the audit trail outlives what it names, and no cascade may ever touch it.
     ``seq`` and ``entry_hash`` are NULL only in a row written outside :func:`ecg_k.db.audit.record_audit`,

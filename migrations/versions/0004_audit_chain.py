@@ -1,6 +1,6 @@
-"""Tamper-evident audit trail: each audit event gets its place in a hash chain (``seq``, ``entry_hash``) and the
-digest of the predictions it names (``prediction_hash``); ``audit_chain_head`` holds the chain's last link and is
-the lock every writer takes first.
+"""Tamper-evident audit trail: each audit event gets its place in a hash chain (``seq``, ``entry_hash``) and
+the digest of the predictions and lab confirmation it names (``prediction_hash``); ``audit_chain_head`` holds
+the chain's last link and is the lock every writer takes first.
 
 Existing events are chained in ``id`` order, with the hashes of ecg_k.db.audit (the chain's one definition),
 while the UPDATE trigger is lifted for the backfill and put back exactly as 0001 created it. An offline
@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from alembic import context, op
 
-from ecg_k.db.audit import GENESIS_HASH, concerned_predictions, entry_hash, predictions_hash
+from ecg_k.db.audit import GENESIS_HASH, entry_hash, records_hash
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0001"
@@ -42,7 +42,7 @@ def _backfill(connection: sa.Connection) -> tuple[int, str]:
     for row in rows:
         seq += 1
         event = SimpleNamespace(**row._asdict(), seq=seq)
-        event.prediction_hash = predictions_hash(connection, concerned_predictions(event))
+        event.prediction_hash = records_hash(connection, event)
         previous = entry_hash(previous, event)
         connection.execute(table.update().where(table.c.id == row.id).values(
             seq=seq, prediction_hash=event.prediction_hash, entry_hash=previous))

@@ -182,6 +182,10 @@ def _update_prediction(url: str) -> None:
          else created.resource.split(":")[1])
 
 
+def _update_lab(url: str) -> None:
+    _raw(url, "UPDATE lab_confirmations SET k_value = 3.1")
+
+
 TAMPERING: dict[str, tuple[Callable[[str], None], str]] = {
     "changed actor (column dropped and re-added)": (
         _rewrite_column("actor", "VARCHAR(200) NOT NULL DEFAULT 'api_key:999'"), "seq=1 "),
@@ -191,6 +195,7 @@ TAMPERING: dict[str, tuple[Callable[[str], None], str]] = {
     "inserted backdated row": (_insert_backdated, "is earlier than the event before it"),
     "reordered pair": (_swap_pair, "seq=4 "),
     "updated prediction": (_update_prediction, "changed or were deleted since"),
+    "updated lab value (what retraining trusts)": (_update_lab, "lab confirmation it names changed"),
 }
 
 
