@@ -28,8 +28,8 @@ from ecg_k.settings import get_settings
 from service.audit import audit_failure
 from service.auth_cache import Principal
 from service.deps import RuntimeDep
-from service.runtime import Runtime
 from service.limits import enforce_rate_limit, source_of
+from service.runtime import Runtime
 
 
 api_key_scheme = APIKeyHeader(name=get_settings().api_key_header, auto_error=False,

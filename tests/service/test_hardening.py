@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from ecg_k.db.audit import verify_chain
 from ecg_k.db.models import AuditEvent
 from ecg_k.db.session import session_scope
+from service.limits import FailedAuthLimiter
 from tests.service.conftest import RawEcg, Service, start_service, stop_service
 
 HEAD_CAP = 16 * 2**10  # the default ECGK_MAX_HEADER_BYTES
@@ -202,3 +203,17 @@ def test_the_chain_of_all_this_traffic_verifies_and_nothing_was_a_5xx(guarded: S
     assert report.broken is None and report.events == stored >= 4
     assert _count(guarded, 500) == 0 and "Traceback" not in guarded.log()
     assert not re.search(r" 5\d\d \d", guarded.log()), json.dumps(guarded.log()[-2000:])
+
+
+def test_the_failed_auth_limiter_blocks_refills_reports_and_stays_bounded() -> None:
+    limiter = FailedAuthLimiter(rate_per_s=5.0, burst=3, report_s=3600.0, max_sources=100)
+    for _ in range(3):
+        assert limiter.blocked("a") == 0
+        limiter.failed("a")
+    assert 0 < limiter.blocked("a") <= 0.2 and limiter.blocked("b") == 0
+    assert [limiter.suppressed("a") for _ in range(3)] == [1, 0, 0]  # reported at once, then aggregated
+    time.sleep(0.3)
+    assert limiter.blocked("a") == 0  # refilled
+    for i in range(1000):  # a flood of addresses, each failing once
+        limiter.failed(f"10.0.{i // 256}.{i % 256}")
+    assert len(limiter._sources) <= 100
