@@ -169,7 +169,7 @@ class LabIn(BaseModel):
         {"k_value": 5.9, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971}]})
 
     k_value: Number = Field(gt=0, le=K_MAX, description="Measured K+ in mmol/L.")
-    lab_time: UtcTime = Field(description="When the sample was drawn: within 24 h of the ECG, not in the future.")
+    lab_time: UtcTime = Field(description="When the sample was drawn: within 24 h of the ECG.")
     itemid: Integer | None = Field(default=None, ge=0, le=ITEMID_MAX, description="MIMIC itemid (50971 serum).")
 
 

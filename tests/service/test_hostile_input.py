@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+from ecg_k.db.audit import verify_chain
 from ecg_k.db.models import Base, Prediction, Review
 from ecg_k.db.session import create_db_engine, session_scope
 from tests.service.conftest import RawEcg, Service
@@ -572,3 +574,16 @@ def test_generated_json_bodies_never_get_a_5xx(service: Service, raw_ecg: RawEcg
     assert after["predictions"] - before["predictions"] == statuses[201]
     assert after["audit_events"] - before["audit_events"] == sum(statuses.values())
     assert service.process.poll() is None
+
+
+def test_no_request_got_or_logged_a_5xx(service: Service) -> None:
+    """Last in this module: the access log of every request above (and of the modules before) holds no 5xx
+    and the server logged no traceback; the audit chain all of them wrote verifies. Prints the requests per
+    route and status."""
+    log = service.log()
+    lines = re.findall(r"service\.access (\S+) (\S+) (\d{3}) ", log)
+    assert len(lines) > 100 and "Traceback" not in log
+    assert not [line for line in lines if line[2].startswith("5")]
+    with session_scope(service.database_url) as session:
+        assert verify_chain(session).broken is None
+    print("requests by route and status:", dict(sorted(Counter(f"{m} {r} {s}" for m, r, s in lines).items())))
