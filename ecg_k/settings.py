@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Sustained failed authentications per second allowed per source address.")
     auth_failure_burst: int = Field(
         default=20, ge=1, description="Failed authentications a source may make at once before it gets 429.")
+    auth_blocked_delay_s: float = Field(
+        default=1.0, ge=0, le=30,
+        description="How long the 429 to a source that spent its failed authentications is held back.")
     batch_max: int = Field(default=32, ge=1, description="Most ECGs in one batch request.")
     interval_coverage: float = Field(default=0.9, gt=0, lt=1, description="Coverage of served intervals.")
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads within one run.")

@@ -26,7 +26,7 @@ from ecg_k.db.session import dispose_engines
 from ecg_k.settings import Settings, get_settings
 from ecg_k.version import __version__
 from service.audit import audit_failure
-from service.limits import BodySizeLimitMiddleware
+from service.limits import BlockedSourceMiddleware, BodySizeLimitMiddleware
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.routes import fhir, health, labs, metrics, models, predictions
@@ -111,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=reject_body,
                        timeout_s=settings.body_timeout_s)
+    app.add_middleware(BlockedSourceMiddleware, runtime=lambda: getattr(app.state, "runtime", None),
+                       api_key_header=settings.api_key_header, delay_s=settings.auth_blocked_delay_s)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
     return app
 

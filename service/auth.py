@@ -4,16 +4,12 @@
 call the route. Verified keys are trusted for ``api_key_cache_s`` (scrypt costs ~80 ms), keyed by a sha256
 of the key so the plaintext is never kept; a revocation therefore takes effect within that time.
 
-Failed authentications are limited per source address (:class:`service.limits.FailedAuthLimiter`): a
-source that has spent its failures gets 429 at once for any request that would need a key check, with no
-key check and no audit row of its own (one aggregated event per source per minute), so anonymous load
-cannot take the thread pool or the database from real clients.
+Failed authentications are counted per source address (:class:`service.limits.FailedAuthLimiter`); a
+source that has spent them is refused before routing by :class:`service.limits.BlockedSourceMiddleware`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated, NoReturn
 
@@ -26,10 +22,9 @@ from ecg_k.db.models import Role
 from ecg_k.db.session import session_scope
 from ecg_k.settings import get_settings
 from service.audit import audit_failure
-from service.auth_cache import Principal
+from service.auth_cache import Principal, key_digest
 from service.deps import RuntimeDep
 from service.limits import enforce_rate_limit, source_of
-from service.runtime import Runtime
 
 
 api_key_scheme = APIKeyHeader(name=get_settings().api_key_header, auto_error=False,
@@ -50,21 +45,6 @@ async def _refuse(request: Request, database_url: str, resource: str, status_cod
     raise HTTPException(status_code, message)
 
 
-async def _refuse_blocked(request: Request, runtime: Runtime, source: str) -> None:
-    """429 at once when ``source`` has spent its failed authentications; the refusals are audited as one
-    aggregated ``auth.suppressed`` event per source per minute (naming the count), not one row each."""
-    wait_s = runtime.auth_failures.blocked(source)
-    if wait_s <= 0:
-        return
-    count = runtime.auth_failures.suppressed(source)
-    if count:
-        await run_in_threadpool(audit_failure, request, runtime.settings.database_url, "auth.suppressed",
-                                "api_key", status.HTTP_429_TOO_MANY_REQUESTS,
-                                {"source": source, "refused_since_last_report": count})
-    raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed authentications from this address",
-                        headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
-
-
 async def authenticate(
     request: Request, runtime: RuntimeDep, api_key: Annotated[str | None, Depends(api_key_scheme)]
 ) -> Principal:
@@ -73,11 +53,10 @@ async def authenticate(
     Async, so a cached key costs no thread-pool hop; the database is only touched on a cache miss.
     """
     database_url = runtime.settings.database_url
-    digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else ""
+    digest = key_digest(api_key) if api_key else ""
     principal = runtime.key_cache.get(digest) if api_key else None
     if principal is None:
         source = source_of(request)
-        await _refuse_blocked(request, runtime, source)
         if not api_key:
             runtime.auth_failures.failed(source)
             await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,

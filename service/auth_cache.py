@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ class Principal:
     @property
     def actor(self) -> str:
         return key_actor(self.key_id)
+
+
+def key_digest(api_key: str) -> str:
+    """What the cache is keyed by: a sha256 of the key (the plaintext is never kept)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
 
 
 class KeyCache:

@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.audit import audit_failure
+from service.auth_cache import key_digest
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -111,6 +112,49 @@ class FailedAuthLimiter:
 def source_of(connection: HTTPConnection) -> str:
     """The peer address of the connection (behind a proxy, the proxy's: run one limiter per proxy)."""
     return connection.client.host if connection.client is not None else "unknown"
+
+
+class BlockedSourceMiddleware:
+    """429 with ``Retry-After`` for an API request (``/v1/...``) from a source that has spent its failed
+    authentications (:class:`FailedAuthLimiter`) and carries no key this process has already verified.
+
+    Answered before routing, body reading or any dependency runs, so a refusal never takes a worker thread
+    or a database connection; the refusals are audited as one aggregated ``auth.suppressed`` event per
+    source per minute (with their count), not one row each. The answer is held back ``delay_s`` (a tarpit,
+    costing the server only a timer): a sender that waits for its answers, as HTTP clients do, then sends at
+    most one request per ``delay_s`` per connection, instead of as many as the server can parse.
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Callable[[], Runtime | None], api_key_header: str,
+                 delay_s: float) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.api_key_header = api_key_header.lower().encode()
+        self.delay_s = delay_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime() if scope["type"] == "http" and scope["path"].startswith("/v1/") else None
+        if runtime is None or not runtime.ready:
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        source = source_of(connection)
+        wait_s = runtime.auth_failures.blocked(source)
+        key = dict(scope["headers"]).get(self.api_key_header, b"")
+        if wait_s <= 0 or (key and runtime.key_cache.get(key_digest(key.decode("latin-1"))) is not None):
+            await self.app(scope, receive, send)
+            return
+        count = runtime.auth_failures.suppressed(source)
+        if count:
+            await run_in_threadpool(audit_failure, connection, runtime.settings.database_url, "auth.suppressed",
+                                    "api_key", status.HTTP_429_TOO_MANY_REQUESTS,
+                                    {"source": source, "refused_since_last_report": count})
+        await asyncio.sleep(self.delay_s)
+        body = b'{"detail":"too many failed authentications from this address"}'
+        await send({"type": "http.response.start", "status": status.HTTP_429_TOO_MANY_REQUESTS,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", str(max(1, math.ceil(wait_s))).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def enforce_rate_limit(request: Request, runtime: Runtime, key_id: int) -> None:

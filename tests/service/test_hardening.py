@@ -27,6 +27,7 @@ HEAD_CAP = 16 * 2**10  # the default ECGK_MAX_HEADER_BYTES
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 2.0
 AUTH_FAILURE_BURST = 5
+BLOCKED_DELAY_S = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,8 @@ def guarded(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     home = tmp_path_factory.mktemp("hardening")
     running = start_service(model_path, f"sqlite:///{home / 'ecgk.db'}", home,
                             ECGK_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S), ECGK_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
-                            ECGK_AUTH_FAILURE_BURST=str(AUTH_FAILURE_BURST), ECGK_AUTH_FAILURE_RATE_PER_S="0.01")
+                            ECGK_AUTH_FAILURE_BURST=str(AUTH_FAILURE_BURST), ECGK_AUTH_FAILURE_RATE_PER_S="0.01",
+                            ECGK_AUTH_BLOCKED_DELAY_S=str(BLOCKED_DELAY_S))
     try:
         yield running
     finally:
@@ -190,8 +192,10 @@ def test_failed_authentications_are_limited_and_aggregated_per_source(guarded: S
     assert len(_events(guarded, "auth")) == auth_before + AUTH_FAILURE_BURST
     (aggregated,) = _events(guarded, "auth.suppressed")[suppressed_before:]
     assert aggregated.detail == {"status": 429, "source": "127.0.0.1", "refused_since_last_report": 1}
+    started = time.perf_counter()
     refused = httpx.get(f"{guarded.base_url}/v1/models", timeout=10)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert time.perf_counter() - started >= BLOCKED_DELAY_S  # held back: a tarpit
     with guarded.client("client") as client:
         assert client.post("/v1/predictions", json=raw_ecg.payload()).status_code == 201
 
