@@ -23,7 +23,7 @@ from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig, HemolysedLabs
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.data.splits import SPLITS
-from ecg_k.db.cli import db_app, keys_app, models_app
+from ecg_k.db.cli import audit_app, db_app, keys_app, models_app
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.settings import get_settings
 from ecg_k.version import code_version
@@ -36,6 +36,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
 
 
 COMMAND_EXTRAS = {

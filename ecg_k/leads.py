@@ -6,6 +6,8 @@ standard order, PTB in lower case. Every reader maps names through :func:`canoni
 
 from __future__ import annotations
 
+import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 
 STANDARD_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -22,6 +24,20 @@ def canonical_lead_name(name: str) -> str:
     """Map a lead name to its canonical spelling (case-insensitive); unknown names are returned stripped."""
     stripped = name.strip()
     return _BY_KEY.get(stripped.upper(), stripped)
+
+
+def lead_key(name: str) -> str:
+    """What two lead names must differ in to be distinct: compatibility-normalised (NFKC: full-width and
+    Roman-numeral look-alikes become letters), without whitespace, case-folded after upper-casing (so the
+    dotless ``ı``, which upper-cases to ``I``, is ``I``)."""
+    return "".join(unicodedata.normalize("NFKC", name).split()).upper().casefold()
+
+
+def repeated_leads(names: Sequence[str]) -> list[str]:
+    """The names in ``names`` that another name repeats up to case, whitespace or Unicode look-alikes
+    (:func:`lead_key`), e.g. ``["I", " i"]``; empty when all are distinct."""
+    counts = Counter(lead_key(name) for name in names)
+    return [name for name in names if counts[lead_key(name)] > 1]
 
 
 def parse_leads(spec: str | Sequence[str]) -> tuple[str, ...]:

@@ -25,6 +25,8 @@ class SkipReason(StrEnum):
     AMPLITUDE = "amplitude"
     UNSUPPORTED_RATE = "unsupported_rate"
     TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    DUPLICATE_LEAD = "duplicate_lead"
     NO_LAB_IN_WINDOW = "no_lab_in_window"
     IMPLAUSIBLE_K = "implausible_k"
     HEMOLYSED_LAB = "hemolysed_lab"

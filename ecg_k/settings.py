@@ -53,6 +53,22 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=20.0, gt=0, description="Sustained requests per second per key.")
     rate_limit_burst: int = Field(default=40, ge=1, description="Requests a key may send at once (bucket size).")
     max_body_bytes: int = Field(default=10 * 2**20, ge=1024, description="Largest request body accepted (413).")
+    max_header_bytes: int = Field(
+        default=16 * 2**10, ge=1024, le=2**20,
+        description="Largest request head (request line and headers) accepted; a larger one gets 431.")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a connection has to send a complete request head (408 after).")
+    body_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="Time a request has to send its whole body once its head is in (408 after); 60 s lets the "
+        "largest body through at 175 kB/s.")
+    auth_failure_rate_per_s: float = Field(
+        default=1.0, gt=0, description="Sustained failed authentications per second allowed per source address.")
+    auth_failure_burst: int = Field(
+        default=20, ge=1, description="Failed authentications a source may make at once before it gets 429.")
+    auth_blocked_delay_s: float = Field(
+        default=1.0, ge=0, le=30,
+        description="How long the 429 to a source that spent its failed authentications is held back.")
     batch_max: int = Field(default=32, ge=1, description="Most ECGs in one batch request.")
     interval_coverage: float = Field(default=0.9, gt=0, lt=1, description="Coverage of served intervals.")
     ort_intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime threads within one run.")

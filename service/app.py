@@ -1,7 +1,8 @@
 """The FastAPI app: ``create_app`` builds it; its lifespan migrates the database, loads and warms up the
 model, and only then reports ready; unless a model is pinned (``--model``), a background task then checks the
 registry every ``model_poll_s`` seconds and hot-swaps a new champion in (:class:`service.runtime.ChampionWatcher`).
-Run with ``ecgk serve`` or ``uvicorn service.app:create_app --factory``."""
+Run with ``ecgk serve`` (which adds the request-head cap and deadline of :mod:`service.server`); a bare
+``uvicorn service.app:create_app --factory`` runs without them."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ecg_k.db.session import dispose_engines
 from ecg_k.settings import Settings, get_settings
 from ecg_k.version import __version__
 from service.audit import audit_failure
-from service.limits import BodySizeLimitMiddleware
+from service.limits import BlockedSourceMiddleware, BodySizeLimitMiddleware
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.routes import fhir, health, inference_v2, labs, metrics, models, predictions
@@ -110,7 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "database unavailable: nothing was stored; retry later"},
                             status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
 
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=reject_body)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=reject_body,
+                       timeout_s=settings.body_timeout_s)
+    app.add_middleware(BlockedSourceMiddleware, runtime=lambda: getattr(app.state, "runtime", None),
+                       api_key_header=settings.api_key_header, delay_s=settings.auth_blocked_delay_s)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
     return app
 

@@ -3,6 +3,9 @@
 401: no key, or a key that is malformed, unknown, wrong or revoked. 403: a valid key whose role may not
 call the route. Every request checks its key against the database (one indexed lookup and one HMAC: see
 ``ecg_k.db.api_keys``); nothing is cached, so a revoked key is refused on its next request by every worker.
+
+Failed authentications are counted per source address (:class:`service.limits.FailedAuthLimiter`); a
+source that has spent them is refused before routing by :class:`service.limits.BlockedSourceMiddleware`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ecg_k.db.session import session_scope
 from ecg_k.settings import get_settings
 from service.audit import audit_failure
 from service.deps import RuntimeDep
-from service.limits import enforce_rate_limit
+from service.limits import enforce_rate_limit, source_of
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,17 @@ async def authenticate(
 ) -> Principal:
     """The caller of this request, rate-limited per key; 401 (audited) without a valid key."""
     database_url = runtime.settings.database_url
+    source = source_of(request)
     if not api_key:
+        runtime.auth_failures.failed(source)
         await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,
                       f"missing API key header {api_key_scheme.model.name}")
     principal = await run_in_threadpool(_verify, database_url, api_key, runtime.server_key)
     if principal is None:
+        runtime.auth_failures.failed(source, api_key)
         await _refuse(request, database_url, "api_key", status.HTTP_401_UNAUTHORIZED,
                       "invalid or revoked API key")
+    runtime.auth_failures.succeeded(api_key)
     request.state.actor = principal.actor
     await enforce_rate_limit(request, runtime, principal.key_id)
     return principal

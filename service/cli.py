@@ -16,7 +16,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = get_settings().host,
     port: Annotated[int, typer.Option(help="TCP port.")] = get_settings().port,
 ) -> None:
-    """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn.
+    """Serve the K+ inference API (FastAPI + ONNX Runtime) with uvicorn, its request head capped (431) and
+    timed (408) by :mod:`service.server`.
 
     A ``--model`` is checked first (its card beside it, the file's sha256 against the card): a missing or
     mismatched model exits 2 with one line, before any database is created or migrated.
@@ -27,10 +28,13 @@ def serve(
 
     from service.app import create_app
     from service.logs import log_config
+    from service.server import guarded_protocol
 
     settings = get_settings().model_copy(update={"host": host, "port": port, "model_path": model})
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
-                log_config=log_config(settings.log_level, settings.log_format), log_level=settings.log_level.lower())
+                log_config=log_config(settings.log_level, settings.log_format), log_level=settings.log_level.lower(),
+                http=guarded_protocol(settings.max_header_bytes, settings.header_timeout_s),
+                h11_max_incomplete_event_size=2 * settings.max_header_bytes)
 
 
 def check_model(model: Path) -> None:

@@ -11,6 +11,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.limits import CLIENT_CLOSED_REQUEST, DISCONNECTED
 from service.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -48,6 +49,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if scope["state"].get(DISCONNECTED):
+                status = CLIENT_CLOSED_REQUEST
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
             method = scope["method"]

@@ -26,7 +26,7 @@ from ecg_k.db.session import get_engine, session_scope
 from ecg_k.inference import ModelIntegrityError, OnnxModel
 from ecg_k.model_card import ModelCard, load_model_card, parse_model_card
 from ecg_k.settings import Settings
-from service.limits import RateLimiter
+from service.limits import FailedAuthLimiter, RateLimiter
 
 MODEL_CARD_FILE = "model_card.json"
 SERVICE_ACTOR = "service"
@@ -44,6 +44,7 @@ class Runtime:
     store: EcgStore
     server_key: bytes
     rate_limiter: RateLimiter
+    auth_failures: FailedAuthLimiter
     ready: bool = False
     _cards: dict[int, ModelCard] = field(default_factory=dict)
 
@@ -122,6 +123,7 @@ def load_runtime(settings: Settings) -> Runtime:
         store=EcgStore(settings.ecg_store),
         server_key=server_secret(settings),
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        auth_failures=FailedAuthLimiter(settings.auth_failure_rate_per_s, settings.auth_failure_burst),
         ready=True,
     )
 

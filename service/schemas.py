@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
 
 from ecg_k.clinical import Flag, InterpretationCode
 from ecg_k.data.lab_comments import LabComment
@@ -32,6 +32,10 @@ def _has_utc_equivalent(value: datetime) -> datetime:
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_has_utc_equivalent)]
 """An aware time that the database can store."""
+Number = Annotated[float, Strict()]
+"""A JSON number (an integer is a number); never a string or a boolean coerced into one."""
+Integer = Annotated[int, Strict()]
+"""A JSON integer; never a string, a boolean or a float coerced into one."""
 
 _EXAMPLE_LEAD = [round(0.8 * math.sin(2 * math.pi * 1.2 * i / 500), 3) for i in range(8)]
 
@@ -49,12 +53,12 @@ class EcgIn(BaseModel):
         }]},
     )
 
-    sampling_rate: float = Field(gt=0, le=100_000, description="Samples per second (Hz) of every lead.")
-    leads: dict[str, list[float]] | None = Field(
+    sampling_rate: Number = Field(gt=0, le=100_000, description="Samples per second (Hz) of every lead.")
+    leads: dict[str, list[Number]] | None = Field(
         default=None, min_length=1, max_length=MAX_LEADS, description="Lead name -> samples in mV."
     )
     lead_names: list[str] | None = Field(default=None, min_length=1, max_length=MAX_LEADS)
-    signal: list[list[float]] | None = Field(
+    signal: list[list[Number]] | None = Field(
         default=None, min_length=1, max_length=MAX_LEADS, description="Rows in the order of lead_names, mV."
     )
     ecg_time: UtcTime | None = Field(default=None, description="When the ECG was recorded.")
@@ -70,8 +74,6 @@ class EcgIn(BaseModel):
         names, rows = self.named_rows()
         if len(names) != len(rows):
             raise ValueError(f"{len(names)} lead names for {len(rows)} signal rows")
-        if len(set(names)) != len(names):
-            raise ValueError("lead names repeat")
         if any(not name.strip() or not name.isprintable() or len(name) > MAX_LEAD_NAME_CHARS for name in names):
             raise ValueError(f"lead names must be 1 to {MAX_LEAD_NAME_CHARS} printable characters")
         if len({len(row) for row in rows}) != 1 or not rows[0]:
@@ -183,9 +185,9 @@ class LabIn(BaseModel):
         {"k_value": 5.9, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971},
         {"k_value": 6.8, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971, "comment_class": "hemolysed"}]})
 
-    k_value: float = Field(gt=0, le=K_MAX, description="Measured K+ in mmol/L.")
-    lab_time: UtcTime
-    itemid: int | None = Field(default=None, ge=0, le=ITEMID_MAX, description="MIMIC itemid (50971 serum).")
+    k_value: Number = Field(gt=0, le=K_MAX, description="Measured K+ in mmol/L.")
+    lab_time: UtcTime = Field(description="When the sample was drawn: within 24 h of the ECG.")
+    itemid: Integer | None = Field(default=None, ge=0, le=ITEMID_MAX, description="MIMIC itemid (50971 serum).")
     comment_class: LabComment = Field(
         default=LabComment.NONE,
         description="What the lab's comment says: 'hemolysed' (the sample was haemolysed, the K+ is falsely "
@@ -247,7 +249,8 @@ class Health(BaseModel):
 class ErrorDetail(BaseModel):
     """Machine-readable reason of a 422 for an unusable ECG."""
 
-    reason: SkipReason | Literal["batch_too_large"]
+    reason: SkipReason | Literal["batch_too_large", "duplicate_key", "unsupported_media_type",
+                                 "unsupported_encoding"]
     message: str
 
 

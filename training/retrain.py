@@ -1,7 +1,9 @@
 """``ecgk retrain``: one batch run of champion/challenger retraining, safe to schedule (docs/retraining.md).
 
 1. Lock (:mod:`training.retrain_lock`); read the champion, its training run and the base dataset.
-2. Collect the lab-confirmed predictions and assign their subjects (:mod:`training.retrain_data`); stop
+2. Verify the audit chain (``ecgk audit verify``): labs are trusted only while the trail that records who
+   confirmed them, and the predictions they confirm, is intact; a broken chain stops the run.
+   Collect the lab-confirmed predictions and assign their subjects (:mod:`training.retrain_data`); stop
    with "nothing to do" when no case can be trained on, or when this data was already tried against this
    champion (or made it).
 3. Write the merged dataset; train the challenger from the champion: stage 2 (the champion's backbone, the
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 from ecg_k.cli import console
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.store import labels_path, load_split, read_manifest, write_json_atomic, write_parquet_atomic
-from ecg_k.db.audit import record_audit
+from ecg_k.db.audit import record_audit, verify_chain
 from ecg_k.db.ecg_store import EcgStore
 from ecg_k.db.models import AuditOutcome, GateDecision, ModelStatus, ModelVersion
 from ecg_k.db.registry import (
@@ -200,6 +202,11 @@ class Retraining:
             if cfg.window_min is not None:
                 cohort = cohort.model_copy(update={"window_min": cfg.window_min})
             _say(f"champion {champion.name} {champion.version} (run {champion_run}); base dataset {base}")
+            chain = verify_chain(session)
+            if chain.broken is not None:
+                raise RetrainDataError(f"the audit chain is broken, so the confirmed labs cannot be trusted: "
+                                       f"{chain.broken} (run `ecgk audit verify`)")
+            _say(f"audit chain intact: {chain.events} event(s), head {chain.head_hash[:12]}")
             confirmed = collect_confirmed(session, self.store, preprocessing, cohort, locked_subjects(base),
                                           cfg.holdout_fraction)
             params = {"holdout_fraction": cfg.holdout_fraction, "window_min": cohort.window_min,

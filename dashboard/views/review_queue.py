@@ -75,14 +75,15 @@ def _review_form(database_url: str, detail: PredictionDetail) -> None:
     can_review = who is not None and who.can_review
     if not can_review:
         st.info("Sign in with a reviewer key (sidebar) to record the lab value and a verdict.")
-    now = datetime.now(UTC)
+    # The lab must be drawn within 24 h of the ECG (ecg_k.db.reviews.LAB_WINDOW): start from the ECG's time.
+    start = detail.ecg_time or datetime.now(UTC)
     with st.form("review", clear_on_submit=True):
         st.markdown("**Lab confirmation and verdict**")
         k_value = st.number_input("Lab K⁺ (mmol/L)", min_value=0.1, max_value=K_MAX, value=None, step=0.1,
                                   format="%.1f", disabled=not can_review)
         day, clock, item = st.columns(3)
-        lab_day = day.date_input("Lab date (UTC)", value=now.date(), disabled=not can_review)
-        lab_clock = clock.time_input("Lab time (UTC)", value=now.time().replace(second=0, microsecond=0),
+        lab_day = day.date_input("Lab date (UTC)", value=start.date(), disabled=not can_review)
+        lab_clock = clock.time_input("Lab time (UTC)", value=start.time().replace(second=0, microsecond=0),
                                      disabled=not can_review)
         itemid = item.number_input("Lab itemid", min_value=0, max_value=ITEMID_MAX, value=SERUM_ITEMID,
                                    step=1, help="50971: serum potassium (MIMIC-IV).", disabled=not can_review)

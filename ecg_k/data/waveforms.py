@@ -5,6 +5,12 @@ name and at most :data:`MAX_SAMPLES` samples, or raises :class:`QualityError`. T
 any sample is read: wfdb parses a record line by its longest valid prefix (``500e9`` reads as 500 Hz,
 ``nan`` and ``-500`` as its 250 Hz default), allocates what the header declares (a skew or a FLAC file can
 declare GiB), and its line patterns backtrack quadratically on long lines.
+
+A header must also describe its data exactly (:func:`_check_signal_files`): wfdb reads whatever bytes it
+finds through whatever the header declares, so a one-lead header over a 12-lead file, or a 16-bit file
+declared as format 8, would decode into scrambled samples. Each data file's size must equal what the header
+declares (byte offset + samples x signals x bytes per sample), and the checksums of the header, where
+present, must match the samples read.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 from wfdb.io import _signal
+from wfdb.io._signal import BYTES_PER_SAMPLE
 from wfdb.io.header import parse_header_content, rx_record
 
 from ecg_k.leads import canonical_lead_name
@@ -72,7 +79,7 @@ def _check_lines(header_path: Path, lines: list[str]) -> None:
 def _check_header(record_path: Path, header_path: Path) -> wfdb.Record:
     """Reject, before any sample is read, a header whose lines fail :func:`_check_lines`, a rate that is not
     positive, more than :data:`MAX_SAMPLES` samples, or lead names that are missing, repeated or unprintable.
-    Returns the parsed header, from which :func:`_read_samples` reads the samples."""
+    Returns the parsed header, from which :func:`_read_digital_samples` reads the samples."""
     _check_lines(header_path, parse_header_content(header_path.read_text(encoding="ascii", errors="ignore"))[0])
     try:
         header = wfdb.rdheader(str(record_path))
@@ -96,18 +103,12 @@ def _check_header(record_path: Path, header_path: Path) -> wfdb.Record:
     return header
 
 
-def _read_samples(record_path: Path, record: wfdb.Record) -> wfdb.Record:
-    """Fill ``p_signal`` of a checked single-segment header with the steps ``wfdb.rdrecord`` takes after its own
-    header parse (wfdb 4.3.1, pinned; default arguments), so each header is parsed once: the parse costs
-    more than reading the samples. A test holds the result equal to ``wfdb.rdrecord`` on real records."""
+def _read_digital_samples(record_path: Path, record: wfdb.Record) -> wfdb.Record:
+    """Fill ``d_signal`` of a checked single-segment header (its sample count declared) with the steps
+    ``wfdb.rdrecord`` takes after its own header parse (wfdb 4.3.1, pinned; default arguments), so each header
+    is parsed once: the parse costs more than reading the samples. A test holds the result, once converted
+    to physical units, equal to ``wfdb.rdrecord`` on real records."""
     dir_name = os.path.abspath(os.path.dirname(record_path))
-    if record.sig_len is None:
-        record.sig_len = _signal._infer_sig_len(
-            file_name=record.file_name[0], fmt=record.fmt[0], byte_offset=record.byte_offset[0],
-            tsamps_per_frame=sum(spf for name, spf in zip(record.file_name, record.samps_per_frame, strict=True)
-                                 if name == record.file_name[0]),
-            dir_name=dir_name, pn_dir=None,
-        )
     channels = list(range(record.n_sig))
     record.check_read_inputs(0, record.sig_len, channels, True, True, 64)
     record.e_d_signal = _signal._rd_segment(
@@ -117,9 +118,56 @@ def _read_samples(record_path: Path, record: wfdb.Record) -> wfdb.Record:
         ignore_skew=False, no_file=False, sig_data=None, return_res=64,
     )
     record._arrange_fields(channels=channels, sampfrom=0, smooth_frames=True)
-    record.dac(expanded=False, return_res=64, inplace=True)
-    record.convert_dtype(True, 64, True)
     return record
+
+
+def _expected_bytes(fmt: str, n_samples: int) -> tuple[int, int]:
+    """Smallest and largest size of ``n_samples`` interleaved samples in ``fmt`` (310/311 may pad their last
+    4-byte group)."""
+    exact = math.ceil(n_samples * BYTES_PER_SAMPLE[fmt])
+    return exact, (-(-exact // 4) * 4 if fmt in ("310", "311") else exact)
+
+
+def _check_signal_files(record_path: Path, header: wfdb.Record) -> None:
+    """Reject a header whose data files are not exactly the size it declares: every signal of one file must
+    share its format and byte offset, the header must declare its sample count, and each file must hold
+    byte offset + samples x (signals in it) x bytes per sample. FLAC formats (508, 516, 524) have no fixed
+    size; their decoder checks their frames."""
+    if not header.sig_len:
+        raise QualityError(SkipReason.UNREADABLE, f"{record_path}: the header declares no sample count")
+    files: dict[str, list[int]] = {}
+    for index, name in enumerate(header.file_name or ()):
+        files.setdefault(name, []).append(index)
+    for name, signals in files.items():
+        formats = {header.fmt[i] for i in signals}
+        offsets = {(header.byte_offset or [None] * len(header.fmt))[i] or 0 for i in signals}
+        if len(formats) != 1 or len(offsets) != 1:
+            raise QualityError(SkipReason.UNREADABLE, f"{record_path}: the signals of {name} mix formats or "
+                                                      f"byte offsets")
+        fmt, offset = formats.pop(), offsets.pop()
+        if fmt in ("508", "516", "524"):
+            continue
+        frame = sum((header.samps_per_frame or [1] * len(header.fmt))[i] or 1 for i in signals)
+        smallest, largest = _expected_bytes(fmt, header.sig_len * frame)
+        path = record_path.with_name(name)
+        size = path.stat().st_size if path.is_file() else None
+        if size is None:
+            raise QualityError(SkipReason.MISSING_WAVEFORM, f"{record_path}: signal file {name} is missing")
+        if not offset + smallest <= size <= offset + largest:
+            raise QualityError(
+                SkipReason.UNREADABLE,
+                f"{record_path}: {name} holds {size} bytes; the header declares {offset + smallest} "
+                f"({len(signals)} signal(s) x {header.sig_len} samples in format {fmt}, offset {offset})")
+
+
+def _check_checksums(record_path: Path, record: wfdb.Record) -> None:
+    """Reject samples whose 16-bit sums differ from the checksums the header declares."""
+    declared = record.checksum or [None] * record.n_sig
+    computed = record.calc_checksum()
+    wrong = [name for name, want, got in zip(record.sig_name, declared, computed, strict=True)
+             if want is not None and (int(want) - got) % 65536]
+    if wrong:
+        raise QualityError(SkipReason.UNREADABLE, f"{record_path}: checksum mismatch in lead(s) {wrong[:12]}")
 
 
 def read_wfdb(record_path: str | Path) -> EcgRecord:
@@ -131,8 +179,14 @@ def read_wfdb(record_path: str | Path) -> EcgRecord:
     header = _check_header(record_path, header_path)
     if not header.n_sig:
         raise QualityError(SkipReason.UNREADABLE, f"{record_path} holds no samples")
+    _check_signal_files(record_path, header)
     try:
-        record = _read_samples(record_path, header)
+        record = _read_digital_samples(record_path, header)
+        _check_checksums(record_path, record)
+        record.dac(expanded=False, return_res=64, inplace=True)
+        record.convert_dtype(True, 64, True)
+    except QualityError:
+        raise
     except FileNotFoundError as err:
         raise QualityError(SkipReason.MISSING_WAVEFORM, f"signal file missing for {record_path}: {err}") from err
     except Exception as err:  # wfdb raises many types on corrupt headers or data; all mean unreadable

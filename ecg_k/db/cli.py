@@ -1,4 +1,5 @@
-"""``ecgk db`` (migrations), ``ecgk keys`` (API keys) and ``ecgk models`` (the model registry). Database modules are imported per command, so
+"""``ecgk db`` (migrations), ``ecgk keys`` (API keys), ``ecgk models`` (the model registry) and ``ecgk audit``
+(the audit chain). Database modules are imported per command, so
 the rest of ``ecgk`` starts without SQLAlchemy."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=Tr
 keys_app = typer.Typer(help="API keys: create (the key is shown once), list, revoke.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: register an exported model, promote a champion, list.",
                          no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify its hash chain.", no_args_is_help=True)
 
 RoleName = Literal["client", "reviewer", "admin"]
 """The values of ecg_k.db.models.Role, listed so that this module needs no SQLAlchemy (a test compares them)."""
@@ -90,6 +92,22 @@ def current(url: UrlOption = None) -> None:
         revision, head = current_revision(url), head_revision()
         state = "up to date" if revision == head else "behind: run `ecgk db upgrade`"
         typer.echo(f"database {shown_url(url)}: revision {revision or 'none'}, head {head} ({state})")
+
+
+@audit_app.command()
+def verify(url: UrlOption = None) -> None:
+    """Walk the audit chain and recompute every hash: exit 0 when intact, 1 naming the first broken link."""
+    from ecg_k.db.audit import verify_chain
+    from ecg_k.db.session import session_scope
+
+    with clear_errors():
+        require_head(url)
+        with session_scope(url) as session:
+            report = verify_chain(session)
+    if report.broken is not None:
+        _fail(f"audit chain broken after {report.events} intact event(s): {report.broken}", code=1)
+    typer.echo(f"audit chain intact: {report.events} event(s); head seq {report.head_seq}, hash {report.head_hash} "
+               "(keep this line outside the database to detect a rewritten chain)")
 
 
 @keys_app.command()

@@ -345,11 +345,17 @@ class Review(Base):
 
 class AuditEvent(Base):
     """One audited action. Append-only in the database itself: triggers refuse UPDATE and DELETE.
+    Tamper-evident: ``entry_hash`` chains each event to the one before it (``seq`` orders the chain) and
+    covers ``prediction_hash``, the digest of the predictions and lab confirmation the event names
+    (ecg_k/db/audit.py).
 
     No foreign keys on purpose: the audit trail outlives what it names, and no cascade may ever touch it.
+    ``seq`` and ``entry_hash`` are NULL only in a row written outside :func:`ecg_k.db.audit.record_audit`,
+    which ``ecgk audit verify`` reports as a broken link.
     """
 
     __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("uq_audit_events_seq", "seq", unique=True),)
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now(), index=True)
@@ -359,3 +365,18 @@ class AuditEvent(Base):
     outcome: Mapped[AuditOutcome] = mapped_column(_enum(AuditOutcome, "outcome"))
     request_id: Mapped[str | None] = mapped_column(sa.String(200), index=True)
     detail: Mapped[dict[str, Any] | None]
+    seq: Mapped[int | None] = mapped_column(sa.BigInteger)
+    prediction_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    entry_hash: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class AuditChainHead(Base):
+    """The one row that ends the audit chain: the last event's ``seq`` and ``entry_hash``. Every writer
+    updates it first, so writers queue on its row lock and the chain stays linear (SQLite: the write lock)."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    entry_hash: Mapped[str] = mapped_column(sa.String(64))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -44,6 +44,10 @@ REVIEW_ROLES = frozenset({Role.REVIEWER})
 K_MAX = 15.0
 """Largest lab K+ accepted (mmol/L); values must also be > 0."""
 ITEMID_MAX = 2**31 - 1
+LAB_WINDOW = timedelta(hours=24)
+"""A confirming lab must be drawn within this long before or after the ECG it confirms (when the prediction
+has an ECG time); retraining then pairs only labs within its own, narrower window. There is no bound on the
+calendar itself: de-identified sources such as MIMIC-IV shift dates by a century or two."""
 COMMENT_MAX_CHARS = 2000
 
 
@@ -93,6 +97,14 @@ def _lab_time(lab_time: datetime) -> datetime:
     return lab_time
 
 
+def _lab_near_ecg(lab_time: datetime, prediction: Prediction) -> None:
+    """Refuse a lab drawn more than :data:`LAB_WINDOW` from the ECG (when the ECG's time is known)."""
+    if prediction.ecg_time is not None and abs(lab_time - prediction.ecg_time) > LAB_WINDOW:
+        hours = LAB_WINDOW.total_seconds() / 3600
+        raise ValueError(f"lab time {lab_time.isoformat()} lies more than {hours:g} h from the ECG "
+                         f"({prediction.ecg_time.isoformat()})")
+
+
 def _itemid(itemid: int | None) -> int | None:
     if itemid is None:
         return None
@@ -135,6 +147,7 @@ def confirm_lab(
     comment = parse_lab_comment(comment_class)
     _reviewer(session, reviewer_id)
     prediction = _prediction(session, prediction_id)
+    _lab_near_ecg(when, prediction)
     if lab_confirmation_of(session, prediction_id) is not None:
         raise AlreadyConfirmedError(f"prediction {prediction_id} already has a lab value")
     segments = prediction.interval_segments

@@ -14,7 +14,7 @@ from ecg_k.fhir import observation_for_prediction, provenance_for_observation
 from service.audit import audited
 from service.auth import Caller
 from service.deps import RuntimeDep
-from service.routes.predictions import load_prediction
+from service.routes.predictions import read_audited
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/predictions", tags=["fhir"])
@@ -49,7 +49,7 @@ def read_prediction_fhir(prediction_id: uuid.UUID, request: Request, runtime: Ru
     preliminary, AIAST; the prediction set and the two probabilities as components)."""
     with audited(request, runtime.settings.database_url, "prediction.fhir",
                  f"prediction:{prediction_id}") as scope:
-        return _observation(load_prediction(scope.session, prediction_id, principal), runtime)
+        return _observation(read_audited(scope, prediction_id, principal), runtime)
 
 
 @router.get("/{prediction_id}/fhir/provenance", response_class=FhirResponse,
@@ -61,7 +61,7 @@ def read_prediction_provenance(prediction_id: uuid.UUID, request: Request, runti
     model card as entities."""
     with audited(request, runtime.settings.database_url, "prediction.fhir_provenance",
                  f"prediction:{prediction_id}") as scope:
-        row = load_prediction(scope.session, prediction_id, principal)
+        row = read_audited(scope, prediction_id, principal)
         observation = _observation(row, runtime)
         return provenance_for_observation(observation, runtime.card_of(row.model_version),
                                           provenance_id=f"{row.id}-provenance")

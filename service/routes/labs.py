@@ -17,6 +17,7 @@ from service.auth import Reviewer
 from service.deps import RuntimeDep
 from service.routes.predictions import load_prediction
 from service.schemas import LabIn, LabOut, ReviewIn, ReviewOut
+from service.strict import JsonBody
 
 router = APIRouter(prefix="/v1/predictions", tags=["labs"])
 
@@ -40,7 +41,8 @@ def _domain_errors() -> Iterator[None]:
 
 
 @router.post("/{prediction_id}/lab", status_code=status.HTTP_201_CREATED,
-             responses={404: {"description": "Unknown prediction."}, 409: {"description": "Already confirmed."}})
+             responses={404: {"description": "Unknown prediction."}, 409: {"description": "Already confirmed."}},
+             dependencies=[JsonBody])
 def confirm_lab(prediction_id: uuid.UUID, lab: LabIn, request: Request, runtime: RuntimeDep,
                 principal: Reviewer) -> LabOut:
     """Record the confirmed lab K+ and its time (one confirmation per prediction); ``comment_class``
@@ -57,7 +59,7 @@ def confirm_lab(prediction_id: uuid.UUID, lab: LabIn, request: Request, runtime:
 
 
 @router.post("/{prediction_id}/reviews", status_code=status.HTTP_201_CREATED,
-             responses={404: {"description": "Unknown prediction."}})
+             responses={404: {"description": "Unknown prediction."}}, dependencies=[JsonBody])
 def review_prediction(prediction_id: uuid.UUID, review: ReviewIn, request: Request, runtime: RuntimeDep,
                       principal: Reviewer) -> ReviewOut:
     """Record a reviewer's verdict (agree, disagree, unusable_ecg) and an optional comment."""

@@ -25,12 +25,14 @@ from ecg_k.db.ecg_store import record_ecg
 from ecg_k.db.models import Flag as DbFlag
 from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion, utcnow
 from ecg_k.db.session import session_scope
+from ecg_k.leads import repeated_leads
 from ecg_k.model_card import RELIABILITY_NOTES, event_probabilities, prediction_set, shot_region_of_estimate
 from ecg_k.quality import QualityError, SkipReason, check_finite
 from service.audit import AuditScope, audit_failures, audited, commit_audited, request_id_of
 from service.auth import Caller, Client, Principal
 from service.deps import RuntimeDep
 from service.runtime import Runtime
+from service.strict import JsonBody
 from service.schemas import (
     PSEUDONYM_PATTERN,
     BatchIn,
@@ -97,8 +99,13 @@ def _prepare(runtime: Runtime, signal: np.ndarray, fs: float, lead_names: list[s
              ecg_time: datetime | None, patient_id: str | None) -> Scored:
     """The card's preprocessing and quality gate; :class:`QualityError` for an unusable ECG.
 
-    Every lead must be finite as float32 (the stored form), not only those the model reads.
+    Every lead must be finite as float32 (the stored form), not only those the model reads, and no two lead
+    names may differ only in case, whitespace or Unicode look-alikes (``duplicate_lead``: which one would win?).
     """
+    repeated = repeated_leads(lead_names)
+    if repeated:
+        raise QualityError(SkipReason.DUPLICATE_LEAD, f"lead names {repeated[:12]!r:.200} name the same lead "
+                                                      "(compared without case, whitespace or look-alikes)")
     signal = np.ascontiguousarray(signal, dtype=np.float32)
     check_finite(signal, tuple(lead_names))
     return Scored(signal, fs, lead_names, runtime.model.preprocess(signal, fs, lead_names), ecg_time, patient_id)
@@ -220,7 +227,8 @@ ECG_BODY_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/EcgIn"}}}}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=UNUSABLE, openapi_extra=ECG_BODY_OPENAPI)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=UNUSABLE, openapi_extra=ECG_BODY_OPENAPI,
+             dependencies=[JsonBody])
 def create_prediction(ecg: Annotated[EcgIn, Depends(ecg_body)], request: Request, runtime: RuntimeDep,
                       principal: Client) -> PredictionOut:
     """Estimate K+ from one ECG in mV (JSON); 422 with the reason for an unusable ECG."""
@@ -252,6 +260,10 @@ def _wfdb_header(text: str, signal_file: str) -> str:
     n_signals = int(record_line[1]) if len(record_line) > 1 and re.fullmatch(r"\d{1,6}", record_line[1]) else 0
     if n_signals < 1 or len(content) < 1 + n_signals:
         raise unusable(SkipReason.UNREADABLE, "the WFDB header declares no signals or lacks signal lines")
+    named = {lines[i].split()[0] for i in content[1: 1 + n_signals]}
+    if len(named) != 1:
+        raise unusable(SkipReason.UNREADABLE, f"the WFDB header's signal lines name {len(named)} files; "
+                                              "upload one signal file that holds every signal")
     lines[content[0]] = " ".join([WFDB_RECORD, *record_line[1:]])
     for i in content[1: 1 + n_signals]:
         fields = lines[i].split()
@@ -293,7 +305,7 @@ def create_prediction_wfdb(
         return _serve_one(request, runtime, principal, item, started)
 
 
-@router.post("/batch", responses=UNUSABLE)
+@router.post("/batch", responses=UNUSABLE, dependencies=[JsonBody])
 def create_predictions_batch(batch: BatchIn, request: Request, runtime: RuntimeDep,
                              principal: Client) -> BatchOut:
     """Estimate K+ for up to the batch cap of ECGs; unusable ones get a reason instead of a number."""
@@ -330,12 +342,22 @@ def load_prediction(session: Session, prediction_id: uuid.UUID, principal: Princ
     return row
 
 
+def read_audited(scope: AuditScope, prediction_id: uuid.UUID, principal: Principal) -> Prediction:
+    """:func:`load_prediction` for a read; a prediction linked to a patient is audited as a patient read
+    (IHE BALP): the event's detail names the patient pseudonym and the reader's role, so every read of a
+    patient's data, an admin's included, can be listed by patient."""
+    row = load_prediction(scope.session, prediction_id, principal)
+    if row.patient_id is not None:
+        scope.detail = {"patient_id": row.patient_id, "role": principal.role.value}
+    return row
+
+
 @router.get("/{prediction_id}", responses={404: {"description": "Unknown, or another client's."}})
 def read_prediction(prediction_id: uuid.UUID, request: Request, runtime: RuntimeDep,
                     principal: Caller) -> PredictionOut:
     """A stored prediction (clients see only their own key's)."""
     with audited(request, runtime.settings.database_url, "prediction.read",
                  f"prediction:{prediction_id}") as scope:
-        return prediction_out(load_prediction(scope.session, prediction_id, principal), runtime)
+        return prediction_out(read_audited(scope, prediction_id, principal), runtime)
 
 

@@ -4,7 +4,7 @@ ecg_k.db.reviews, audited) and the dashboard sign-in."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -69,14 +69,16 @@ def test_submission_stores_lab_and_verdict_audited_and_leaves_the_queue(seeded_d
     with session_scope(seeded_db.database_url) as session:
         before = review_queue(session)
     target = before.table["id"].iloc[0]
-    form = ReviewForm(verdict="agree", k_value=6.4, lab_time=LAB_TIME, itemid=50971, comment="peaked T waves",
+    with session_scope(seeded_db.database_url) as session:
+        lab_time = session.get(Prediction, target).ecg_time + timedelta(minutes=35)
+    form = ReviewForm(verdict="agree", k_value=6.4, lab_time=lab_time, itemid=50971, comment="peaked T waves",
                       comment_class="verified")
     stored = submit_review(seeded_db.database_url, _reviewer(seeded_db), target, form)
     with session_scope(seeded_db.database_url) as session:
         lab = session.get(LabConfirmation, stored.lab_confirmation_id)
         review = session.get(Review, stored.review_id)
         assert (lab.prediction_id, lab.k_value, lab.lab_time, lab.confirmed_by, lab.comment_class) == (
-            target, 6.4, LAB_TIME, seeded_db.key_ids["reviewer"], "verified")
+            target, 6.4, lab_time, seeded_db.key_ids["reviewer"], "verified")
         assert (review.prediction_id, review.verdict, review.comment) == (target, Verdict.AGREE, "peaked T waves")
         after = review_queue(session)
     assert after.total == before.total - 1 and target not in set(after.table["id"])

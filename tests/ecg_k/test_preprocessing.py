@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import signal as sps
 
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.leads import STANDARD_LEADS
-from ecg_k.preprocessing import PreprocessConfig, preprocess
+from ecg_k.preprocessing import MAX_INPUT_DURATION_S, PreprocessConfig, _bandpass_design, crop_for_filter, preprocess
 from ecg_k.quality import QualityError, SkipReason
 
 FS = 500.0
@@ -139,11 +141,9 @@ def test_default_is_the_twelve_leads_in_standard_order() -> None:
 
 
 def _per_lead_reference(signal: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:
-    """The pipeline before vectorisation: ``sosfiltfilt`` and ``resample_poly`` one lead at a time, then z-score."""
-    from scipy import signal as sps
-
+    """The pipeline before vectorisation: crop, ``sosfiltfilt`` and ``resample_poly`` one lead at a time, then z-score."""
     sos = sps.butter(config.filter_order, config.bandpass_hz, btype="bandpass", fs=fs, output="sos")
-    leads = [sps.sosfiltfilt(sos, lead.astype(np.float64)) for lead in signal]
+    leads = [sps.sosfiltfilt(sos, lead.astype(np.float64)) for lead in crop_for_filter(signal, fs, config)]
     if fs != config.fs:
         leads = [sps.resample_poly(lead, int(config.fs), int(fs)) for lead in leads]
     cropped = np.stack(leads)[:, : config.n_samples]
@@ -177,3 +177,51 @@ def test_saturation_names_the_first_clipped_lead_and_its_rail() -> None:
     short_flat_top = clean.copy()
     short_flat_top[100:149] = clean.max()  # 49 samples at the maximum: under the 50-sample (0.1 s) limit
     preprocess(short_flat_top[None], FS, ("I",), PreprocessConfig(leads="I"))
+
+
+def test_a_record_longer_than_the_cap_is_refused_as_too_long() -> None:
+    config = PreprocessConfig(leads="I")
+    accepted = tone(1.1, seconds=MAX_INPUT_DURATION_S)[None] + 0.01 * np.random.default_rng(0).standard_normal(
+        int(FS * MAX_INPUT_DURATION_S))
+    assert preprocess(accepted, FS, ["I"], config).shape == (1, 5000)
+    longer = np.concatenate([accepted, accepted[:, :1]], axis=1)
+    with pytest.raises(QualityError) as refused:
+        preprocess(longer, FS, ["I"], config)
+    assert refused.value.reason is SkipReason.TOO_LONG and "60 s" in str(refused.value)
+
+
+def test_cropping_before_the_filter_changes_the_output_by_under_1e_3_sd(cinc_dir: Path) -> None:
+    """The real 10 s record tiled to 60 s: the output of the first 10 s, cropped with the filter's margin before
+    filtering, against the same steps on the whole 60 s (the order before this change)."""
+    config = PreprocessConfig(leads="all")
+    record = read_wfdb(cinc_dir / "E07500")
+    long = np.tile(record.signal, (1, 6))
+    cropped = crop_for_filter(long, record.fs, config)
+    assert cropped.shape[1] == int((10 + 3 / 0.5) * record.fs)
+    sos = _bandpass_design(record.fs, *config.bandpass_hz, config.filter_order).sos
+    whole = sps.sosfiltfilt(sos, long, axis=1)[:, :5000]
+    window = sps.sosfiltfilt(sos, cropped, axis=1)[:, :5000]
+    assert np.abs(window - whole).max() < 1e-3 * whole.std()
+
+
+def test_memory_of_one_record_is_bounded_by_the_window_not_the_input_length() -> None:
+    """The stated bound: preprocessing allocates at most 5 float64 copies of the filtered window
+    (leads x (duration_s + margin) x fs), whatever the input's length up to the cap. Measured with tracemalloc
+    on 12 leads at the highest accepted rate (10 kHz): the 60 s input peaks where a 16 s input does (~59 MiB);
+    filtering the whole 60 s first peaked at ~4 times that."""
+    config = PreprocessConfig(leads="all")
+    fs = config.max_input_fs
+    window_bytes = 8 * 12 * (config.duration_s + 3 / config.bandpass_hz[0]) * fs
+    peaks = {}
+    for seconds in (16.0, MAX_INPUT_DURATION_S):
+        n = int(seconds * fs)
+        signal = (np.sin(2 * np.pi * 1.1 * np.arange(n) / fs)[None]
+                  + 0.05 * np.random.default_rng(1).standard_normal((12, n))).astype(np.float32)
+        tracemalloc.start()
+        try:
+            preprocess(signal, fs, STANDARD_LEADS, config)
+            peaks[seconds] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks[MAX_INPUT_DURATION_S] <= 5 * window_bytes, peaks
+    assert peaks[MAX_INPUT_DURATION_S] <= 1.05 * peaks[16.0], peaks

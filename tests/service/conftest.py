@@ -126,10 +126,12 @@ def model_path(exported_run: Path) -> Path:  # noqa: F811
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, model_path: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The service under test, once per backend (a high rate limit: the 429 test starts its own)."""
+    """The service under test, once per backend (high rate limits, for keys and for failed authentications
+    from the loopback address the tests share: the tests of those limits start their own)."""
     home = tmp_path_factory.mktemp(f"service-{request.param}")
     running = start_service(model_path, new_database(request, request.param, home), home,
-                            ECGK_RATE_LIMIT_BURST="100000", ECGK_RATE_LIMIT_PER_S="100000")
+                            ECGK_RATE_LIMIT_BURST="100000", ECGK_RATE_LIMIT_PER_S="100000",
+                            ECGK_AUTH_FAILURE_BURST="100000", ECGK_AUTH_FAILURE_RATE_PER_S="100000")
     try:
         yield running
     finally:

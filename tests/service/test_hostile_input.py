@@ -1,7 +1,9 @@
 """Hostile input against the live server, on SQLite and PostgreSQL (tests/service/conftest.py): path traversal
-in WFDB upload names and in a header's file fields, oversized or inconsistent headers and signal files, absurd
-rates and lengths, NaN/Infinity literals and deep nesting in JSON, SQL-ish strings and control characters in
-every text field, and a hypothesis run of generated JSON bodies.
+in WFDB upload names and in a header's file fields, oversized, inconsistent or lying headers and signal files
+(a header that does not describe its data exactly, wrong checksums), absurd rates and lengths, NaN/Infinity
+literals, deep nesting, repeated keys, look-alike lead names, strings and booleans for numbers, other content
+types and encodings in JSON, SQL-ish strings and control characters in every text field, implausible labs,
+and a hypothesis run of generated JSON bodies.
 
 Every refused request gets a 4xx with a message and adds no row but its audit event; no request gets a 5xx;
 every table survives; a file named by an upload or a header is neither written nor read.
@@ -9,7 +11,9 @@ every table survives; a file named by an upload or a header is neither written n
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +29,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+from ecg_k.db.audit import verify_chain
 from ecg_k.db.models import Base, Prediction, Review
 from ecg_k.db.session import create_db_engine, session_scope
 from tests.service.conftest import RawEcg, Service
@@ -116,8 +121,15 @@ def with_lines(upload: Upload, edit: Callable[[list[str]], list[str]], **changes
 
 
 def flat_signal(upload: Upload) -> bytes:
-    """The .mat with its 24-byte preamble and every sample zero: a flat ECG, refused as ``flat_lead``."""
+    """The .mat with its 24-byte preamble and every sample zero: a flat ECG, refused as ``flat_lead`` once the
+    header's checksums say 0 too (:func:`zero_checksums`)."""
     return upload.signal[:24] + bytes(len(upload.signal) - 24)
+
+
+def zero_checksums(lines: list[str]) -> list[str]:
+    """The header with the checksum of every signal line set to 0 (the sum of an all-zero signal)."""
+    return [lines[0], *(" ".join([*line.split()[:6], "0", *line.split()[7:]]) for line in lines[1:13]),
+            *lines[13:]]
 
 
 def set_signal_files(name: str) -> Callable[[list[str]], list[str]]:
@@ -160,7 +172,7 @@ def test_header_file_fields_cannot_reach_other_files(service: Service, cinc_uplo
     canary.write_bytes(cinc_upload.signal)
 
     def hostile(lines: list[str]) -> list[str]:
-        return [line.format(up="../" * 40, canary=str(canary)) for line in edit(lines)]
+        return [line.format(up="../" * 40, canary=str(canary)) for line in edit(zero_checksums(lines))]
 
     upload = with_lines(cinc_upload, hostile, signal=flat_signal(cinc_upload))
     response = assert_refused(service, lambda: upload.send(service), 422, reason)
@@ -210,6 +222,15 @@ HOSTILE_WFDB: dict[str, tuple[Callable[[Upload], Upload], int, str | None]] = {
     "truncated signal": (lambda u: replace(u, signal=u.signal[: len(u.signal) // 2]), 422, "unreadable"),
     "empty signal": (lambda u: replace(u, signal=b""), 422, "unreadable"),
     "signal over the body limit": (lambda u: replace(u, signal=u.signal + bytes(BODY_LIMIT_BYTES)), 413, None),
+    "one-lead header over the 12-lead file (was 201)": (
+        lambda u: with_lines(u, lambda lines: [_record_line(n_sig="1")(lines)[0], lines[1]]), 422, "unreadable"),
+    "16-bit file declared as format 8 (was 201)": (
+        lambda u: with_lines(u, lambda lines: [lines[0], *(line.replace(" 16x1+24 ", " 8x1+24 ")
+                                                            for line in lines[1:])]), 422, "unreadable"),
+    "data longer than declared (was 201)": (lambda u: replace(u, signal=u.signal + bytes(24)), 422, "unreadable"),
+    "wrong checksum (was 201)": (lambda u: with_lines(u, _signal_line(3, 6, "1")), 422, "unreadable"),
+    "signal lines naming two files": (lambda u: with_lines(u, _signal_line(2, 0, "other.mat")), 422,
+                                      "unreadable"),
     "year 1 at +14:00 (was 500)": (lambda u: replace(u, form=(("ecg_time", OUT_OF_UTC_RANGE[0]),)), 422, None),
     "naive ecg_time": (lambda u: replace(u, form=(("ecg_time", "2024-05-01T08:30:00"),)), 422, None),
 }
@@ -255,8 +276,25 @@ HOSTILE_JSON: dict[str, tuple[Callable[[RawEcg], str], str | None]] = {
     "blank lead name (was 500)": (lambda raw: _extra_lead(raw, "  ", [0.1] * 5000), None),
     "NUL in a lead name (was 500 on PostgreSQL)": (lambda raw: _extra_lead(raw, "X\x00", [0.1] * 5000), None),
     "1000-character lead name": (lambda raw: _extra_lead(raw, "X" * 1000, [0.1] * 5000), None),
-    "5 million samples within the body limit": (
-        lambda raw: '{"sampling_rate": 100, "leads": {"I": [' + "0," * 4_999_999 + "0]}}", "flat_lead"),
+    "5 million samples within the body limit (50 000 s)": (
+        lambda raw: '{"sampling_rate": 100, "leads": {"I": [' + "0," * 4_999_999 + "0]}}", "too_long"),
+    "61 s, over the duration cap": (lambda raw: _replace(raw, leads={
+        name: (row.tolist() * 7)[: int(61 * raw.fs)] for name, row in zip(raw.lead_names, raw.signal, strict=True)}),
+        "too_long"),
+    **{f"lead names I and {name!r} (the last won)": ((lambda n: lambda raw: _extra_lead(
+        raw, n, raw.signal[0].tolist()))(name), "duplicate_lead") for name in ("i", " I", "ı", "Ｉ", "Ⅰ")},
+    "lead_names I and i": (lambda raw: json.dumps({"sampling_rate": raw.fs, "lead_names": ["I", "i"],
+                                                   "signal": raw.signal[:2].tolist()}), "duplicate_lead"),
+    "repeated key, the valid value last (was 201)": (
+        lambda raw: '{"sampling_rate": -1, ' + _replace(raw)[1:], "duplicate_key"),
+    "repeated lead key (was 201)": (
+        lambda raw: _replace(raw)[:-2] + ', "I": ' + json.dumps(raw.signal[1].tolist()) + "}}", "duplicate_key"),
+    "escaped repeated key": (lambda raw: '{"sampl\\u0069ng_rate": 1, ' + _replace(raw)[1:], "duplicate_key"),
+    "fs as a string (was 201)": (lambda raw: _replace(raw, sampling_rate="500"), None),
+    "fs true": (lambda raw: _replace(raw, sampling_rate=True), None),
+    "a sample as a string (was 201)": (
+        lambda raw: _replace(raw, leads={"I": ["0.1", *raw.signal[0, 1:].tolist()]}), None),
+    "a sample true (was 201)": (lambda raw: _replace(raw, leads={"I": [True, *raw.signal[0, 1:].tolist()]}), None),
     "nesting 100 000 deep": (lambda raw: '{"leads": ' + "[" * 100_000 + "]" * 100_000 + "}", None),
     "truncated body": (lambda raw: _replace(raw)[:1000], None),
     **{f"ecg_time {time} (was 500)": ((lambda t: lambda raw: _replace(raw, ecg_time=t))(time), None)
@@ -283,6 +321,83 @@ def test_batch_reports_a_hostile_ecg_and_stores_nothing_for_it(service: Service,
     assert table_counts(service)["predictions"] == before["predictions"] + 1
     refused = json.dumps({"ecgs": [raw_ecg.payload() | {"ecg_time": OUT_OF_UTC_RANGE[0]}]})
     assert_refused(service, lambda: post_json(service, refused, "/v1/predictions/batch"), 422)
+
+
+# ------------------------------------------------------------------------------ content types and labs
+
+
+def post_raw(service: Service, path: str, body: bytes, headers: dict[str, str], key: str = "client"
+             ) -> httpx.Response:
+    """POST ``body`` with ``headers`` (httpx adds no Content-Type to raw content)."""
+    with service.client(key) as client:
+        request = client.build_request("POST", path, content=body, headers=headers)
+        assert request.headers.get("content-type") == headers.get("content-type")
+        return client.send(request)
+
+
+CONTENT_HEADERS: dict[str, tuple[dict[str, str], int]] = {
+    "no Content-Type (was 201)": ({}, 415),
+    "text/plain (was 201)": ({"content-type": "text/plain"}, 415),
+    "a form type (was 201)": ({"content-type": "application/x-www-form-urlencoded"}, 415),
+    "gzip declared, body plain (was 201)": ({"content-type": "application/json", "content-encoding": "gzip"}, 415),
+    "br encoding": ({"content-type": "application/json", "content-encoding": "br"}, 415),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTENT_HEADERS))
+@pytest.mark.parametrize("route", ["prediction", "batch", "lab", "review"])
+def test_json_routes_take_plain_application_json_only(service: Service, raw_ecg: RawEcg, prediction_id: str,
+                                                      case: str, route: str) -> None:
+    headers, status = CONTENT_HEADERS[case]
+    path, key, body = {
+        "prediction": ("/v1/predictions", "client", _replace(raw_ecg)),
+        "batch": ("/v1/predictions/batch", "client", json.dumps({"ecgs": [raw_ecg.payload()]})),
+        "lab": (f"/v1/predictions/{prediction_id}/lab", "reviewer",
+                json.dumps({"k_value": 4.2, "lab_time": "2024-05-01T09:05:00Z"})),
+        "review": (f"/v1/predictions/{prediction_id}/reviews", "reviewer", json.dumps({"verdict": "agree"})),
+    }[route]
+    response = assert_refused(service, lambda: post_raw(service, path, body.encode(), headers, key), status)
+    assert "reason" in response.json()["detail"] or "Content-Encoding" in response.json()["detail"]
+
+
+def test_a_gzip_wfdb_upload_is_refused(service: Service, cinc_upload: Upload) -> None:
+    body, content_type = multipart([("header", b"r.hea", cinc_upload.header), ("signal", b"r.mat",
+                                                                               gzip.compress(cinc_upload.signal))])
+    assert_refused(service, lambda: post_raw(service, "/v1/predictions/wfdb", body,
+                                             {"content-type": content_type, "content-encoding": "gzip"}), 415)
+
+
+@pytest.fixture(scope="module")
+def dated_prediction(service: Service, raw_ecg: RawEcg) -> str:
+    """A prediction of an ECG recorded on 2024-05-01 08:30 UTC."""
+    response = post_json(service, _replace(raw_ecg, ecg_time="2024-05-01T08:30:00Z"))
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+HOSTILE_LABS: dict[str, dict[str, Any]] = {
+    "k_value true (was stored as 1.0)": {"k_value": True},
+    "k_value as a string (was 201)": {"k_value": "5.9"},
+    "itemid as a string": {"itemid": "50971"},
+    "itemid true": {"itemid": True},
+    "lab in 1900 (was 201)": {"lab_time": "1900-01-01T00:00:00Z"},
+    "lab in 1970 (was 201)": {"lab_time": "1970-01-01T00:00:00Z"},
+    "lab in 3000 (was 201)": {"lab_time": "3000-01-01T00:00:00Z"},
+    "lab 25 h after the ECG": {"lab_time": "2024-05-02T09:30:01Z"},
+    "lab 25 h before the ECG": {"lab_time": "2024-04-30T07:29:59Z"},
+}
+
+
+def test_implausible_labs_are_refused_and_a_plausible_one_is_stored(service: Service, dated_prediction: str,
+                                                                    subtests: pytest.Subtests) -> None:
+    path = f"/v1/predictions/{dated_prediction}/lab"
+    valid = {"k_value": 5.9, "lab_time": "2024-05-01T09:05:00Z", "itemid": 50971}
+    for case, change in HOSTILE_LABS.items():
+        with subtests.test(case=case):
+            assert_refused(service, lambda c=change: post_json(service, json.dumps(valid | c), path, "reviewer"), 422)
+    response = post_json(service, json.dumps(valid | {"lab_time": "2024-05-02T08:00:00Z"}), path, "reviewer")
+    assert response.status_code == 201, response.text
+    assert response.json()["k_value"] == 5.9
 
 
 # -------------------------------------------------------------------------------------- SQL-ish strings
@@ -459,3 +574,16 @@ def test_generated_json_bodies_never_get_a_5xx(service: Service, raw_ecg: RawEcg
     assert after["predictions"] - before["predictions"] == statuses[201]
     assert after["audit_events"] - before["audit_events"] == sum(statuses.values())
     assert service.process.poll() is None
+
+
+def test_no_request_got_or_logged_a_5xx(service: Service) -> None:
+    """Last in this module: the access log of every request above (and of the modules before) holds no 5xx
+    and the server logged no traceback; the audit chain all of them wrote verifies. Prints the requests per
+    route and status."""
+    log = service.log()
+    lines = re.findall(r"service\.access (\S+) (\S+) (\d{3}) ", log)
+    assert len(lines) > 100 and "Traceback" not in log
+    assert not [line for line in lines if line[2].startswith("5")]
+    with session_scope(service.database_url) as session:
+        assert verify_chain(session).broken is None
+    print("requests by route and status:", dict(sorted(Counter(f"{m} {r} {s}" for m, r, s in lines).items())))

@@ -42,7 +42,7 @@ from ecg_k.db.models import (
     Verdict,
 )
 from ecg_k.db.registry import get_champion, promote, register_model
-from ecg_k.db.session import session_scope
+from ecg_k.db.session import create_db_engine, session_scope
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.settings import get_settings
 from tests.ecg_k.db.conftest import PostgresServer, postgres_server  # noqa: F401  (fixture)
@@ -439,3 +439,17 @@ def test_challenger_plan_follows_the_champions_recipe(tmp_path: Path) -> None:
     (stage1 / "best.pt").unlink()
     with pytest.raises(RetrainError, match="stage-1 run .* is gone"):
         challenger_plan(stage2, data, run, config)
+
+
+def test_a_broken_audit_chain_stops_the_run_before_labs_are_trusted(registry: Registry) -> None:
+    seed(registry, [Case("s-1", 6.1)])
+    engine = create_db_engine(registry.database_url)
+    try:
+        with engine.begin() as connection:  # an operator rewrites who created the reviewer's key
+            connection.exec_driver_sql("DROP TRIGGER audit_events_no_update")
+            connection.exec_driver_sql("UPDATE audit_events SET actor = 'cli:someone-else' WHERE seq = 1")
+    finally:
+        engine.dispose()
+    code, output = retrain()
+    assert code == 2 and "audit chain is broken" in output and "seq=1" in output, output
+    assert registry.count(GateDecision) == 0

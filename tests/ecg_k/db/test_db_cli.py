@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ecg_k.cli import app
 from ecg_k.db.api_keys import verify_api_key
-from ecg_k.db.migrate import current_revision
+from ecg_k.db.migrate import current_revision, head_revision
 from ecg_k.db.models import AuditEvent
 from ecg_k.db.registry import get_champion
 from ecg_k.db.session import session_scope
@@ -27,8 +27,8 @@ def test_db_upgrade_and_current(empty_db_url: str) -> None:
     for _ in range(2):  # idempotent
         result = runner.invoke(app, ["db", "upgrade", "--url", empty_db_url])
         assert result.exit_code == 0, result.output
-        assert "at revision 0003 (head)" in result.output
-    assert current_revision(empty_db_url) == "0003"
+        assert f"at revision {head_revision()} (head)" in result.output
+    assert current_revision(empty_db_url) == head_revision()
     result = runner.invoke(app, ["db", "current", "--url", empty_db_url])
     assert result.exit_code == 0 and "up to date" in result.output
 
@@ -72,7 +72,7 @@ def test_bad_input_exits_2_with_a_clear_message(db_url: str) -> None:
 
 def test_keys_need_a_migrated_database(empty_db_url: str) -> None:
     result = runner.invoke(app, ["keys", "create", "--role", "client", "--url", empty_db_url])
-    assert result.exit_code == 2 and "is at revision none, not 0003: run `ecgk db upgrade`" in result.output
+    assert result.exit_code == 2 and f"is at revision none, not {head_revision()}: run `ecgk db upgrade`" in result.output
 
 
 def test_unreachable_database_exits_1() -> None:

@@ -28,7 +28,7 @@ from ecg_k.db.migrate import (
 from ecg_k.db.models import Base
 
 TABLES = {"model_versions", "gate_decisions", "api_keys", "ecg_records", "predictions", "lab_confirmations",
-          "reviews", "audit_events"}
+          "reviews", "audit_events", "audit_chain_head"}
 REPO_ROOT = MIGRATIONS_DIR.parent
 
 
@@ -51,7 +51,7 @@ def _inspect(url: str) -> tuple[set[str], dict[str, set[str]], set[str]]:
 def test_upgrade_to_head_and_downgrade_to_base(empty_db_url: str, dialect: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0003"
+    assert current_revision(empty_db_url) == head_revision() == "0005"
     tables, indexes, triggers = _inspect(empty_db_url)
     assert tables == TABLES | {"alembic_version"}
     dashboard_filters = {"ix_predictions_created_at", "ix_predictions_model_version_id_created_at",
@@ -66,7 +66,7 @@ def test_upgrade_to_head_and_downgrade_to_base(empty_db_url: str, dialect: str) 
     assert triggers == expected_triggers
 
     upgrade(empty_db_url)  # at every start-up: a no-op at head
-    assert current_revision(empty_db_url) == "0003"
+    assert current_revision(empty_db_url) == head_revision()
 
     downgrade(empty_db_url, "base")
     tables, _, triggers = _inspect(empty_db_url)
@@ -114,7 +114,7 @@ def test_concurrent_upgrades_from_several_processes(empty_db_url: str) -> None:
         process.join(timeout=180)
     assert [process.exitcode for process in processes] == [0, 0, 0]
     assert failures.empty(), failures.get()
-    assert current_revision(empty_db_url) == "0003"
+    assert current_revision(empty_db_url) == head_revision()
     assert _inspect(empty_db_url)[0] == TABLES | {"alembic_version"}
 
 
@@ -138,5 +138,5 @@ def test_alembic_command_line_uses_alembic_ini(tmp_path: Path) -> None:
         cwd=REPO_ROOT, capture_output=True, text=True, env=os.environ | {"ECGK_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
-    assert current_revision(url) == "0003"
+    assert current_revision(url) == head_revision()
     assert not (tmp_path / "ecgk.db").exists()  # -x url won over the settings

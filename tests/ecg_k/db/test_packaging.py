@@ -82,8 +82,8 @@ def test_wheel_from_the_build_context_migrates_outside_the_checkout(tmp_path: Pa
     output = _run([sys.executable, "-S", "-c", UPGRADE_SCRIPT, url], cwd=elsewhere, env=env)
 
     assert f"MIGRATIONS_DIR {site / 'ecg_k' / 'db' / 'migrations'}" in output
-    assert "at revision 0003 (head)" in output
-    assert current_revision(url) == head_revision() == "0003"
+    assert f"at revision {head_revision()} (head)" in output
+    assert current_revision(url) == head_revision()
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.connect() as connection:
         assert {"model_versions", "predictions", "audit_events"} <= set(sa.inspect(connection).get_table_names())
