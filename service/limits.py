@@ -136,7 +136,7 @@ def source_of(connection: HTTPConnection) -> str:
 
 
 class BlockedSourceMiddleware:
-    """429 with ``Retry-After`` for an API request (``/v1/...``) from a source that has spent its failed
+    """429 with ``Retry-After`` for an API request (``/v1/...``, ``/v2/...``) from a source that has spent its failed
     authentications (:class:`FailedAuthLimiter`) and carries no key that has authenticated in this process.
 
     Answered before routing, body reading or any dependency runs, so a refusal never takes a worker thread
@@ -154,7 +154,7 @@ class BlockedSourceMiddleware:
         self.delay_s = delay_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        runtime = self.runtime() if scope["type"] == "http" and scope["path"].startswith("/v1/") else None
+        runtime = self.runtime() if scope["type"] == "http" and scope["path"].startswith(("/v1/", "/v2/")) else None
         if runtime is None or not runtime.ready:
             await self.app(scope, receive, send)
             return

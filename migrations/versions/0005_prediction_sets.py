@@ -34,17 +34,39 @@ CHECKS = {
 }
 
 
+NEW_PREDICTION_COLUMNS = (
+    sa.Column("interval_segments", JSON_DOC, nullable=True),
+    sa.Column("interval_coverage", sa.Double(), nullable=True),
+    sa.Column("interval_method", sa.String(length=64), nullable=True),
+    sa.Column("p_hyper", sa.Double(), nullable=True),
+    sa.Column("p_hypo", sa.Double(), nullable=True),
+)
+IN_SET = sa.Column("in_prediction_set", sa.Boolean(), nullable=True)
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("predictions") as batch:
-        batch.add_column(sa.Column("interval_segments", JSON_DOC, nullable=True))
-        batch.add_column(sa.Column("interval_coverage", sa.Double(), nullable=True))
-        batch.add_column(sa.Column("interval_method", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("p_hyper", sa.Double(), nullable=True))
-        batch.add_column(sa.Column("p_hypo", sa.Double(), nullable=True))
-        for name, condition in CHECKS.items():
-            batch.create_check_constraint(op.f(f"ck_predictions_{name}"), condition)
-    with op.batch_alter_table("lab_confirmations") as batch:
-        batch.add_column(sa.Column("in_prediction_set", sa.Boolean(), nullable=True))
+    if op.get_context().dialect.name == "sqlite":
+        _upgrade_sqlite()
+        return
+    for column in NEW_PREDICTION_COLUMNS:
+        op.add_column("predictions", column)
+    for name, condition in CHECKS.items():
+        op.create_check_constraint(op.f(f"ck_predictions_{name}"), "predictions", condition)
+    op.add_column("lab_confirmations", IN_SET)
+
+
+def _upgrade_sqlite() -> None:
+    """``ALTER TABLE ... ADD COLUMN`` with each CHECK on its column: no table rebuild (which batch mode would
+    need, and which cannot run in offline ``--sql`` mode)."""
+    dialect = op.get_context().dialect
+    checks = {name.removesuffix("_range"): (name, condition) for name, condition in CHECKS.items()}
+    for column in NEW_PREDICTION_COLUMNS:
+        ddl = f"ALTER TABLE predictions ADD COLUMN {column.name} {column.type.compile(dialect=dialect)}"
+        if column.name in checks:
+            name, condition = checks[column.name]
+            ddl += f" CONSTRAINT ck_predictions_{name} CHECK ({condition})"
+        op.execute(ddl)
+    op.execute(f"ALTER TABLE lab_confirmations ADD COLUMN {IN_SET.name} {IN_SET.type.compile(dialect=dialect)}")
 
 
 def downgrade() -> None:
