@@ -47,11 +47,4 @@ def downgrade() -> None:
         if marked.scalar_one():
             raise RuntimeError(f"{TABLE} holds labs marked haemolysed; revision 0001 cannot tell them apart and "
                                "would retrain on them: refusing to downgrade")
-    if op.get_context().dialect.name == "sqlite":
-        # A later batch migration may have rebuilt the table with the CHECK at table level, which SQLite's
-        # DROP COLUMN refuses: rebuild it without the constraint and the column.
-        with op.batch_alter_table(TABLE, recreate="always") as batch:
-            batch.drop_constraint(op.f(CHECK), type_="check")
-            batch.drop_column(COLUMN)
-        return
     op.drop_column(TABLE, COLUMN)

@@ -26,7 +26,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-COLUMNS = ("interval_segments", "interval_coverage", "interval_method", "p_hyper", "p_hypo")
 CHECKS = {
     "interval_coverage_range": "interval_coverage > 0 AND interval_coverage < 1",
     "p_hyper_range": "p_hyper >= 0 AND p_hyper <= 1",
@@ -70,10 +69,15 @@ def _upgrade_sqlite() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("lab_confirmations") as batch:
-        batch.drop_column("in_prediction_set")
-    with op.batch_alter_table("predictions") as batch:
-        for name in CHECKS:
-            batch.drop_constraint(op.f(f"ck_predictions_{name}"), type_="check")
-        for column in reversed(COLUMNS):
-            batch.drop_column(column)
+    if op.get_context().dialect.name == "sqlite":
+        # Plain DROP COLUMN (each CHECK sits on its own column): rebuilding ``predictions`` would drop a table
+        # that lab confirmations and reviews reference.
+        op.execute(f"ALTER TABLE lab_confirmations DROP COLUMN {IN_SET.name}")
+        for column in reversed(NEW_PREDICTION_COLUMNS):
+            op.execute(f"ALTER TABLE predictions DROP COLUMN {column.name}")
+        return
+    op.drop_column("lab_confirmations", IN_SET.name)
+    for name in CHECKS:
+        op.drop_constraint(op.f(f"ck_predictions_{name}"), "predictions", type_="check")
+    for column in reversed(NEW_PREDICTION_COLUMNS):
+        op.drop_column("predictions", column.name)
