@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecg_k.clinical import DEFAULT_THRESHOLDS, Thresholds
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.conformal import CLINICAL_REGIONS, clinical_region_of_bins
 from ecg_k.db.models import Flag, LabConfirmation, ModelVersion, Prediction
 from ecg_k.metrics import LABEL_STEP, REGIONS, ShotRegions, bin_value
@@ -135,7 +136,8 @@ def prediction_histogram(counts: pd.DataFrame) -> pd.DataFrame:
 def confirmed_errors(session: Session, window: Window) -> pd.DataFrame:
     """Lab-confirmed estimates per model version and lab-value bin: ``model_id, bin, n, abs_error, error,
     covered`` (sums of |estimate − lab|, of estimate − lab, and of labs inside the prediction set as decided at
-    confirmation; inside the interval for predictions stored before sets were)."""
+    confirmation; inside the interval for predictions stored before sets were). Labs marked haemolysed are
+    left out: their K+ is falsely high, so they would count as the model's error."""
     lab = LabConfirmation.k_value
     k_bin = _bin(lab).label("bin")
     difference = Prediction.k_estimate - lab
@@ -146,7 +148,8 @@ def confirmed_errors(session: Session, window: Window) -> pd.DataFrame:
     query = (sa.select(Prediction.model_version_id, k_bin, sa.func.count(),
                        sa.func.sum(sa.func.abs(difference)), sa.func.sum(difference), sa.func.sum(covered))
              .join(LabConfirmation, LabConfirmation.prediction_id == Prediction.id)
-             .where(window.where(), Prediction.k_estimate.is_not(None))
+             .where(window.where(), Prediction.k_estimate.is_not(None),
+                    LabConfirmation.comment_class != LabComment.HEMOLYSED)
              .group_by(Prediction.model_version_id, k_bin))
     return pd.DataFrame(list(session.execute(query)),
                         columns=["model_id", "bin", "n", "abs_error", "error", "covered"])

@@ -14,6 +14,7 @@ from scipy import stats
 from dashboard import monitoring
 from dashboard.monitoring import Window
 from ecg_k.conformal import in_segments
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import LabConfirmation, Prediction
 from ecg_k.db.session import session_scope
 from ecg_k.metrics import ShotRegions
@@ -158,3 +159,15 @@ def test_drift_against_the_training_labels(seeded_db: Seeded) -> None:
 def test_model_regions_need_a_card_with_shot_regions(seeded_db: Seeded) -> None:
     with session_scope(seeded_db.database_url) as session, pytest.raises(ValueError, match="no registered model"):
         monitoring.model_regions(session, 999)
+
+
+def test_haemolysed_labs_stay_out_of_the_confirmed_error(seeded_db: Seeded) -> None:
+    window = _window(seeded_db)
+    with session_scope(seeded_db.database_url) as session:
+        before = int(monitoring.confirmed_errors(session, window)["n"].sum())
+        lab = session.scalars(sa.select(LabConfirmation).join(Prediction, LabConfirmation.prediction_id == Prediction.id)
+                              .where(window.where()).order_by(LabConfirmation.id)).first()
+        assert lab is not None
+        lab.comment_class = LabComment.HEMOLYSED
+    with session_scope(seeded_db.database_url) as session:
+        assert int(monitoring.confirmed_errors(session, window)["n"].sum()) == before - 1
