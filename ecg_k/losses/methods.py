@@ -55,7 +55,8 @@ class Phase:
         if self.lds and self.sample_weights == "none":
             raise ValueError("LDS needs sample_weights inverse or sqrt_inv")
         if self.dist_loss and self.loss not in ("l1", "l2"):
-            raise ValueError(f"Dist Loss wraps an elementwise loss (l1 or l2), not {self.loss}")
+            name = {"bmse": "Balanced MSE", "focal": "Focal-R"}[self.loss]
+            raise ValueError(f"Dist Loss wraps an elementwise loss (l1 or l2), not {name}")
         if self.trains == "all" and self.head_init != "keep":
             raise ValueError("head_init applies to head-only phases")
         if self.trains == "head" and self.regularizer in ("srl", "groupdir"):
