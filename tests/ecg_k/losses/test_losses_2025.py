@@ -164,10 +164,10 @@ def test_group_dir_loss_routes_by_the_true_group() -> None:
         head.experts.bias.copy_(torch.tensor([1.0, 2.0]))
     loss = GroupDIRLoss(n_groups=2, lambda_reg=0.5, lambda_soft=1.0)
     pred, extra = loss(torch.stack([E1, E2]), torch.tensor([4.0, 4.1]), head, epoch=0)
-    assert pred.tolist() == [1.0, 2.0]
+    assert pred.detach().tolist() == [1.0, 2.0]
     soft = soft_group_labels(torch.tensor([0, 1]), 2)
     soft_ce = -(soft * torch.log_softmax(head.logits(torch.stack([E1, E2])), dim=1)).sum(dim=1).mean()
     contrast = ordinal_group_contrastive_loss(torch.stack([E1, E2]), torch.tensor([0, 1]), 2.5)
-    assert float(extra) == pytest.approx(float((contrast + soft_ce) / 0.5), rel=1e-6)
+    assert float(extra.detach()) == pytest.approx(float((contrast + soft_ce).detach() / 0.5), rel=1e-6)
     with pytest.raises(ValueError, match="3-group head"):
         GroupDIRLoss(n_groups=3)(torch.stack([E1, E2]), torch.tensor([4.0, 4.1]), head, epoch=0)
