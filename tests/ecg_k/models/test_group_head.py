@@ -10,7 +10,7 @@ from ecg_k.models.group_head import GroupHead
 
 
 def _two_group_head(routing: str) -> GroupHead:
-    """Group 1 wins when feature 0 > 0 (logits -4 x0, 4 x0); expert 0 = 3.5 + 0.1 x1, expert 1 = 4.5 - 0.2 x1."""
+    """Group 1 wins when feature 0 > 0 (logits -4 x0, 4 x0); experts 3.5 + 0.1 x1 and 4.5 - 0.2 x1."""
     head = GroupHead(2, (3.0, 4.0, 5.0), routing=routing)  # type: ignore[arg-type]
     with torch.no_grad():
         head.classifier.weight.copy_(torch.tensor([[-4.0, 0.0], [4.0, 0.0]]))
@@ -53,7 +53,7 @@ def test_soft_routing_has_no_jump_at_the_boundary() -> None:
     features = _sweep()
     with torch.no_grad():
         estimates = head(features).squeeze(1)
-    # Lipschitz along the sweep: d/dx0 of the softmax mixture is at most 8 * 0.85 / 4 = 1.7 per unit, step 0.001.
+    # Lipschitz along the sweep: d/dx0 of the mixture is at most 8 * 0.85 / 4 = 1.7 per unit; step 0.001.
     assert float(estimates.diff().abs().max()) < 2e-3
     assert estimates[1000].item() == pytest.approx((3.55 + 4.4) / 2, abs=1e-5)  # both groups equally likely
 
