@@ -20,7 +20,8 @@ from ecg_k.settings import get_settings
 def train(
     data: Annotated[Path, typer.Option(help="Dataset directory (ecgk ingest --out).")],
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
-    method: Annotated[str, typer.Option(help="vanilla, inv, sqrt_inv, lds, fds, ranksim, conr, bmse, dist, X+dist.")],
+    method: Annotated[str, typer.Option(
+        help="vanilla, inv, sqrt_inv, lds, fds, ranksim, conr, bmse, dist, focal, srl, groupdir, X+dist.")],
     stage: Annotated[int, typer.Option(help="1: end to end; 2: head only on cached features (needs --init).")] = 1,
     init: Annotated[Path | None, typer.Option(help="Stage-1 run that stage 2 starts from.")] = None,
     model: Annotated[str, typer.Option(help="Net1D config: small (CPU), ecgfounder (GPU), tiny (tests).")] = "small",
