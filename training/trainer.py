@@ -33,8 +33,8 @@ from ecg_k.losses import BalancedMSELoss, ConR, DistLoss, FDS, LDSConfig, RankSi
 from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior
 from ecg_k.losses.focal_r import focal_r
 from ecg_k.losses.group_dir import GroupDIRLoss, group_edges
-from ecg_k.losses.srl import SRL
 from ecg_k.losses.methods import Phase, get_method
+from ecg_k.losses.srl import SRL
 from ecg_k.metrics import balanced_mae
 from ecg_k.models import Net1D, Net1DConfig, build_net1d
 from ecg_k.models.group_head import GroupHead
@@ -116,7 +116,8 @@ class Regressor(nn.Module):
         if self.fds is not None:
             features = self.fds.smooth(features, labels, epoch)
         if self.feature_objective is not None:
-            pred, extra = self.feature_objective(features, labels, self.net.head, epoch)
+            with torch.autocast(features.device.type, enabled=False):  # its head and losses in float32
+                pred, extra = self.feature_objective(features.float(), labels, self.net.head, epoch)
             return pred, features, extra
         return self.net.head(features.float()).squeeze(-1), features, None
 
