@@ -27,7 +27,8 @@ Net1dModel = Literal["small", "ecgfounder", "tiny"]
 def train(
     data: Annotated[Path, typer.Option(help="Dataset directory (ecgk ingest --out).")],
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
-    method: Annotated[str, typer.Option(help="vanilla, inv, sqrt_inv, lds, fds, ranksim, conr, bmse, dist, X+dist.")],
+    method: Annotated[str, typer.Option(
+        help="vanilla, inv, sqrt_inv, lds, fds, ranksim, conr, bmse, dist, focal, srl, groupdir, X+dist.")],
     stage: Annotated[int, typer.Option(min=1, max=2, help="1: end to end; 2: head only on cached features (needs --init).")] = 1,
     init: Annotated[Path | None, typer.Option(help="Stage-1 run that stage 2 starts from.")] = None,
     model: Annotated[Net1dModel, typer.Option(help="Net1D config: small (CPU), ecgfounder (GPU), tiny (tests).")

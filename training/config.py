@@ -81,6 +81,44 @@ def _pow2_floor(n: int) -> int:
     return 1 << (max(n, 1).bit_length() - 1)
 
 
+class FocalOptions(BaseModel):
+    """Focal-R (:mod:`ecg_k.losses.focal_r`): beta per mmol/L (the official 0.2 per year, bin-rescaled)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    beta: float = Field(default=2.0, gt=0)
+    gamma: float = Field(default=1.0, ge=0)
+    activation: Literal["sigmoid", "tanh"] = "sigmoid"
+
+
+class SRLOptions(BaseModel):
+    """SRL (:mod:`ecg_k.losses.srl`): the AgeDB settings rescaled for 0.1 mmol/L bins and an L1 in mmol/L."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contrastive_weight: float = Field(default=1.0, ge=0)
+    enveloping_weight: float = Field(default=10.0, ge=0)
+    homogeneity_weight: float = Field(default=5e-4, ge=0)
+    variance_weight: float = Field(default=0.2, ge=0)
+    temperature: float = Field(default=0.3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    projector_dim: int = Field(default=128, ge=2)
+    n_points: int = Field(default=2000, ge=1)
+
+
+class GroupDIROptions(BaseModel):
+    """Group-DIR (:mod:`ecg_k.losses.group_dir`): groups, temperature, soft-label beta, loss weights."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_groups: int = Field(default=10, ge=2, description="Groups over the populated training range.")
+    temperature: float = Field(default=2.5, gt=0)
+    beta: float = Field(default=1.0, gt=0)
+    lambda_reg: float = Field(default=0.5, gt=0)
+    lambda_soft: float = Field(default=1.0, ge=0)
+    routing: Literal["hard", "soft"] = "hard"
+
+
 class TrainConfig(BaseModel):
     """Everything a run depends on; ``ecgk train`` flags map onto these fields."""
 
@@ -120,6 +158,9 @@ class TrainConfig(BaseModel):
     dist: DistLossOptions = Field(default_factory=DistLossOptions)
     weights: WeightOptions = Field(default_factory=WeightOptions)
     regularizers: RegularizerOptions = Field(default_factory=RegularizerOptions)
+    focal: FocalOptions = Field(default_factory=FocalOptions)
+    srl: SRLOptions = Field(default_factory=SRLOptions)
+    groupdir: GroupDIROptions = Field(default_factory=GroupDIROptions)
 
     @field_validator("method")
     @classmethod

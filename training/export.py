@@ -16,6 +16,8 @@ from ecg_k.conformal import calibrate_predictions
 from ecg_k.data.store import read_manifest, sha256_file, write_json
 from ecg_k.metrics import shot_regions
 from ecg_k.model_card import CARD_FORMAT
+from ecg_k.models import Net1D
+from ecg_k.models.group_head import GroupHead
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.version import code_version
@@ -26,6 +28,37 @@ from training.run_io import load_best_net, read_run_config
 
 MODEL_FILE = "model.onnx"
 MODEL_CARD = "model_card.json"
+
+
+def group_routing_card(net: Net1D, val: SplitData, thresholds: Thresholds) -> dict[str, Any]:
+    """What a Group-DIR model card says about its routing: the groups, the edge nearest each clinical
+    threshold and, on val, how far a hard-routed estimate moves if the top two groups swap (the jump at an
+    edge; soft routing has none)."""
+    head = net.head
+    assert isinstance(head, GroupHead)
+    jumps = []
+    with torch.no_grad():
+        for start in range(0, len(val), 256):
+            x, _ = val.batch(np.arange(start, min(start + 256, len(val))))
+            jumps.append(head.flip_jump(net.eval().backbone_features(x.float())).double().numpy())
+    jump = np.concatenate(jumps) if jumps else np.zeros(1)
+    if head.routing == "soft":
+        jump = np.zeros(1)
+    edges = [float(e) for e in head.edges]
+    nearest = {name: min(edges[1:-1], key=lambda e: abs(e - value))
+               for name, value in thresholds.model_dump().items()}
+    return {
+        "routing": head.routing,
+        "edges_mmol_l": edges,
+        "edge_nearest_threshold": nearest,
+        "flip_jump_val_mmol_l": {"q0.5": float(np.quantile(jump, 0.5)),
+                                 "q0.95": float(np.quantile(jump, 0.95)), "max": float(jump.max())},
+        "note": (f"Each estimate comes from the expert of the group the classifier picks. An ECG near a "
+                 f"group edge (the edge at {nearest['hyperkalemia']:.2f} mmol/L is the nearest to the "
+                 "hyperkalaemia threshold) can be routed to either neighbouring group; with hard routing its "
+                 "estimate then moves by the gap between the two experts (flip_jump_val_mmol_l, on val). "
+                 "Soft routing (-o groupdir.routing=soft) has no such jump."),
+    }
 
 
 def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]:
@@ -86,6 +119,8 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
                               "checksums": manifest.get("checksums", {}), "config": manifest["config"]},
             "train_config": config["train"],
             "train_schedule": config.get("schedule"),
+            **({"group_routing": group_routing_card(net, val, Thresholds())}
+               if isinstance(net.head, GroupHead) else {}),
             "code_version": code_version(),
         }
         write_json(card_tmp, card)

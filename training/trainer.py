@@ -31,9 +31,13 @@ from tqdm import tqdm
 from ecg_k.data.store import read_manifest
 from ecg_k.losses import BalancedMSELoss, ConR, DistLoss, FDS, LDSConfig, RankSim, SampleWeights
 from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior
+from ecg_k.losses.focal_r import focal_r
+from ecg_k.losses.group_dir import GroupDIRLoss, group_edges
 from ecg_k.losses.methods import Phase, get_method
+from ecg_k.losses.srl import SRL
 from ecg_k.metrics import balanced_mae
-from ecg_k.models import Net1D, build_net1d
+from ecg_k.models import Net1D, Net1DConfig, build_net1d
+from ecg_k.models.group_head import GroupHead
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.version import code_version
 from training.config import TrainConfig
@@ -91,18 +95,31 @@ def setup_runtime(config: TrainConfig) -> Runtime:
     return Runtime(device=device, rank=rank, world=world, amp=config.amp and device.type == "cuda")
 
 
+FeatureObjective = SRL | GroupDIRLoss
+"""Training-only parts that need the features and the head inside the forward: ``(pred, extra loss)``."""
+
+
 class Regressor(nn.Module):
-    """Net1D plus the training-only feature regulariser (FDS), so one DDP-wrapped forward does both."""
+    """Net1D plus the training-only feature parts (FDS; SRL or Group-DIR): one DDP-wrapped forward does all.
 
-    def __init__(self, net: Net1D, fds: FDS | None) -> None:
+    Returns ``(pred, features, extra)``: ``extra`` is the feature objective's added loss (``None`` if there is
+    none); with Group-DIR ``pred`` is the true group's expert, as its training loss needs."""
+
+    def __init__(self, net: Net1D, fds: FDS | None,
+                 feature_objective: FeatureObjective | None = None) -> None:
         super().__init__()
-        self.net, self.fds = net, fds
+        self.net, self.fds, self.feature_objective = net, fds, feature_objective
 
-    def forward(self, ecg: torch.Tensor, labels: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, ecg: torch.Tensor, labels: torch.Tensor,
+                epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         features = self.net.backbone_features(ecg)
         if self.fds is not None:
             features = self.fds.smooth(features, labels, epoch)
-        return self.net.head(features.float()).squeeze(-1), features
+        if self.feature_objective is not None:
+            with torch.autocast(features.device.type, enabled=False):  # its head and losses in float32
+                pred, extra = self.feature_objective(features.float(), labels, self.net.head, epoch)
+            return pred, features, extra
+        return self.net.head(features.float()).squeeze(-1), features, None
 
 
 @dataclass
@@ -114,6 +131,7 @@ class Objective:
     criterion: nn.Module | None
     ranksim: RankSim | None = None
     conr: ConR | None = None
+    focal: dict[str, Any] = field(default_factory=dict)
 
     def head_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weights = None if self.phase.sample_weights == "none" else self.weights.for_labels(target)
@@ -122,7 +140,10 @@ class Objective:
         if self.criterion is not None:
             return self.criterion(pred.float(), target)
         diff = pred.double() - target.double()
-        elementwise = diff.abs() if self.phase.loss == "l1" else diff.square()
+        if self.phase.loss == "focal":
+            elementwise = focal_r(pred.double(), target.double(), **self.focal)
+        else:
+            elementwise = diff.abs() if self.phase.loss == "l1" else diff.square()
         return (elementwise if weights is None else elementwise * weights.double()).mean()
 
 
@@ -147,7 +168,7 @@ def build_objective(phase: Phase, config: TrainConfig, train_labels: np.ndarray,
         if phase.regularizer == "ranksim" else None
     conr = ConR(window=r.conr_window, beta=r.conr_beta, eta=r.conr_eta, temperature=r.conr_temperature,
                 noise_std=r.conr_noise_std) if phase.regularizer == "conr" else None
-    return Objective(phase, weights, criterion, ranksim, conr)
+    return Objective(phase, weights, criterion, ranksim, conr, config.focal.model_dump())
 
 
 @dataclass(frozen=True)
@@ -176,6 +197,8 @@ class RunState:
 
 def init_head_bias(net: Net1D, value: float) -> None:
     """Set the output bias of the head's last Linear (see ``TrainConfig.head_bias_init``)."""
+    if isinstance(net.head, GroupHead):
+        return  # each expert's bias starts at its group's centre (GroupHead.reset_parameters)
     last = [m for m in net.head.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         last.bias.fill_(value)
@@ -262,7 +285,12 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         n_leads = self.train_data.signals.shape[1]
         if self.config.stage == 1:
-            net = build_net1d(self.config.model, in_channels=n_leads)
+            overrides: dict[str, Any] = {}
+            if self.phases[0].regularizer == "groupdir":
+                g = self.config.groupdir
+                overrides = {"head": "groupdir", "group_routing": g.routing,
+                             "group_edges": group_edges(self.train_data.labels, g.n_groups)}
+            net = build_net1d(self.config.model, in_channels=n_leads, **overrides)
             self._init_head_bias(net)
             return net.to(self.runtime.device)
         init_dir = self.config.init
@@ -277,8 +305,9 @@ class Trainer:
             )
         if init_config["train"]["model"] != self.config.model:
             raise TrainingError(f"--init {init_dir} is a {init_config['train']['model']} model, not {self.config.model}")
-        net = build_net1d(self.config.model, in_channels=n_leads)
-        net.load_state_dict(torch.load(init_dir / BEST, map_location="cpu", weights_only=True)["model"])
+        saved = torch.load(init_dir / BEST, map_location="cpu", weights_only=True)
+        net = Net1D(n_leads, Net1DConfig.model_validate(saved["net1d"]))  # the init's head kind (Group-DIR)
+        net.load_state_dict(saved["model"])
         return net.to(self.runtime.device)
 
     def _init_head_bias(self, net: Net1D) -> None:
@@ -428,7 +457,7 @@ class Trainer:
         r = cfg.regularizers
         fds = FDS(self.net.n_features, start_update=r.fds_start_update, start_smooth=r.fds_start_smooth,
                   ks=r.fds_ks, sigma=r.fds_sigma, momentum=r.fds_momentum) if phase.regularizer == "fds" else None
-        regressor = Regressor(self.net, fds).to(rt.device)
+        regressor = Regressor(self.net, fds, self._feature_objective(phase)).to(rt.device)
         model = self._wrap(regressor)
         forward = torch.compile(model) if cfg.compile else model
         pin = rt.device.type == "cuda"
@@ -442,8 +471,10 @@ class Trainer:
             if objective.conr is not None:
                 x, y = objective.conr.make_views(x), torch.cat([y, y])
             with rt.autocast():
-                pred, features = forward(x, y, epoch)
+                pred, features, extra = forward(x, y, epoch)
             loss = objective.head_loss(pred, y)
+            if extra is not None:
+                loss = loss + extra
             if objective.ranksim is not None:
                 loss = loss + objective.ranksim(features.float(), y)
             if objective.conr is not None:
@@ -458,8 +489,30 @@ class Trainer:
                 fds.update_running_stats(feats, torch.as_tensor(self.train_data.labels, device=rt.device), epoch)
             return predict(self.net, self.val_data, cfg.eval_batch_size, rt.device, rt.amp)
 
-        epoch_start = fds.update_last_epoch_stats if fds is not None else (lambda epoch: None)
+        srl = regressor.feature_objective if isinstance(regressor.feature_objective, SRL) else None
+
+        def epoch_start(epoch: int) -> None:
+            if fds is not None:
+                fds.update_last_epoch_stats(epoch)
+            if srl is not None:
+                srl.update_surrogate()  # folds the finished epoch's centroids in
+
         return PhaseParts(step, list(regressor.parameters()), regressor, evaluate, epoch_start)
+
+    def _feature_objective(self, phase: Phase) -> FeatureObjective | None:
+        """SRL (projector + surrogate, training-only) or the Group-DIR loss, as the phase names."""
+        cfg = self.config
+        if phase.regularizer == "srl":
+            s = cfg.srl
+            return SRL(self.net.n_features, self.train_data.labels, projector_dim=s.projector_dim,
+                       n_points=s.n_points, temperature=s.temperature, contrastive_weight=s.contrastive_weight,
+                       enveloping_weight=s.enveloping_weight, homogeneity_weight=s.homogeneity_weight,
+                       variance_weight=s.variance_weight, momentum=s.momentum, seed=cfg.seed)
+        if phase.regularizer == "groupdir":
+            g = cfg.groupdir
+            return GroupDIRLoss(n_groups=g.n_groups, temperature=g.temperature, beta=g.beta,
+                                lambda_reg=g.lambda_reg, lambda_soft=g.lambda_soft)
+        return None
 
     def _head_phase(self, phase: Phase, objective: Objective) -> PhaseParts:
         """Head-only phase on cached features (RRT)."""

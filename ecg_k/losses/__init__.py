@@ -15,8 +15,17 @@ from ecg_k.losses.dist_loss import (
     soft_sort_supported,
 )
 from ecg_k.losses.fds import FDS
+from ecg_k.losses.focal_r import focal_r
+from ecg_k.losses.group_dir import (
+    GroupDIRLoss,
+    group_edges,
+    group_of,
+    ordinal_group_contrastive_loss,
+    soft_group_labels,
+)
 from ecg_k.losses.methods import DIST_HEAD, METHODS, VANILLA, MethodSpec, Phase, get_method
 from ecg_k.losses.ranksim import RankSim, ranking_regularizer
+from ecg_k.losses.srl import SRL, centroid_contrastive_loss, enveloping_loss, homogeneity_loss
 from ecg_k.losses.weighting import (
     LABEL_STEP,
     MAX_LABEL,
@@ -37,12 +46,14 @@ __all__ = [
     "MAX_LABEL",
     "METHODS",
     "MIN_LABEL",
+    "SRL",
     "TORCHSORT_HAS_CUDA",
     "VANILLA",
     "BalancedMSELoss",
     "ConR",
     "DistLoss",
     "DistLossOutput",
+    "GroupDIRLoss",
     "LDSConfig",
     "LabelPrior",
     "MethodSpec",
@@ -51,15 +62,23 @@ __all__ = [
     "SampleWeights",
     "bin_counts",
     "bin_index",
+    "centroid_contrastive_loss",
     "counts_from_pmf",
     "effective_counts",
+    "enveloping_loss",
     "fit_label_gmm",
+    "focal_r",
     "get_method",
+    "group_edges",
+    "group_of",
     "histogram_prior",
+    "homogeneity_loss",
     "kernel_window",
     "label_density",
     "label_grid",
     "make_pseudo_labels",
+    "ordinal_group_contrastive_loss",
     "ranking_regularizer",
+    "soft_group_labels",
     "soft_sort_supported",
 ]

@@ -20,9 +20,9 @@ from typing import Literal
 
 Trains = Literal["all", "head"]
 HeadInit = Literal["keep", "reinit"]
-HeadLoss = Literal["l1", "l2", "bmse"]
+HeadLoss = Literal["l1", "l2", "bmse", "focal"]
 WeightScheme = Literal["none", "inverse", "sqrt_inv"]
-Regularizer = Literal["none", "fds", "ranksim", "conr"]
+Regularizer = Literal["none", "fds", "ranksim", "conr", "srl", "groupdir"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,14 @@ class Phase:
 
     - ``trains``: ``"all"`` (whole model) or ``"head"`` (backbone frozen, only the head trains).
     - ``head_init``: for head phases, ``"reinit"`` (the official loader drops the head weights) or ``"keep"``.
-    - ``loss``: elementwise loss ``l1``/``l2``, or ``bmse`` (:class:`BalancedMSELoss`, which replaces it).
+    - ``loss``: elementwise loss ``l1``/``l2``/``focal`` (Focal-R, :func:`focal_r`), or ``bmse``
+      (:class:`BalancedMSELoss`, which replaces it).
     - ``sample_weights``: per-sample weights of the loss (:class:`SampleWeights` scheme); ``lds`` smooths the
       counts behind them (:class:`LDSConfig`).
     - ``regularizer``: feature-level method acting on the pooled features (FDS recalibrates them before the
-      head; RankSim and ConR add a weighted term to the loss).
+      head; RankSim and ConR add a weighted term to the loss; ``srl`` adds SRL's geometric terms on a
+      training-only projector; ``groupdir`` needs the Group-DIR head: the loss sees the expert of the true
+      group and adds the group contrastive and soft-label terms).
     - ``dist_loss``: the loss is ``DistLoss`` with ``loss`` as its elementwise ``l`` and the sample weights as
       ``w`` (pseudo-labels built for the global batch; train loader with ``drop_last=True``).
     """
@@ -51,10 +54,13 @@ class Phase:
     def __post_init__(self) -> None:
         if self.lds and self.sample_weights == "none":
             raise ValueError("LDS needs sample_weights inverse or sqrt_inv")
-        if self.dist_loss and self.loss == "bmse":
-            raise ValueError("Dist Loss wraps an elementwise loss (l1 or l2), not Balanced MSE")
+        if self.dist_loss and self.loss not in ("l1", "l2"):
+            name = {"bmse": "Balanced MSE", "focal": "Focal-R"}[self.loss]
+            raise ValueError(f"Dist Loss wraps an elementwise loss (l1 or l2), not {name}")
         if self.trains == "all" and self.head_init != "keep":
             raise ValueError("head_init applies to head-only phases")
+        if self.trains == "head" and self.regularizer in ("srl", "groupdir"):
+            raise ValueError(f"{self.regularizer} shapes the backbone features: it needs trains='all'")
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,20 @@ _BASELINES: tuple[MethodSpec, ...] = (
     MethodSpec("ranksim", (Phase("all", regularizer="ranksim"),), "L1 + gamma * RankSim"),
     MethodSpec("conr", (Phase("all", regularizer="conr"),), "L1 + beta * ConR on Gaussian-noise views"),
     MethodSpec("dist", (VANILLA, DIST_HEAD), "vanilla backbone, head retrained with Dist Loss (INV-L2)"),
+    MethodSpec("focal", (Phase("all", loss="focal"),), "Focal-R: L1 times 2*sigmoid(beta*|e|)-1 (DIR paper)"),
+    MethodSpec("srl", (Phase("all", regularizer="srl"),),
+               "L1 + SRL geometric constraints (enveloping, homogeneity, centroid contrast; CVPR 2025)"),
+    MethodSpec("groupdir", (Phase("all", regularizer="groupdir"),),
+               "Group-DIR: group classifier with descending soft labels, one expert per group (AAAI 2025)"),
 )
 
 
 def _with_dist(base: MethodSpec) -> MethodSpec:
     """X+dist: X's phases, then the Dist Loss head phase. After a head phase (bmse) the head is kept:
-    re-initialising it would discard X's head and give plain ``dist`` on the same backbone."""
-    head_init: HeadInit = "keep" if base.phases[-1].trains == "head" else "reinit"
+    re-initialising it would discard X's head and give plain ``dist`` on the same backbone. The Group-DIR head
+    is kept too: Dist Loss fine-tunes the experts through the routing, which it cannot retrain (argmax)."""
+    keep = base.phases[-1].trains == "head" or base.phases[-1].regularizer == "groupdir"
+    head_init: HeadInit = "keep" if keep else "reinit"
     return MethodSpec(
         f"{base.name}+dist",
         (*base.phases, replace(DIST_HEAD, head_init=head_init)),
@@ -103,6 +116,7 @@ def _with_dist(base: MethodSpec) -> MethodSpec:
 
 _BY_NAME = {spec.name: spec for spec in _BASELINES}
 _BY_NAME.update({f"{b}+dist": _with_dist(_BY_NAME[b]) for b in ("lds", "fds", "ranksim", "conr", "bmse")})
+_BY_NAME.update({f"{b}+dist": _with_dist(_BY_NAME[b]) for b in ("focal", "srl", "groupdir")})
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(_BY_NAME)
 """Every method name the trainer accepts, mapped to its phases (Table-2 combos included); read-only."""
 

@@ -9,7 +9,8 @@ Architecture (method.md section 9), kept faithful so that results compare with t
   -> [..] -> 1x1 conv -> squeeze-and-excitation (Swish inside); the shortcut is a SAME max-pool when
   downsampling and a zero channel pad (split evenly) when the width grows; no activation after the sum;
 - head (``dense``): global mean over time, then ``Linear(C, C//4) -> Linear(C//4, 1)`` (Ngk03 copy, the
-  default ``head="ngk03"``) or one ``Linear(C, 1)`` (hsd1503, ``head="linear"``).
+  default ``head="ngk03"``) or one ``Linear(C, 1)`` (hsd1503, ``head="linear"``), or the Group-DIR head
+  (``head="groupdir"``: group classifier + one expert per group, :mod:`ecg_k.models.group_head`).
 
 SAME padding is computed from the runtime length, so an ONNX export must fix the length (5000).
 
@@ -32,7 +33,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-HeadKind = Literal["ngk03", "linear"]
+from ecg_k.models.group_head import GroupHead, Routing, validate_edges
+
+HeadKind = Literal["ngk03", "linear", "groupdir"]
 DROPOUT_P = 0.5  # hard-coded in hsd1503 wherever use_do=True
 SE_REDUCTION = 2  # squeeze-and-excitation bottleneck ratio in hsd1503
 STEM_STRIDE = 2  # the stem always halves the length, whatever ``stride`` is
@@ -53,6 +56,10 @@ class Net1DConfig(BaseModel):
     use_bn: bool = True
     use_do: bool = True
     head: HeadKind = "ngk03"
+    group_edges: tuple[float, ...] = Field(
+        default=(), description="Group-DIR head only: label edges of the groups (mmol/L), fitted on train."
+    )
+    group_routing: Routing = Field(default="hard", description="Group-DIR head only: hard or soft routing.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Net1DConfig:
@@ -75,6 +82,10 @@ class Net1DConfig(BaseModel):
                 raise ValueError(f"stage width {out} is too small for the squeeze-and-excitation layer")
         if self.head == "ngk03" and self.filter_list[-1] < 4:
             raise ValueError(f"the ngk03 head needs at least 4 final channels, got {self.filter_list[-1]}")
+        if self.head == "groupdir":
+            validate_edges(self.group_edges)
+        elif self.group_edges:
+            raise ValueError(f"group_edges apply to the groupdir head only, not {self.head!r}")
         return self
 
 
@@ -253,11 +264,13 @@ class Net1D(nn.Module):
             for i, m_blocks in enumerate(config.m_blocks_list)
         )
         features = config.filter_list[-1]
-        self.dense: nn.Module = (
-            nn.Sequential(nn.Linear(features, features // 4), nn.Linear(features // 4, 1))
-            if config.head == "ngk03"
-            else nn.Linear(features, 1)
-        )
+        self.dense: nn.Module
+        if config.head == "groupdir":
+            self.dense = GroupHead(features, config.group_edges, config.group_routing)
+        elif config.head == "ngk03":
+            self.dense = nn.Sequential(nn.Linear(features, features // 4), nn.Linear(features // 4, 1))
+        else:
+            self.dense = nn.Linear(features, 1)
 
     @property
     def head(self) -> nn.Module:
@@ -302,6 +315,9 @@ class Net1D(nn.Module):
 
     def reset_head(self) -> None:
         """Re-initialise the head's Linear layers (stage 2 starts from a fresh head, as the official code)."""
+        if isinstance(self.dense, GroupHead):
+            self.dense.reset_parameters()
+            return
         for module in self.dense.modules():
             if isinstance(module, nn.Linear):
                 module.reset_parameters()

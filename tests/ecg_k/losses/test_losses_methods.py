@@ -10,7 +10,9 @@ from ecg_k.losses.methods import DIST_HEAD, METHODS, VANILLA, Phase, get_method
 def test_every_method_the_trainer_accepts() -> None:
     assert list(METHODS) == [
         "vanilla", "inv", "sqrt_inv", "lds", "fds", "bmse", "ranksim", "conr", "dist",
+        "focal", "srl", "groupdir",
         "lds+dist", "fds+dist", "ranksim+dist", "conr+dist", "bmse+dist",
+        "focal+dist", "srl+dist", "groupdir+dist",
     ]  # fmt: skip
     for name, spec in METHODS.items():
         assert spec.name == name and spec.summary
@@ -27,13 +29,13 @@ def test_dist_is_the_papers_headline() -> None:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("base", ["lds", "fds", "ranksim", "conr", "bmse"])
+@pytest.mark.parametrize("base", ["lds", "fds", "ranksim", "conr", "bmse", "focal", "srl", "groupdir"])
 def test_combinations_start_from_the_baseline(base: str) -> None:
     combo, baseline = get_method(f"{base}+dist"), get_method(base)
     assert combo.phases[:-1] == baseline.phases
     last = combo.phases[-1]
     assert last.dist_loss and last.trains == "head" and last.loss == "l2" and last.sample_weights == "inverse"
-    assert last.head_init == ("keep" if base == "bmse" else "reinit")
+    assert last.head_init == ("keep" if base in ("bmse", "groupdir") else "reinit")
 
 
 def test_baselines_use_their_component() -> None:
@@ -47,10 +49,20 @@ def test_baselines_use_their_component() -> None:
 
 def test_unknown_method_and_inconsistent_phases() -> None:
     with pytest.raises(ValueError, match="choose one of vanilla"):
-        get_method("focal")
+        get_method("focal_loss")
     with pytest.raises(ValueError, match="LDS"):
         Phase("all", lds=True)
     with pytest.raises(ValueError, match="Balanced MSE"):
         Phase("head", loss="bmse", dist_loss=True)
     with pytest.raises(ValueError, match="head_init"):
         Phase("all", head_init="reinit")
+
+
+def test_the_2025_methods_use_their_component() -> None:
+    assert get_method("focal").phases == (Phase("all", loss="focal"),)
+    assert get_method("srl").phases == (Phase("all", regularizer="srl"),)
+    assert get_method("groupdir").phases == (Phase("all", regularizer="groupdir"),)
+    with pytest.raises(ValueError, match="needs trains='all'"):
+        Phase("head", regularizer="groupdir")
+    with pytest.raises(ValueError, match="not Focal-R"):
+        Phase("head", loss="focal", dist_loss=True)
