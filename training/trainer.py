@@ -255,14 +255,14 @@ class Trainer:
                 f"the train split has {len(self.train_data)} samples, fewer than one batch of "
                 f"{config.batch_size * self.runtime.world}: lower --batch-size"
             )
+        self.dataset_manifest = manifest
+        self._features: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.net = self._build_net()
         if any(phase.dist_loss for phase in self.phases):
             try:
                 check_batch(config.batch_size * self.runtime.world)
             except ValueError as error:
                 raise TrainingError(str(error)) from None
-        self.dataset_manifest = manifest
-        self._features: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.net = self._build_net()
 
     def _build_net(self) -> Net1D:
         torch.manual_seed(self.config.seed)
