@@ -2,6 +2,8 @@
 
 Protocol (one command; issue 11):
 
+Order: the rows on the vanilla backbone on every seed first, then the others (see :meth:`Benchmark.run`).
+
 1. **Tuning** on seed 0, the same budget for every method: at most :data:`BUDGET` settings from its grid
    (:data:`ROWS`), chosen on **val bMAE only**. Stage-1 methods may tune with fewer epochs
    (``--tune-epochs``); when the tuning epochs equal the final ones the chosen candidate *is* the seed-0 run.
@@ -202,12 +204,15 @@ class Benchmark:
         return self._train(self._final_dir(name, seed), row, chosen, seed, epochs, init)
 
     def run(self, names: list[str]) -> None:
-        """Seed-major order, so that an interrupted benchmark has whole seeds of every row first."""
-        for seed in range(self.seeds):
-            for name in names:
-                self._final(name, seed)
-                if self.stopped:
-                    return
+        """Cheapest evidence first: the rows built on the vanilla backbone (vanilla, Dist Loss, Balanced MSE)
+        on every seed, then the other rows seed by seed; an interrupted benchmark resumes where it stopped."""
+        on_vanilla = [n for n in names if n == "vanilla" or STAGE1_SOURCE.get(n) == "vanilla"]
+        order = [(n, s) for s in range(self.seeds) for n in on_vanilla]
+        order += [(n, s) for s in range(self.seeds) for n in names if n not in on_vanilla]
+        for name, seed in order:
+            self._final(name, seed)
+            if self.stopped:
+                return
 
     # -- report --------------------------------------------------------------------------------------------
     def done(self, name: str) -> list[int]:
