@@ -40,6 +40,7 @@ from ecg_k.db.registry import (
 )
 from ecg_k.db.session import session_scope
 from ecg_k.inference import OnnxModel
+from ecg_k.losses.dist_loss import MIN_BATCH
 from ecg_k.losses.methods import METHODS, get_method
 from ecg_k.model_card import parse_model_card
 from ecg_k.preprocessing import PreprocessConfig
@@ -163,8 +164,10 @@ def challenger_plan(champion_run: Path, dataset: Path, run_dir: Path, config: Re
                 make(train, out=run_dir / CHALLENGER_DIR, init=run_dir / STAGE1_DIR)]
     if config.full:
         return [make(train, out=run_dir / CHALLENGER_DIR, init=None)]
-    return [make(train, out=run_dir / CHALLENGER_DIR, stage=2, method=_stage2_method(train["method"]),
-                 init=champion_run)]
+    method = _stage2_method(train["method"])  # a Dist Loss head needs a batch of at least MIN_BATCH
+    batch = max(train["batch_size"], MIN_BATCH) if any(p.dist_loss for p in get_method(method).phases) \
+        else train["batch_size"]
+    return [make(train, out=run_dir / CHALLENGER_DIR, stage=2, method=method, init=champion_run, batch_size=batch)]
 
 
 def _check_preprocessing(champion: ModelVersion, base: Path) -> PreprocessConfig:
