@@ -1,78 +1,355 @@
-"""Every method on synthetic ECG-K-DIR at CPU scale, side by side (the paper's Table 8 layout).
+"""Every method on synthetic ECG-K-DIR, several seeds, an equal tuning budget, paired bootstrap CIs.
 
-Stage 1 trains each end-to-end method (vanilla, inv, sqrt_inv, lds, fds, ranksim, conr, focal, srl,
-groupdir); stage 2 retrains the head of the matching stage-1 model with Dist Loss, Balanced MSE and the
-Table-2 combinations (X+dist; Group-DIR keeps its head and fine-tunes the experts through its routing). Every
-run is evaluated on the balanced test set; the table goes to ``HOME/comparison/comparison.md`` and the check the
-issue asks for is printed: Dist Loss vs vanilla few-shot MAE (paper: 1.771 -> 1.329, -25 %) and overall MAE
-(allowed to rise by at most 10 %). Runs resume, so an interrupted benchmark continues.
+Protocol (one command; issue 11):
 
-Usage: ``.venv/bin/python benchmarks/accuracy.py [--home .ecgk/accuracy] [--n-ecgs 4000] [--methods ...]``
+Order: the rows on the vanilla backbone on every seed first, then the others (see :meth:`Benchmark.run`).
+
+1. **Tuning** on seed 0, the same budget for every method: at most :data:`BUDGET` settings from its grid
+   (:data:`ROWS`), chosen on **val bMAE only**. Stage-1 methods may tune with fewer epochs
+   (``--tune-epochs``); when the tuning epochs equal the final ones the chosen candidate *is* the seed-0 run.
+   Stage-2 methods tune on the vanilla (or X) backbone of seed 0. The combinations ``X+dist`` take X's and
+   Dist Loss's chosen settings (no search of their own).
+2. **Final runs**: the chosen setting of every method on every seed (``--seeds N``, default 3). Stage-2 runs
+   start from the stage-1 run of the same seed and reuse its cached backbone features.
+3. **Report** on the balanced test set only: per method the mean ± sd over seeds of MAE/GM per region and
+   bMAE, and for few-shot MAE, few-shot GM and bMAE the paired bootstrap 95 % CI (over subjects, the seeds'
+   mean on each resample) of the difference to vanilla and to Dist Loss. The grid, the choice and every
+   candidate's val bMAE are written beside the table (``HOME/comparison/``), with the compute used.
+
+Every run resumes, so the benchmark runs in chunks: ``--max-minutes M`` stops starting new runs after M
+minutes; rerun the same command to continue. ``--methods`` restricts the rows (vanilla is always included).
+
+Usage: ``.venv/bin/python benchmarks/accuracy.py [--home .ecgk/accuracy] [--seeds 3] [--max-minutes 40]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from ecg_k.losses import METHODS
+from ecg_k.metrics import REGIONS, bootstrap_errors, percentile_ci, regions_from_metrics
 from training.config import TrainConfig
 from training.demo import DemoPlan, prepare_dataset
-from training.evaluate import evaluate_run
-from training.evaluation_report import comparison_table, write_comparison
+from training.evaluate import PREDICTIONS, evaluate_run, read_metrics
 from training.trainer import Trainer
 
-STAGE1 = ("vanilla", "inv", "sqrt_inv", "lds", "fds", "ranksim", "conr", "focal", "srl", "groupdir")
-STAGE2 = ("dist", "bmse", "lds+dist", "fds+dist", "ranksim+dist", "conr+dist", "bmse+dist",
-          "focal+dist", "srl+dist", "groupdir+dist")
+BUDGET = 3
+"""Settings tried per method (the same for all; vanilla and sqrt_inv have nothing to tune)."""
+Overrides = dict[str, dict[str, Any]]
 
 
-def stage1_source(method: str) -> str:
-    """The stage-1 run a stage-2 method starts from (its first phase's method)."""
-    first = METHODS[method].phases[0]
-    return next(name for name in STAGE1 if METHODS[name].phases[0] == first)
+@dataclass(frozen=True)
+class Row:
+    """One table row: a trainer method, fixed options, and its tuning grid (each a dict of option groups)."""
+
+    method: str
+    fixed: Overrides = field(default_factory=dict)
+    grid: tuple[Overrides, ...] = ({},)
+    combine: tuple[str, str] | None = None
+    """For X+dist rows: (X's row, the Dist Loss row) whose chosen settings are merged instead of a search."""
+
+    @property
+    def stage(self) -> int:
+        return 1 if METHODS[self.method].phases[0].trains == "all" and len(METHODS[self.method].phases) == 1 else 2
+
+
+def _bw(*values: float, weighting: str = "none") -> tuple[Overrides, ...]:
+    return tuple({"dist": {"bw_method": v, "dist_weighting": weighting}} for v in values)
+
+
+ROWS: dict[str, Row] = {
+    "vanilla": Row("vanilla"),
+    "inv": Row("inv", grid=tuple({"weights": {"clip": (lo, 1000.0)}} for lo in (5.0, 1.0, 20.0))),
+    "sqrt_inv": Row("sqrt_inv"),
+    "lds": Row("lds", grid=tuple({"weights": {"lds_ks": ks, "lds_sigma": sg}} for ks, sg in ((5, 2.0), (9, 1.0), (5, 1.0)))),
+    "fds": Row("fds", grid=tuple({"regularizers": {"fds_ks": ks, "fds_sigma": sg}}
+                                 for ks, sg in ((5, 2.0), (9, 1.0), (5, 1.0)))),
+    "ranksim": Row("ranksim", grid=tuple({"regularizers": {"ranksim_gamma": g}} for g in (100.0, 10.0, 1.0))),
+    "conr": Row("conr", grid=tuple({"regularizers": {"conr_beta": b}} for b in (4.0, 1.0, 0.25))),
+    "dist": Row("dist", grid=_bw(0.5, 0.25, 1.0)),
+    "dist[pseudo_label]": Row("dist", grid=_bw(0.5, 0.25, 1.0, weighting="pseudo_label")),
+    "bmse": Row("bmse", grid=tuple({"regularizers": {"bmse_sigma_scale": s}} for s in (1.0, 0.5, 2.0))),
+    "focal": Row("focal", grid=tuple({"focal": {"beta": b}} for b in (2.0, 1.0, 4.0))),
+    "srl": Row("srl", grid=tuple({"srl": {"enveloping_weight": w}} for w in (10.0, 3.0, 30.0))),
+    "groupdir": Row("groupdir", grid=tuple({"groupdir": {"n_groups": g}} for g in (10, 5, 20))),
+    **{f"{x}+dist": Row(f"{x}+dist", combine=(x, "dist"))
+       for x in ("lds", "fds", "ranksim", "conr", "bmse", "focal", "srl", "groupdir")},
+}
+"""Every row of the table with its grid (defaults first). Adding a method = adding a row here."""
+STAGE1_SOURCE = {"dist": "vanilla", "dist[pseudo_label]": "vanilla", "bmse": "vanilla", "bmse+dist": "vanilla",
+                 "lds+dist": "lds", "fds+dist": "fds", "ranksim+dist": "ranksim", "conr+dist": "conr",
+                 "focal+dist": "focal", "srl+dist": "srl", "groupdir+dist": "groupdir"}
+"""The stage-1 row whose run a stage-2 row starts from."""
+
+
+def _merge(*parts: Overrides) -> Overrides:
+    out: Overrides = {}
+    for part in parts:
+        for group, values in part.items():
+            out[group] = {**out.get(group, {}), **values}
+    return out
+
+
+def _slug(name: str) -> str:
+    return name.replace("+", "_plus_").replace("[", "_").replace("]", "")
+
+
+class Benchmark:
+    """The runs of one benchmark home; every step is skipped when its output exists (resume)."""
+
+    def __init__(self, home: Path, plan: DemoPlan, seeds: int, tune_epochs: int, n_boot: int,
+                 deadline: float | None) -> None:
+        self.home, self.plan, self.seeds, self.tune_epochs, self.n_boot = home, plan, seeds, tune_epochs, n_boot
+        self.deadline = deadline
+        self.runs = home / "runs"
+        self.choices_path = home / "comparison" / "tuning.json"
+        self.choices: dict[str, Any] = json.loads(self.choices_path.read_text()) if self.choices_path.is_file() else {}
+        self.data = prepare_dataset(home, plan)
+        self.trained_s = 0.0
+        self.stopped = False
+
+    # -- runs ----------------------------------------------------------------------------------------------
+    def _time_left(self) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.stopped = True
+        return not self.stopped
+
+    def _train(self, out: Path, row: Row, overrides: Overrides, seed: int, epochs: int, init: Path | None) -> bool:
+        """Train (or resume) and evaluate one run; False when the time budget stopped it before it ran."""
+        if (out / "metrics.json").is_file():
+            return True
+        if not self._time_left():
+            return False
+        stage = 2 if init is not None else 1
+        batch = self.plan.stage2_batch if stage == 2 else self.plan.stage1_batch
+        config = TrainConfig.model_validate({
+            "data": self.data, "out": out, "method": row.method, "stage": stage, "init": init,
+            "model": self.plan.model, "seed": seed, "epochs": epochs, "batch_size": batch,
+            **_merge(row.fixed, overrides)})
+        started = time.monotonic()
+        print(f"[accuracy] training {out.relative_to(self.home)} (seed {seed}, {epochs} epochs)", flush=True)
+        Trainer(config, progress=False).run(resume=True)
+        evaluate_run(out, n_boot=200)
+        self.trained_s += time.monotonic() - started
+        return True
+
+    def _stage1_dir(self, name: str, seed: int) -> Path:
+        return self.runs / _slug(name) / f"seed{seed}"
+
+    def _tune(self, name: str) -> Overrides | None:
+        """The chosen setting of a row (tuning it on seed 0 first if needed); None when time ran out."""
+        if name in self.choices:
+            return self.choices[name]["chosen"]
+        row = ROWS[name]
+        if row.combine is not None:
+            parts = [self._tune(part) for part in row.combine]
+            if any(part is None for part in parts):
+                return None
+            chosen = _merge(*parts)  # type: ignore[arg-type]
+            self.choices[name] = {"chosen": chosen, "grid": [], "val_bmae": [], "rule": "X's and dist's choices"}
+            self._save_choices()
+            return chosen
+        init = None
+        if row.stage == 2:
+            source = STAGE1_SOURCE[name]
+            if self._tune(source) is None or not self._final(source, 0):
+                return None
+            init = self._stage1_dir(source, 0)
+        if len(row.grid) == 1:  # nothing to tune
+            self.choices[name] = {"chosen": row.grid[0], "grid": list(row.grid), "val_bmae": [], "chosen_index": 0}
+            self._save_choices()
+            return row.grid[0]
+        epochs = self.plan.stage2_epochs if row.stage == 2 else self.tune_epochs
+        scores = []
+        for k, candidate in enumerate(row.grid[:BUDGET]):
+            out = self.runs / _slug(name) / f"tune{k}"
+            if not self._train(out, row, candidate, 0, epochs, init):
+                return None
+            scores.append(read_metrics(out)["val"]["bmae"])
+        best = int(np.argmin(scores))
+        self.choices[name] = {"chosen": row.grid[best], "grid": list(row.grid[:BUDGET]), "val_bmae": scores,
+                              "chosen_index": best, "epochs": epochs, "seed": 0}
+        self._save_choices()
+        return row.grid[best]
+
+    def _save_choices(self) -> None:
+        self.choices_path.parent.mkdir(parents=True, exist_ok=True)
+        self.choices_path.write_text(json.dumps(self.choices, indent=2) + "\n")
+
+    def _final_dir(self, name: str, seed: int) -> Path:
+        row = ROWS[name]
+        choice = self.choices.get(name, {})
+        tuned_full = row.stage == 2 or self.tune_epochs == self.plan.stage1_epochs
+        if seed == 0 and tuned_full and choice.get("grid") and len(row.grid) > 1:
+            return self.runs / _slug(name) / f"tune{choice['chosen_index']}"
+        return self.runs / _slug(name) / f"seed{seed}"
+
+    def _final(self, name: str, seed: int) -> bool:
+        """The chosen setting of ``name`` trained on ``seed`` (its stage-1 source first)."""
+        chosen = self._tune(name)
+        if chosen is None:
+            return False
+        row = ROWS[name]
+        init = None
+        if row.stage == 2:
+            source = STAGE1_SOURCE[name]
+            if not self._final(source, seed):
+                return False
+            init = self._final_dir(source, seed)
+        epochs = self.plan.stage2_epochs if row.stage == 2 else self.plan.stage1_epochs
+        return self._train(self._final_dir(name, seed), row, chosen, seed, epochs, init)
+
+    def run(self, names: list[str]) -> None:
+        """Cheapest evidence first: the rows built on the vanilla backbone (vanilla, Dist Loss, Balanced MSE)
+        on every seed, then the other rows seed by seed; an interrupted benchmark resumes where it stopped."""
+        on_vanilla = [n for n in names if n == "vanilla" or STAGE1_SOURCE.get(n) == "vanilla"]
+        order = [(n, s) for s in range(self.seeds) for n in on_vanilla]
+        order += [(n, s) for s in range(self.seeds) for n in names if n not in on_vanilla]
+        for name, seed in order:
+            self._final(name, seed)
+            if self.stopped:
+                return
+
+    # -- report --------------------------------------------------------------------------------------------
+    def done(self, name: str) -> list[int]:
+        return [s for s in range(self.seeds) if (self._final_dir(name, s) / "metrics.json").is_file()]
+
+    def report(self, names: list[str]) -> str:
+        complete = [n for n in names if self.done(n)]
+        if "vanilla" not in complete:
+            return "no finished vanilla run yet"
+        metrics = {(n, s): read_metrics(self._final_dir(n, s)) for n in complete for s in self.done(n)}
+        regions = regions_from_metrics(metrics[("vanilla", 0)] if ("vanilla", 0) in metrics else
+                                       next(iter(metrics.values())), _train_labels(self.data))
+        test = {key: _test_predictions(self._final_dir(*key)) for key in metrics}
+        first = next(iter(test.values()))
+        boot = bootstrap_errors(first["y"], {f"{n}|{s}": frame["y_hat"] for (n, s), frame in test.items()},
+                                regions, groups=first["subject_id"], n_boot=self.n_boot, seed=0)
+
+        def seed_mean(name: str, key: str) -> np.ndarray:
+            return np.mean([boot[f"{name}|{s}"][key] for s in self.done(name)], axis=0)
+
+        lines = [f"# Accuracy benchmark: balanced test set, {self.seeds} seed(s) requested",
+                 f"Shot regions: {regions.describe()}. Mean ± sd over the seeds done (n seeds per row).", ""]
+        header = ["method", "seeds", *[f"MAE {r}" for r in ("overall", *REGIONS)], *[f"GM {r}" for r in ("overall", *REGIONS)], "bMAE"]
+        table = []
+        for name in complete:
+            cells = []
+            for stat in ("mae", "gm"):
+                for region in ("overall", *REGIONS):
+                    values = [metrics[(name, s)]["test"][region][stat] for s in self.done(name)]
+                    cells.append(_mean_sd(values))
+            values = [metrics[(name, s)]["test"]["bmae"] for s in self.done(name)]
+            table.append([name, str(len(self.done(name))), *cells, _mean_sd(values)])
+        lines += [_md(header, table), ""]
+        lines.append("Paired bootstrap 95 % CI (subjects resampled, seeds averaged per resample) of the difference "
+                     "method − reference; negative = the method has the lower error.")
+        diff_header = ["method", *[f"{k} − {ref}" for ref in ("vanilla", "dist") for k in ("few MAE", "few GM", "bMAE")]]
+        diffs = []
+        for name in complete:
+            cells = []
+            for ref in ("vanilla", "dist"):
+                for key in ("few.mae", "few.gm", "bmae"):
+                    if ref not in complete or ref == name:
+                        cells.append("—")
+                        continue
+                    delta = seed_mean(name, key) - seed_mean(ref, key)
+                    ci = percentile_ci(delta)
+                    point = float(np.nanmean(delta))
+                    cells.append("—" if ci is None else f"{point:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+            diffs.append([name, *cells])
+        lines += [_md(diff_header, diffs), ""]
+        lines += self._targets(complete, metrics, seed_mean)
+        lines += ["", "## Tuning (seed 0, val bMAE only)", "```json", json.dumps(self.choices, indent=1), "```"]
+        return "\n".join(lines)
+
+    def _targets(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any) -> list[str]:
+        if "dist" not in complete:
+            return ["Targets: Dist Loss not finished yet."]
+
+        def mean(name: str, region: str, stat: str = "mae") -> float:
+            return float(np.mean([metrics[(name, s)]["test"][region][stat] for s in self.done(name)]))
+
+        few = {n: mean(n, "few") for n in complete}
+        bmae = {n: float(np.mean([metrics[(n, s)]["test"]["bmae"] for s in self.done(n)])) for n in complete}
+        ratio_few = few["dist"] / few["vanilla"]
+        ratio_all = mean("dist", "overall") / mean("vanilla", "overall")
+        ci = percentile_ci(seed_mean("dist", "few.mae") - seed_mean("vanilla", "few.mae"))
+        dist_rows = [n for n in complete if "dist" in n]
+        best_few, best_bmae = min(few, key=few.__getitem__), min(bmae, key=bmae.__getitem__)
+        return [
+            "## Targets (issue 11)",
+            f"- lowest few-shot MAE: {best_few} ({few[best_few]:.3f}); a Dist Loss row: {best_few in dist_rows}",
+            f"- lowest bMAE: {best_bmae} ({bmae[best_bmae]:.3f}); a Dist Loss row: {best_bmae in dist_rows}",
+            f"- few-shot MAE dist / vanilla = {ratio_few:.3f} (target <= 0.75); CI of the difference {ci} "
+            f"(target: excludes 0)",
+            f"- overall MAE dist / vanilla = {ratio_all:.3f} (target <= 1.0)",
+        ]
+
+
+def _train_labels(data: Path) -> np.ndarray:
+    return np.load(data / "train.labels.npy").astype(np.float64)
+
+
+def _test_predictions(run: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(run / PREDICTIONS)
+    return frame[frame["split"] == "test"].sort_values("study_id").reset_index(drop=True)
+
+
+def _mean_sd(values: list[float | None]) -> str:
+    clean = [v for v in values if v is not None]
+    if not clean:
+        return "—"
+    sd = float(np.std(clean, ddof=1)) if len(clean) > 1 else float("nan")
+    return f"{np.mean(clean):.3f} ± {sd:.3f}" if len(clean) > 1 else f"{clean[0]:.3f}"
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=Path(".ecgk/accuracy"))
-    parser.add_argument("--n-ecgs", type=int, default=4000)
-    parser.add_argument("--methods", nargs="*", default=[*STAGE1, *STAGE2])
+    parser.add_argument("--n-ecgs", type=int, default=DemoPlan.n_ecgs)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--methods", nargs="*", default=list(ROWS), help=f"rows, from: {', '.join(ROWS)}")
     parser.add_argument("--stage1-epochs", type=int, default=DemoPlan.stage1_epochs)
     parser.add_argument("--stage2-epochs", type=int, default=DemoPlan.stage2_epochs)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune-epochs", type=int, default=None, help="stage-1 tuning epochs (default: final)")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--max-minutes", type=float, default=None, help="start no new run after this long")
     args = parser.parse_args()
-    plan = DemoPlan(n_ecgs=args.n_ecgs, seed=args.seed, stage1_epochs=args.stage1_epochs,
-                    stage2_epochs=args.stage2_epochs)
-    dataset = prepare_dataset(args.home, plan)
-    runs = args.home / "runs"
-    common = {"data": dataset, "model": plan.model, "seed": plan.seed}
-    wanted = set(args.methods) | {"vanilla"}
-    needed_stage1 = [m for m in STAGE1 if m in wanted or any(stage1_source(s) == m for s in wanted & set(STAGE2))]
-    metrics = {}
-    for method in needed_stage1:
-        Trainer(TrainConfig(out=runs / method, method=method, epochs=plan.stage1_epochs,
-                            batch_size=plan.stage1_batch, **common)).run(resume=True)
-        if method in wanted:
-            metrics[method] = evaluate_run(runs / method, n_boot=200)
-    for method in (m for m in STAGE2 if m in wanted):
-        out = runs / method.replace("+", "_plus_")
-        Trainer(TrainConfig(out=out, method=method, stage=2, init=runs / stage1_source(method),
-                            epochs=plan.stage2_epochs, batch_size=plan.stage2_batch, **common)).run(resume=True)
-        metrics[method] = evaluate_run(out, n_boot=200)
-    write_comparison(args.home / "comparison", metrics)
-    print(comparison_table(metrics).round(3).to_string())
-    if "dist" in metrics:
-        vanilla, dist = metrics["vanilla"]["test"], metrics["dist"]["test"]
-        check = {
-            "few_mae_vanilla": vanilla["few"]["mae"], "few_mae_dist": dist["few"]["mae"],
-            "few_mae_change": dist["few"]["mae"] / vanilla["few"]["mae"] - 1,
-            "overall_mae_vanilla": vanilla["overall"]["mae"], "overall_mae_dist": dist["overall"]["mae"],
-            "overall_mae_change": dist["overall"]["mae"] / vanilla["overall"]["mae"] - 1,
-        }
-        check["pass"] = check["few_mae_change"] < 0 and check["overall_mae_change"] <= 0.10
-        print(json.dumps(check, indent=2))
+    unknown = [m for m in args.methods if m not in ROWS]
+    if unknown or args.seeds < 1:
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(ROWS)}" if unknown else "--seeds must be >= 1")
+    started = time.monotonic()
+    deadline = None if args.max_minutes is None else started + 60 * args.max_minutes
+    plan = DemoPlan(n_ecgs=args.n_ecgs, stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs)
+    bench = Benchmark(args.home, plan, args.seeds, args.tune_epochs or args.stage1_epochs, args.n_boot, deadline)
+    names = ["vanilla", *[m for m in ROWS if m in args.methods and m != "vanilla"]]
+    bench.run(names)
+    text = bench.report(names)
+    elapsed = time.monotonic() - started
+    text += (f"\n\nCompute this invocation: {elapsed / 60:.1f} min wall ({bench.trained_s / 60:.1f} min training + "
+             "evaluation), on this machine's CPU.")
+    if bench.stopped:
+        text += "\n\n**Incomplete** (time budget reached): rerun the same command to continue."
+    out = args.home / "comparison" / "accuracy.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(text)
+    print(f"-> {out}")
 
 
 if __name__ == "__main__":

@@ -474,7 +474,10 @@ def evaluate_predictions(
     """The ``metrics.json`` of a run (DESIGN.md) from its ``predictions`` (columns ``split, y, y_hat``).
 
     Each evaluated split holds the chosen rule's regions at the top level and the other rule's under
-    ``by_count_rule``/``by_relative_rule``; ``shot_regions`` records both rules' thresholds and bins.
+    ``by_count_rule``/``by_relative_rule``; ``shot_regions`` records both rules' thresholds and bins. The
+    chosen rule's region dicts carry ``mae_ci95`` and ``gm_ci95`` and the split ``bmae_ci95``: percentile 95 %
+    CIs of a bootstrap over subjects when ``predictions`` has a ``subject_id`` column (over samples otherwise;
+    ``ci_unit`` says which), ``n_boot`` resamples.
     """
     if shot_rule not in SHOT_RULES:
         raise ValueError(f"unknown shot rule {shot_rule!r}; expected one of {SHOT_RULES}")
@@ -493,12 +496,17 @@ def evaluate_predictions(
     for split in splits:
         rows = predictions[predictions["split"] == split]
         y, y_hat = rows["y"].to_numpy(), rows["y_hat"].to_numpy()
+        groups = rows["subject_id"].to_numpy() if "subject_id" in rows.columns else None
         try:
             metrics = regression_metrics(y, y_hat, regions[shot_rule])
             other = regression_metrics(y, y_hat, regions[other_rule])
             clinical = clinical_metrics(y, y_hat, n_boot=n_boot, seed=seed, thresholds=thresholds)
+            if n_boot > 0:
+                boot = bootstrap_errors(y, {"model": y_hat}, regions[shot_rule], groups, n_boot, seed)["model"]
+                add_error_cis(metrics, boot)
         except ValueError as error:
             raise ValueError(f"split {split!r}: {error}") from error
+        metrics["ci_unit"] = "subject" if groups is not None else "sample"
         metrics[f"by_{other_rule}_rule"] = {name: other[name] for name in REGIONS}
         out[split] = {**metrics, **clinical}
     out["shot_rule"] = shot_rule
@@ -540,3 +548,94 @@ PUBLISHED_ECG_KA_DIR: dict[str, dict[str, tuple[float | None, ...]]] = {
     "BMSE + Dist Loss": {"mae": (None, None, None, 1.357), "gm": (None, None, None, None)},
 }
 """MAE and GM (All, Many, Median, Few) as published; None where the paper gives no trustworthy number."""
+
+
+# ----------------------------------------------------------------------- subject bootstrap of the errors
+
+ERROR_STATS = ("mae", "gm")
+
+
+def _cluster_weights(groups: NDArray[np.int64], n_boot: int, rng: np.random.Generator) -> Iterator[NDArray[np.float64]]:
+    """Subject-bootstrap multiplicities per sample: (b, n) blocks; each resample draws as many subjects as there
+    are, with replacement, and every sample of a drawn subject counts once per draw."""
+    n_groups = int(groups.max()) + 1 if groups.size else 0
+    rows = max(1, _BOOT_CHUNK_ELEMENTS // max(groups.size, 1))
+    for start in range(0, n_boot, rows):
+        b = min(rows, n_boot - start)
+        draws = rng.integers(0, n_groups, size=(b, n_groups)) + (np.arange(b) * n_groups)[:, None]
+        per_group = np.bincount(draws.ravel(), minlength=b * n_groups).reshape(b, n_groups)
+        yield per_group[:, groups].astype(np.float64)
+
+
+def _weighted_errors(weights: NDArray[np.float64], errors: NDArray[np.float64], bins: NDArray[np.int64],
+                     region: NDArray[np.str_]) -> dict[str, NDArray[np.float64]]:
+    """Per resample (rows of ``weights``): MAE and GM of every region and of ``overall``, and the bMAE; NaN
+    where a resample holds no sample of the region. GM is 0 where a zero error was drawn."""
+    out: dict[str, NDArray[np.float64]] = {}
+    zero = errors == 0
+    logs = np.log(np.where(zero, 1.0, errors))
+    for name in ("overall", *REGIONS):
+        mask = np.ones(errors.size, bool) if name == "overall" else region == name
+        w = weights[:, mask]
+        total = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{name}.mae"] = np.where(total > 0, w @ errors[mask] / total, np.nan)
+            gm = np.exp(w @ logs[mask] / total)
+        drew_zero = (w[:, zero[mask]] > 0).any(axis=1)
+        out[f"{name}.gm"] = np.where(total > 0, np.where(drew_zero, 0.0, gm), np.nan)
+    uniq, inverse = np.unique(bins, return_inverse=True)
+    onehot = np.zeros((errors.size, uniq.size))
+    onehot[np.arange(errors.size), inverse] = 1.0
+    bin_weight = weights @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_bin = (weights @ (onehot * errors[:, None])) / bin_weight
+    out["bmae"] = np.nanmean(np.where(bin_weight > 0, per_bin, np.nan), axis=1)
+    return out
+
+
+def bootstrap_errors(
+    y: ArrayLike,
+    predictions: Mapping[str, ArrayLike],
+    regions: ShotRegions,
+    groups: ArrayLike | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, NDArray[np.float64]]]:
+    """Paired bootstrap of the error metrics of several estimate vectors of the same samples.
+
+    ``groups`` (e.g. subject ids) makes it a cluster bootstrap: subjects are resampled, each with all its
+    samples (a subject's ECGs are not independent); without it samples are resampled. Every vector sees the
+    same resamples, so differences between them are paired. Returns, per name, ``"{region}.mae"``,
+    ``"{region}.gm"`` (region in overall/many/median/few) and ``"bmae"``, each an array of ``n_boot`` values
+    (NaN where a resample lacks the region).
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    y_arr = _finite_1d(y, "y")
+    bins = _grid_bins(y_arr, "y")
+    region = regions.region_of_bins(bins)
+    errors = {}
+    for name, y_hat in predictions.items():
+        errors[name] = np.abs(validate_predictions(y_arr, y_hat)[1] - y_arr)
+    group_ids = np.arange(y_arr.size) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    if group_ids.size != y_arr.size:
+        raise ValueError(f"groups must have one entry per sample: {group_ids.size} vs {y_arr.size}")
+    parts: dict[str, dict[str, list[NDArray[np.float64]]]] = {name: {} for name in errors}
+    for weights in _cluster_weights(group_ids.astype(np.int64), n_boot, np.random.default_rng(seed)):
+        for name, e in errors.items():
+            for key, values in _weighted_errors(weights, e, bins, region).items():
+                parts[name].setdefault(key, []).append(values)
+    return {name: {key: np.concatenate(chunks) for key, chunks in by_key.items()} for name, by_key in parts.items()}
+
+
+def percentile_ci(samples: ArrayLike) -> list[float] | None:
+    """Percentile 95 % CI of bootstrap values (NaN resamples skipped); None when none is defined."""
+    return _percentile_ci(np.asarray(samples, dtype=np.float64))
+
+
+def add_error_cis(split_metrics: dict[str, Any], boot: Mapping[str, NDArray[np.float64]]) -> None:
+    """Add ``mae_ci95``/``gm_ci95`` to each region dict and ``bmae_ci95`` to the split (in place)."""
+    for name in ("overall", *REGIONS):
+        for stat in ERROR_STATS:
+            split_metrics[name][f"{stat}_ci95"] = percentile_ci(boot[f"{name}.{stat}"])
+    split_metrics["bmae_ci95"] = percentile_ci(boot["bmae"])

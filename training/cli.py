@@ -111,7 +111,7 @@ def compare(
 ) -> None:
     """Side-by-side table of methods (the paper's Table 8 layout)."""
     from training.evaluate import read_metrics
-    from training.evaluation_report import comparison_table, write_comparison
+    from training.evaluation_report import ci_table, comparison_table, write_comparison
 
     try:
         metrics = {_run_label(run): read_metrics(run) for run in runs}
@@ -119,6 +119,7 @@ def compare(
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     console.print(comparison_table(metrics).to_string())
+    console.print(ci_table(metrics).to_string())
     console.print(f"-> {out / 'comparison.md'}")
 
 
@@ -155,7 +156,9 @@ def retrain(
     champion_run: Annotated[Path | None, typer.Option(
         help="The champion's training run (default: the directory of its registered ONNX file).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Retrain end to end, not only the head (stage 2).")] = False,
-    delta: Annotated[float, typer.Option(help="Gate: few-shot MAE must improve by at least this (mmol/L).")] = 0.02,
+    delta: Annotated[float, typer.Option(
+        help="Gate: the paired bootstrap 95 % lower bound of the few-shot MAE improvement must exceed this (mmol/L)."
+    )] = 0.0,
     epsilon: Annotated[float, typer.Option(help="Gate: overall MAE may worsen by at most this fraction.")] = 0.05,
     holdout_fraction: Annotated[float, typer.Option(
         help="Fraction of confirmed subjects kept out of training, for evaluation.")] = 0.2,

@@ -14,13 +14,17 @@ from ecg_k.models import NET1D_CONFIGS
 
 
 class DistLossOptions(BaseModel):
-    """Dist Loss settings (method.md section 3); defaults are the paper's headline INV-L2."""
+    """Dist Loss settings (method.md section 3); defaults are the paper's headline INV-L2 as the official code
+    effectively computes it (inverse weights on the sample term, unweighted distribution term)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dist_weight: float = Field(default=1.0, ge=0, description="lambda of the distribution term.")
-    dist_weighting: Literal["pseudo_label", "official", "none"] = "pseudo_label"
-    sort: Literal["auto", "soft", "hard"] = "auto"
+    dist_weighting: Literal["pseudo_label", "official", "none"] = Field(
+        default="none", description="Weights of the distribution term: none (the paper's effective loss), "
+        "official (the misaligned quirk), pseudo_label (inverse density per sorted position, a variant).")
+    sort: Literal["auto", "soft", "hard"] = Field(
+        default="hard", description="torch.sort; soft (torchsort) is identical at K+ scale (method.md 3.4).")
     regularization_strength: float = Field(default=0.1, gt=0, description="Soft-sort epsilon.")
     bw_method: float = Field(default=0.5, gt=0, description="KDE bandwidth factor.")
     rounding: Literal["official", "quantile"] = "official"
@@ -52,10 +56,14 @@ class RegularizerOptions(BaseModel):
     conr_beta: float = 4.0
     conr_window: float = 0.1
     conr_eta: float = 0.1
-    conr_temperature: float = 0.2
+    conr_temperature: float = Field(default=0.07, gt=0, description="Official: t = 0.07 hard-coded.")
+    conr_denominator: Literal["official", "paper"] = "official"
     conr_noise_std: float = 0.1
-    bmse_mode: Literal["bmc", "bni", "gai"] = "bmc"
-    bmse_init_sigma: float = 1.0
+    bmse_mode: Literal["bmc", "bni", "gai"] = Field(default="gai", description="Official --imp default.")
+    bmse_init_sigma: float | None = Field(
+        default=None, gt=0, description="Initial noise sigma (mmol/L); None: from the training labels' std.")
+    bmse_sigma_scale: float = Field(default=1.0, gt=0, description="Factor on the data-driven initial sigma.")
+    bmse_fix_sigma: bool = Field(default=False, description="Keep sigma fixed (official --fix_noise_sigma).")
     bmse_sigma_lr: float = 1e-2
 
 

@@ -441,6 +441,26 @@ def comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test")
     return frame
 
 
+def _ci_text(ci: Sequence[float] | None) -> str:
+    return "—" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def ci_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> pd.DataFrame:
+    """One row per run: the 95 % CIs of ``metrics.json`` (MAE and GM per region, bMAE); "—" where a run
+    has none (evaluated before the CIs existed, or with no bootstrap)."""
+    rows = {}
+    for name, metrics in runs.items():
+        m = metrics[split]
+        cells = [_ci_text(m[region].get(f"{stat}_ci95")) for stat in ("mae", "gm") for region in _ALL_REGIONS]
+        rows[name] = [*cells, _ci_text(m.get("bmae_ci95"))]
+    columns = [f"{stat} {region} 95% CI" for stat in ("MAE", "GM") for region in _ALL_REGIONS] + ["bMAE 95% CI"]
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    frame.index.name = "method"
+    unit = {metrics[split].get("ci_unit", "sample") for metrics in runs.values()}
+    frame.attrs["ci_unit"] = ", ".join(sorted(unit))
+    return frame
+
+
 def published_table() -> pd.DataFrame:
     """The paper's ECG-Ka-DIR numbers (real MIMIC-IV) in the comparison columns; NaN where not published."""
     blank = [None] * (len(COMPARISON_COLUMNS) - 2 * len(_ALL_REGIONS))
@@ -455,13 +475,17 @@ def _frame_markdown(frame: pd.DataFrame) -> str:
 def write_comparison(out: Path, runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> None:
     """Write ``out/comparison.{md,csv}`` and ``out/published_ecg_ka_dir.csv`` (``out`` is a directory)."""
     table = comparison_table(runs, split)
+    cis = ci_table(runs, split)
     published = published_table()
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "comparison.csv")
+    cis.to_csv(out / "comparison_ci95.csv")
     published.to_csv(out / "published_ecg_ka_dir.csv")
     text = "\n\n".join([
         f"# Method comparison (split `{split}`, shot rule `{table.attrs['shot_rule']}`)",
         _frame_markdown(table),
+        f"## 95 % confidence intervals (percentile bootstrap over {cis.attrs['ci_unit']}s)",
+        _md_table(["method", *cis.columns], [[str(n), *row] for n, row in zip(cis.index, cis.to_numpy(), strict=True)]),
         "## Reference only: published numbers on real MIMIC-IV (not comparable)",
         f"> {PUBLISHED_SOURCE}. These are published numbers on the real ECG-Ka-DIR benchmark; they are "
         "**not comparable** with runs on synthetic data or on a different cohort, split or shot rule. "

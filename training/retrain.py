@@ -62,7 +62,17 @@ from training.retrain_data import (
     resolve_base_dataset,
     write_merged_dataset,
 )
-from training.retrain_gate import GateConfig, GateResult, evaluate_model, gate, summarize
+from training.retrain_gate import (
+    GateConfig,
+    GateResult,
+    evaluate_model,
+    few_improvement_ci,
+    gate,
+    gate_split,
+    predict_arrays,
+    split_subjects,
+    summarize,
+)
 from training.retrain_lock import retrain_lock
 from training.run_io import read_run_config
 from training.trainer import BEST, Trainer
@@ -277,22 +287,26 @@ class Retraining:
         card[RETRAIN_CRITERIA_KEY] = run_info
         write_json_atomic(challenger_run / MODEL_CARD, card)
 
-        _say("evaluating champion and challenger (ONNX) on the locked test set and the confirmed cases")
+        split = gate_split(base)
+        _say(f"evaluating champion and challenger (ONNX) on the gate split ({split}), the locked test set "
+             "(reported only) and the confirmed cases")
+        gate_signals, gate_labels = load_split(base, split)
         test_signals, test_labels = load_split(base, "test")
         held_cases, held_signals = confirmed.of(HOLDOUT, LOCKED, UNKEYED)
-        sets = {"test": (test_signals, test_labels),
+        sets = {"gate": (gate_signals, gate_labels), "test": (test_signals, test_labels),
                 "confirmed": (held_signals, held_cases["k_value"].to_numpy(np.float32))}
         train_labels = np.load(labels_path(base, "train"))
         rule = parse_model_card(champion.card).shot_regions.rule
-        metrics = {
-            name: evaluate_model(_open(path, sha, cfg.device), sets, train_labels, rule, cfg.n_boot)
-            for name, path, sha in (("champion", Path(champion.path), champion.sha256),
-                                    ("challenger", challenger_run / MODEL_FILE, card["onnx"]["sha256"]))
-        }
-        result = gate(metrics["champion"]["test"], metrics["challenger"]["test"], cfg.gate)
+        models = {"champion": _open(Path(champion.path), champion.sha256, cfg.device),
+                  "challenger": _open(challenger_run / MODEL_FILE, card["onnx"]["sha256"], cfg.device)}
+        metrics = {name: evaluate_model(model, sets, train_labels, rule, cfg.n_boot) for name, model in models.items()}
+        improvement = few_improvement_ci(gate_labels, *(predict_arrays(models[n], gate_signals)
+                                                        for n in ("champion", "challenger")),
+                                         split_subjects(base, split), train_labels, rule, max(cfg.n_boot, 1))
+        result = gate(metrics["champion"]["gate"], metrics["challenger"]["gate"], cfg.gate, improvement)
         for check in result.checks:
             _say(f"  {'pass' if check.passed else 'FAIL'}  {check.reason}")
-        criteria = self._criteria(result, metrics, run_info)
+        criteria = self._criteria(result, metrics, run_info, split)
         with session_scope(self.database_url) as session:
             challenger = find_version(session, card["name"], card["version"]) or register_model(
                 session, challenger_run / MODEL_CARD, actor=self.actor)
@@ -311,10 +325,13 @@ class Retraining:
                                                  "metrics": metrics})
         return outcome
 
-    def _criteria(self, result: GateResult, metrics: dict[str, Any], run_info: dict[str, Any]) -> dict[str, Any]:
+    def _criteria(self, result: GateResult, metrics: dict[str, Any], run_info: dict[str, Any],
+                  split: str) -> dict[str, Any]:
         """What the gate decision row keeps: margins, checks, the summary metrics and the run."""
         return {
-            "gate": {**self.config.gate.model_dump(), "set": "locked balanced test set of the base dataset"},
+            "gate": {**self.config.gate.model_dump(), "set": f"{split} split of the base dataset",
+                     "split": split, "fallback_to_val": split == "val",
+                     "reported_only": "locked balanced test set"},
             "checks": [check.model_dump() for check in result.checks],
             "reasons": result.reasons,
             "metrics": {name: {split: summarize(values) for split, values in by_split.items()}

@@ -4,27 +4,32 @@ Both models are evaluated the way they are served: through their exported ONNX f
 :class:`ecg_k.inference.OnnxModel`), on the same preprocessed arrays, with the same shot regions (those of
 the base dataset's training labels, i.e. the champion's) and :func:`ecg_k.metrics.evaluate_predictions`.
 
-The gate reads only the **locked balanced test set**: the challenger passes when
+The gate decides on the **gate split** of the base dataset: ``cal`` (the calibration half of the balanced
+val draw, never used for model selection), or ``val`` for a dataset without ``cal`` (recorded). The locked
+test set is evaluated and reported, never decided on. The challenger passes when
 
-- few-shot MAE: ``challenger <= champion - delta`` (an improvement of at least ``delta`` mmol/L),
+- few-shot MAE: the **lower bound** of the paired bootstrap 95 % CI (subjects resampled) of the improvement
+  ``champion - challenger`` exceeds ``delta`` (default 0: the improvement must be real, not noise),
 - overall MAE: ``challenger <= champion * (1 + epsilon)`` (worse by at most ``epsilon``, relative),
 - hyperkalemia sensitivity (K+ >= 5.5): ``challenger >= champion`` (no drop at all).
 
-A check whose numbers are undefined (no few-shot test samples, no hyperkalemia in the test set) fails:
-the gate cannot show that nothing got worse, so it does not promote.
+A check whose numbers are undefined (no few-shot samples, no hyperkalemia in the gate split) fails: the gate
+cannot show that nothing got worse, so it does not promote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ecg_k.data.store import COHORT, labels_path
 from ecg_k.inference import OnnxModel
-from ecg_k.metrics import ShotRule, evaluate_predictions
+from ecg_k.metrics import ShotRule, bootstrap_errors, evaluate_predictions, percentile_ci, shot_regions
 
 FLOAT_SLACK = 1e-9
 """Tolerance of the comparisons, so that a boundary case (1.30 - 0.02 vs 1.28) is decided as written."""
@@ -38,7 +43,8 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    delta: float = Field(default=0.02, ge=0, description="Required few-shot MAE improvement (mmol/L).")
+    delta: float = Field(default=0.0, ge=0, description="The few-shot MAE improvement's paired bootstrap 95 % "
+                         "lower bound must exceed this (mmol/L).")
     epsilon: float = Field(default=0.05, ge=0, description="Allowed relative overall-MAE worsening (0.05 = 5 %).")
 
 
@@ -54,6 +60,7 @@ class GateCheck(BaseModel):
     limit: float | None
     passed: bool
     reason: str
+    improvement_ci95: list[float] | None = None
 
 
 class GateResult(BaseModel):
@@ -81,7 +88,7 @@ def _check(name: str, rule: str, champion: float | None, challenger: float | Non
            lower_is_better: bool) -> GateCheck:
     if champion is None or challenger is None or limit is None:
         return GateCheck(name=name, rule=rule, champion=champion, challenger=challenger, limit=limit, passed=False,
-                         reason=f"{name} is undefined on the locked test set, so the gate cannot pass")
+                         reason=f"{name} is undefined on the gate split, so the gate cannot pass")
     passed = challenger <= limit + FLOAT_SLACK if lower_is_better else challenger >= limit - FLOAT_SLACK
     verdict = "meets" if passed else "misses"
     reason = f"{name}: challenger {challenger:.4f} {verdict} the limit {limit:.4f} (champion {champion:.4f}; {rule})"
@@ -89,22 +96,57 @@ def _check(name: str, rule: str, champion: float | None, challenger: float | Non
                      reason=reason)
 
 
-def gate(champion_test: Mapping[str, Any], challenger_test: Mapping[str, Any], config: GateConfig) -> GateResult:
-    """Decide on the test-split metrics of both models (``metrics.json`` layout: ``few.mae``, ``overall.mae``,
-    ``hyper.sensitivity``)."""
-    few = _value(champion_test, "few", "mae")
-    overall = _value(champion_test, "overall", "mae")
-    sensitivity = _value(champion_test, "hyper", "sensitivity")
+def _improvement_check(champion: float | None, challenger: float | None, ci: Sequence[float] | None,
+                       delta: float) -> GateCheck:
+    name, rule = "few-shot MAE", f"paired bootstrap 95 % lower bound of the improvement > delta = {delta:g} mmol/L"
+    if champion is None or challenger is None or ci is None:
+        return GateCheck(name=name, rule=rule, champion=champion, challenger=challenger, limit=delta, passed=False,
+                         reason=f"{name} is undefined on the gate split, so the gate cannot pass")
+    passed = ci[0] > delta
+    reason = (f"{name}: challenger {challenger:.4f} vs champion {champion:.4f}, improvement 95 % CI "
+              f"[{ci[0]:.4f}, {ci[1]:.4f}] {'clears' if passed else 'does not clear'} delta {delta:g} ({rule})")
+    return GateCheck(name=name, rule=rule, champion=champion, challenger=challenger, limit=delta, passed=passed,
+                     reason=reason, improvement_ci95=list(ci))
+
+
+def gate(champion_metrics: Mapping[str, Any], challenger_metrics: Mapping[str, Any], config: GateConfig,
+         few_improvement_ci: Sequence[float] | None) -> GateResult:
+    """Decide on the gate-split metrics of both models (``metrics.json`` layout: ``few.mae``, ``overall.mae``,
+    ``hyper.sensitivity``) and the paired CI of the few-shot improvement (:func:`few_improvement_ci`)."""
+    few = _value(champion_metrics, "few", "mae")
+    overall = _value(champion_metrics, "overall", "mae")
+    sensitivity = _value(champion_metrics, "hyper", "sensitivity")
     checks = [
-        _check("few-shot MAE", f"improves by at least delta = {config.delta:g} mmol/L", few,
-               _value(challenger_test, "few", "mae"), None if few is None else few - config.delta, True),
+        _improvement_check(few, _value(challenger_metrics, "few", "mae"), few_improvement_ci, config.delta),
         _check("overall MAE", f"worsens by at most epsilon = {config.epsilon:.0%}", overall,
-               _value(challenger_test, "overall", "mae"), None if overall is None else overall * (1 + config.epsilon),
+               _value(challenger_metrics, "overall", "mae"), None if overall is None else overall * (1 + config.epsilon),
                True),
         _check("hyperkalemia sensitivity", "K+ >= 5.5 sensitivity does not drop", sensitivity,
-               _value(challenger_test, "hyper", "sensitivity"), sensitivity, False),
+               _value(challenger_metrics, "hyper", "sensitivity"), sensitivity, False),
     ]
     return GateResult(passed=all(check.passed for check in checks), checks=checks)
+
+
+def gate_split(dataset: Path) -> str:
+    """``cal`` when the dataset has a non-empty calibration split, else ``val`` (older datasets)."""
+    path = labels_path(dataset, "cal")
+    return "cal" if path.is_file() and len(np.load(path, mmap_mode="r")) else "val"
+
+
+def split_subjects(dataset: Path, split: str) -> np.ndarray:
+    """Subject id of each row of a split (row i is the i-th cohort row of that split)."""
+    cohort = pd.read_parquet(dataset / COHORT, columns=["subject_id", "split"])
+    return cohort.loc[cohort["split"] == split, "subject_id"].to_numpy()
+
+
+def few_improvement_ci(labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, subjects: np.ndarray,
+                       train_labels: np.ndarray, rule: ShotRule, n_boot: int, seed: int = 0) -> list[float] | None:
+    """Paired bootstrap (subjects resampled) 95 % CI of ``few MAE(champion) - few MAE(challenger)``."""
+    if n_boot < 1 or not len(labels):
+        return None
+    boot = bootstrap_errors(labels.astype(np.float64), {"champion": champion, "challenger": challenger},
+                            shot_regions(train_labels, rule), subjects, n_boot, seed)
+    return percentile_ci(boot["champion"]["few.mae"] - boot["challenger"]["few.mae"])
 
 
 def predict_arrays(model: OnnxModel, signals: np.ndarray) -> np.ndarray:

@@ -12,11 +12,12 @@ model (or head) is wrapped in DDP and Dist Loss gathers the predictions of every
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,8 @@ from tqdm import tqdm
 
 from ecg_k.data.store import read_manifest
 from ecg_k.losses import BalancedMSELoss, ConR, DistLoss, FDS, LDSConfig, RankSim, SampleWeights
-from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior
+from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior, sigma_from_labels
+from ecg_k.losses.dist_loss import check_batch
 from ecg_k.losses.focal_r import focal_r
 from ecg_k.losses.group_dir import GroupDIRLoss, group_edges
 from ecg_k.losses.methods import Phase, get_method
@@ -47,6 +49,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 CONFIG = "config.json"
 HISTORY = "history.json"
+FEATURE_CACHE = "stage2_features.pt"
 LOSS_LIMIT = 1e6  # the official train.py asserts "Loss explosion" above this
 
 
@@ -68,7 +71,20 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self) -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        """bf16 autocast for the backbone only (when ``amp``); everything after it runs in float32."""
+        return backbone_autocast(self.device, self.amp)
+
+
+def backbone_autocast(device: torch.device, amp: bool) -> Any:
+    """bf16 autocast on ``device`` when ``amp``, else nothing. Wraps the backbone's convolutions only: the
+    head, the losses, the metrics and the stage-2 feature cache stay float32 (bf16 rounds K+ to 1/32 mmol/L)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+
+
+def head_fp32(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """The head on float32 features with autocast off: float32 estimates ``(B,)``."""
+    with torch.autocast(features.device.type, enabled=False):
+        return head(features.float()).squeeze(-1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,24 +118,28 @@ FeatureObjective = SRL | GroupDIRLoss
 class Regressor(nn.Module):
     """Net1D plus the training-only feature parts (FDS; SRL or Group-DIR): one DDP-wrapped forward does all.
 
-    Returns ``(pred, features, extra)``: ``extra`` is the feature objective's added loss (``None`` if there is
-    none); with Group-DIR ``pred`` is the true group's expert, as its training loss needs."""
+    Autocast (bf16, when ``amp``) covers the backbone only; FDS, the head, the feature objective and what
+    follows run in float32. Returns ``(pred, features, extra)``: ``features`` as the head saw them (after FDS),
+    ``extra`` the feature objective's added loss (``None`` if there is none); with Group-DIR ``pred`` is the
+    true group's expert, as its training loss needs."""
 
-    def __init__(self, net: Net1D, fds: FDS | None,
-                 feature_objective: FeatureObjective | None = None) -> None:
+    def __init__(self, net: Net1D, fds: FDS | None, feature_objective: FeatureObjective | None = None,
+                 amp: bool = False) -> None:
         super().__init__()
-        self.net, self.fds, self.feature_objective = net, fds, feature_objective
+        self.net, self.fds, self.feature_objective, self.amp = net, fds, feature_objective, amp
 
     def forward(self, ecg: torch.Tensor, labels: torch.Tensor,
                 epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        features = self.net.backbone_features(ecg)
+        with backbone_autocast(ecg.device, self.amp):
+            features = self.net.backbone_features(ecg)
+        features = features.float()
         if self.fds is not None:
             features = self.fds.smooth(features, labels, epoch)
         if self.feature_objective is not None:
-            with torch.autocast(features.device.type, enabled=False):  # its head and losses in float32
-                pred, extra = self.feature_objective(features.float(), labels, self.net.head, epoch)
+            with torch.autocast(features.device.type, enabled=False):
+                pred, extra = self.feature_objective(features, labels, self.net.head, epoch)
             return pred, features, extra
-        return self.net.head(features.float()).squeeze(-1), features, None
+        return head_fp32(self.net.head, features), features, None
 
 
 @dataclass
@@ -162,19 +182,22 @@ def build_objective(phase: Phase, config: TrainConfig, train_labels: np.ndarray,
         )
     elif phase.loss == "bmse":
         fit_prior = {"bni": histogram_prior, "gai": fit_label_gmm}.get(r.bmse_mode)
-        criterion = BalancedMSELoss(r.bmse_mode, init_noise_sigma=r.bmse_init_sigma,
+        sigma = r.bmse_init_sigma if r.bmse_init_sigma is not None \
+            else sigma_from_labels(train_labels, r.bmse_sigma_scale)
+        criterion = BalancedMSELoss(r.bmse_mode, init_noise_sigma=sigma, fix_noise_sigma=r.bmse_fix_sigma,
                                     prior=fit_prior(train_labels) if fit_prior else None)
     ranksim = RankSim(gamma=r.ranksim_gamma, interpolation_lambda=r.ranksim_lambda) \
         if phase.regularizer == "ranksim" else None
     conr = ConR(window=r.conr_window, beta=r.conr_beta, eta=r.conr_eta, temperature=r.conr_temperature,
-                noise_std=r.conr_noise_std) if phase.regularizer == "conr" else None
+                noise_std=r.conr_noise_std, denominator=r.conr_denominator) if phase.regularizer == "conr" else None
     return Objective(phase, weights, criterion, ranksim, conr, config.focal.model_dump())
 
 
 @dataclass(frozen=True)
 class PhaseParts:
     """What the epoch loop needs from a phase: a training step (forward + backward, returns the loss),
-    the parameters to optimise, the module to checkpoint, the per-epoch hooks."""
+    the parameters to optimise, the module to checkpoint, the end-of-epoch evaluation (val estimates), and a
+    hook run at the start of each epoch."""
 
     step: Callable[[np.ndarray, int], float]
     params: list[nn.Parameter]
@@ -216,27 +239,24 @@ def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def predict(net: Net1D, data: SplitData, batch_size: int, device: torch.device, amp: bool = False) -> np.ndarray:
-    """K+ estimates of a whole split in eval mode (no dropout, BN running stats), float64."""
-    net.eval()
-    return _batched(net, data, batch_size, device, amp).numpy().astype(np.float64)
+    """K+ estimates of a whole split in eval mode (no dropout, BN running stats), float64; with ``amp`` only
+    the backbone runs under bf16 autocast, the head in float32."""
+    features = backbone_features(net, data, batch_size, device, amp)
+    return head_fp32(net.head, features).cpu().numpy().astype(np.float64)
 
 
 @torch.no_grad()
-def backbone_features(net: Net1D, data: SplitData, batch_size: int, device: torch.device, amp: bool = False) -> torch.Tensor:
-    """Pooled features of a whole split in eval mode, float32 on ``device`` (the stage-2 cache)."""
-    net.eval()
-    return _batched(net.backbone_features, data, batch_size, device, amp).to(device)
-
-
-def _batched(fn: Callable[[torch.Tensor], torch.Tensor], data: SplitData, batch_size: int,
-             device: torch.device, amp: bool) -> torch.Tensor:
+def backbone_features(net: Net1D, data: SplitData, batch_size: int, device: torch.device, amp: bool = False,
+                      train_mode: bool = False) -> torch.Tensor:
+    """Pooled features of a whole split, float32 on ``device`` (the stage-2 cache); eval mode unless
+    ``train_mode`` (the official FDS statistics pass)."""
+    net.train(train_mode)
     outputs = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
     for start in range(0, len(data), batch_size):
         x, _ = data.batch(np.arange(start, min(start + batch_size, len(data))))
-        with autocast:
-            outputs.append(fn(x.to(device, non_blocking=True)).float().cpu())
-    return torch.cat(outputs) if outputs else torch.zeros(0)
+        with backbone_autocast(device, amp):
+            outputs.append(net.backbone_features(x.to(device, non_blocking=True)).float())
+    return torch.cat(outputs) if outputs else torch.zeros(0, net.n_features, device=device)
 
 
 class Trainer:
@@ -266,7 +286,13 @@ class Trainer:
             )
         self._announce_schedule()
         self.dataset_manifest = manifest
+        self._features: tuple[torch.Tensor, torch.Tensor] | None = None
         self.net = self._build_net()
+        if any(phase.dist_loss for phase in self.phases):
+            try:
+                check_batch(config.batch_size * self.runtime.world)
+            except ValueError as error:
+                raise TrainingError(str(error)) from None
 
     def _announce_schedule(self) -> None:
         """Print the optimiser steps this run will take; loudly when below ``min_steps`` (underfitting)."""
@@ -455,9 +481,13 @@ class Trainer:
         """End-to-end phase: the whole Net1D (plus FDS) trains."""
         cfg, rt = self.config, self.runtime
         r = cfg.regularizers
-        fds = FDS(self.net.n_features, start_update=r.fds_start_update, start_smooth=r.fds_start_smooth,
-                  ks=r.fds_ks, sigma=r.fds_sigma, momentum=r.fds_momentum) if phase.regularizer == "fds" else None
-        regressor = Regressor(self.net, fds, self._feature_objective(phase)).to(rt.device)
+        fds = None
+        if phase.regularizer == "fds":  # buckets over the populated training range only (see ecg_k.losses.fds)
+            labels = self.train_data.labels
+            fds = FDS(self.net.n_features, start_update=r.fds_start_update, start_smooth=r.fds_start_smooth,
+                      ks=r.fds_ks, sigma=r.fds_sigma, momentum=r.fds_momentum,
+                      min_label=round(float(labels.min()), 1), max_label=round(float(labels.max()), 1))
+        regressor = Regressor(self.net, fds, self._feature_objective(phase), rt.amp).to(rt.device)
         model = self._wrap(regressor)
         forward = torch.compile(model) if cfg.compile else model
         pin = rt.device.type == "cuda"
@@ -468,36 +498,70 @@ class Trainer:
             if pin:
                 x, y = x.pin_memory(), y.pin_memory()
             x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
-            if objective.conr is not None:
-                x, y = objective.conr.make_views(x), torch.cat([y, y])
-            with rt.autocast():
-                pred, features, extra = forward(x, y, epoch)
-            loss = objective.head_loss(pred, y)
+            n = y.shape[0]
+            if objective.conr is not None:  # clean batch + two noisy views in one forward (see README)
+                x, y = torch.cat([x, objective.conr.make_views(x)]), torch.cat([y, y, y])
+            pred, features, extra = forward(x, y, epoch)
+            loss = objective.head_loss(pred[:n], y[:n])
             if extra is not None:
                 loss = loss + extra
             if objective.ranksim is not None:
-                loss = loss + objective.ranksim(features.float(), y)
+                loss = loss + objective.ranksim(features, y)
             if objective.conr is not None:
-                loss = loss + objective.conr(features.float(), y, pred)
+                loss = loss + objective.conr(features[n:], y[n:], pred[n:])
             loss.backward()
             return float(loss.detach())
 
         def evaluate(epoch: int) -> np.ndarray:
-            regressor.eval()
-            if fds is not None:
-                feats = backbone_features(self.net, self.train_data, cfg.eval_batch_size, rt.device, rt.amp)
-                fds.update_running_stats(feats, torch.as_tensor(self.train_data.labels, device=rt.device), epoch)
+            if fds is not None and epoch >= fds.start_update:
+                self._update_fds(regressor, fds, epoch)
             return predict(self.net, self.val_data, cfg.eval_batch_size, rt.device, rt.amp)
 
         srl = regressor.feature_objective if isinstance(regressor.feature_objective, SRL) else None
 
         def epoch_start(epoch: int) -> None:
-            if fds is not None:
-                fds.update_last_epoch_stats(epoch)
             if srl is not None:
                 srl.update_surrogate()  # folds the finished epoch's centroids in
 
         return PhaseParts(step, list(regressor.parameters()), regressor, evaluate, epoch_start)
+
+    @torch.no_grad()
+    def _update_fds(self, regressor: Regressor, fds: FDS, epoch: int) -> None:
+        """The official end-of-epoch FDS pass: the training set through the model in train mode (BN batch
+        statistics, dropout on, FDS calibration as in training), then ``update_last_epoch_stats`` and
+        ``update_running_stats`` with those features."""
+        cfg, rt = self.config, self.runtime
+        labels = torch.as_tensor(self.train_data.labels, device=rt.device)
+        regressor.train()
+        chunks = []
+        for start in range(0, len(self.train_data), cfg.batch_size):
+            index = np.arange(start, min(start + cfg.batch_size, len(self.train_data)))
+            x, y = self.train_data.batch(index)
+            chunks.append(regressor(x.to(rt.device), y.to(rt.device), epoch)[1])
+        fds.update_last_epoch_stats(epoch)
+        fds.update_running_stats(torch.cat(chunks), labels, epoch)
+
+    def _stage2_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train and val features of the frozen backbone (eval mode, float32), computed once per run and kept
+        beside the stage-1 run (``FEATURE_CACHE``, keyed by its ``best.pt`` checksum and the autocast
+        setting), so every stage-2 method started from that run reuses them."""
+        if self._features is not None:
+            return self._features
+        cfg, rt = self.config, self.runtime
+        assert cfg.init is not None
+        key = {"best_sha256": hashlib.sha256((cfg.init / BEST).read_bytes()).hexdigest(), "amp": rt.amp,
+               "n": [len(self.train_data), len(self.val_data)]}
+        path = cfg.init / FEATURE_CACHE
+        saved = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+        if saved is not None and saved.get("key") == json.dumps(key):
+            train, val = saved["train"], saved["val"]
+        else:
+            train = backbone_features(self.net, self.train_data, cfg.eval_batch_size, rt.device, rt.amp).cpu()
+            val = backbone_features(self.net, self.val_data, cfg.eval_batch_size, rt.device, rt.amp).cpu()
+            if rt.is_main:
+                _atomic_save({"key": json.dumps(key), "train": train, "val": val}, path)
+        self._features = (train.to(rt.device), val.to(rt.device))
+        return self._features
 
     def _feature_objective(self, phase: Phase) -> FeatureObjective | None:
         """SRL (projector + surrogate, training-only) or the Group-DIR loss, as the phase names."""
@@ -517,8 +581,7 @@ class Trainer:
     def _head_phase(self, phase: Phase, objective: Objective) -> PhaseParts:
         """Head-only phase on cached features (RRT)."""
         cfg, rt = self.config, self.runtime
-        train_features = backbone_features(self.net, self.train_data, cfg.eval_batch_size, rt.device, rt.amp)
-        val_features = backbone_features(self.net, self.val_data, cfg.eval_batch_size, rt.device, rt.amp)
+        train_features, val_features = self._stage2_features()
         train_labels = torch.as_tensor(self.train_data.labels, device=rt.device)
         if phase.head_init == "reinit":
             torch.manual_seed(cfg.seed)
@@ -530,13 +593,13 @@ class Trainer:
         def step(indices: np.ndarray, epoch: int) -> float:
             head.train()
             index = torch.as_tensor(indices, device=rt.device)
-            pred = head(train_features[index]).squeeze(-1)
+            pred = head_fp32(head, train_features[index])
             loss = objective.head_loss(pred, train_labels[index])
             loss.backward()
             return float(loss.detach())
 
         def evaluate(epoch: int) -> np.ndarray:
             with torch.no_grad():
-                return self.net.head(val_features).squeeze(-1).double().cpu().numpy()
+                return head_fp32(self.net.head, val_features).double().cpu().numpy()
 
         return PhaseParts(step, params, self.net.head, evaluate)

@@ -2,7 +2,14 @@
 
 Pipeline: a KDE of the training labels on the 0.1 mmol/L grid (3.1) -> a fixed ascending vector of M
 pseudo-labels (3.2) -> per batch, ``mean_i[lam * v_i * l(sort(pred)_i, q_i) + w_i * l(pred_i, y_i)]`` in
-float64 (3.3). M must equal the (global) batch size, so the train loader needs ``drop_last=True``.
+float64 (3.3). M must equal the (global) batch size, so the train loader needs ``drop_last=True``, and M must
+be at least :data:`MIN_BATCH` (below it the official rounding drops both tails of the pseudo-labels).
+
+The default is the paper's effective loss: sample weights ``w`` on the sample term, an **unweighted**
+distribution term (``v = 1``). The official code multiplies the sorted term by the weight of whichever sample
+sits at that batch index; those weights average about 1 per sorted position (0.975-1.037 over 3,000 batches
+at M = 512), so in effect the term is unweighted. ``dist_weighting="official"`` reproduces the quirk and
+``"pseudo_label"`` (inverse density of each pseudo-label) is a named variant, a different loss.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 import torchsort
 from numpy.typing import ArrayLike
 from scipy.special import ndtr
@@ -25,6 +33,10 @@ ElementLoss = Literal["l1", "l2"]
 DistWeighting = Literal["pseudo_label", "official", "none"]
 SortBackend = Literal["auto", "soft", "hard"]
 
+MIN_BATCH = 64
+"""Smallest (global) batch Dist Loss accepts: with fewer pseudo-labels the official rounding leaves out every
+bin whose expected count is below 0.5, so both K+ tails vanish from the target distribution."""
+
 TORCHSORT_HAS_CUDA: bool = importlib.util.find_spec("torchsort.isotonic_cuda") is not None
 """Whether torchsort has its CUDA kernel (without it, a CUDA tensor raises ImportError at call time)."""
 
@@ -33,6 +45,15 @@ def _positive_int(name: str, value: int) -> int:
     if int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")
     return int(value)
+
+
+def check_batch(global_batch: int) -> None:
+    """ValueError unless ``global_batch`` (batch size x world size) is at least :data:`MIN_BATCH`."""
+    if global_batch < MIN_BATCH:
+        raise ValueError(
+            f"Dist Loss needs a batch of at least {MIN_BATCH} (got {global_batch}): with fewer pseudo-labels "
+            "both K+ tails are rounded away; raise --batch-size"
+        )
 
 
 def _kde(train_labels: ArrayLike, min_label: float, max_label: float, bw_method: float | str) -> gaussian_kde:
@@ -227,16 +248,17 @@ class DistLoss(torch.nn.Module):
       the first term is then the 1-D Wasserstein-1 distance between predictions and pseudo-labels).
     - ``dist_weight``: lam (1.0 in the paper; 0 turns the loss into the plain weighted loss).
     - ``dist_weighting``: the weights ``v`` of the distribution term when sample weights are passed
-      (without sample weights both terms are unweighted, as in the official code):
-      ``"pseudo_label"`` (default, fixes the official misalignment): position i gets the inverse KDE density
+      (without sample weights both terms are unweighted, as in the official code): ``"none"`` (default, the
+      paper's effective loss, see the module docstring): unweighted; ``"official"``: reproduces the quirk,
+      the weight of batch sample i is applied at sorted position i, which holds an unrelated prediction
+      (paper reproduction only); ``"pseudo_label"`` (a named variant): position i gets the inverse KDE density
       of the pseudo-label q_i there, ``1 / pmf(q_i)`` normalised to mean 1 over q (needs ``label_grid`` and
-      ``label_pmf``); ``"official"``: reproduces the quirk, the weight of batch sample i is applied at sorted
-      position i, which holds an unrelated prediction (paper reproduction only); ``"none"``: unweighted.
-      The sample term always uses ``w``.
-    - ``sort``: ``"soft"`` = ``torchsort.soft_sort`` (l2, ``regularization_strength``; the paper's
-      differentiable sort), ``"hard"`` = ``torch.sort``, ``"auto"`` = soft where torchsort supports the device
-      (CPU; CUDA only if torchsort was built with nvcc), hard otherwise. At K+ scale with eps 0.1 both give
-      identical values and gradients whenever the predictions span < 10 mmol/L (method.md 3.4).
+      ``label_pmf``; weights 0.3-55 at K+ scale). The sample term always uses ``w``.
+    - ``sort``: ``"hard"`` (default) = ``torch.sort``; ``"soft"`` = ``torchsort.soft_sort`` (l2,
+      ``regularization_strength``; the paper's differentiable sort); ``"auto"`` = soft where torchsort
+      supports the device (CPU; CUDA only if torchsort was built with nvcc), hard otherwise. At K+ scale with
+      eps <= 1 soft sort equals the hard sort (values to ~1e-13, the same gradient) whenever no gap between
+      adjacent predictions reaches 1/eps (method.md 3.4), so the default skips the isotonic solver's cost.
 
     The number of pseudo-labels M must equal the batch size (train loader with ``drop_last=True``). Under
     ``torch.distributed`` with world size > 1 the distribution term uses the predictions of all ranks
@@ -254,10 +276,10 @@ class DistLoss(torch.nn.Module):
         *,
         loss: ElementLoss = "l2",
         dist_weight: float = 1.0,
-        dist_weighting: DistWeighting = "pseudo_label",
+        dist_weighting: DistWeighting = "none",
         label_grid: ArrayLike | None = None,
         label_pmf: ArrayLike | None = None,
-        sort: SortBackend = "auto",
+        sort: SortBackend = "hard",
         regularization_strength: float = 0.1,
     ) -> None:
         super().__init__()
@@ -305,14 +327,20 @@ class DistLoss(torch.nn.Module):
         **options: object,
     ) -> DistLoss:
         """Density and pseudo-labels for the global batch ``batch_size * world_size`` in one go; ``options``
-        are the constructor's keyword arguments (loss, dist_weight, dist_weighting, sort, ...)."""
-        grid, pmf = label_density(train_labels, min_label, max_label, step, bw_method)
+        are the constructor's keyword arguments (loss, dist_weight, dist_weighting, sort, ...). A global
+        batch below :data:`MIN_BATCH` is refused (:func:`check_batch`)."""
         global_batch = batch_size * world_size
+        check_batch(global_batch)
+        grid, pmf = label_density(train_labels, min_label, max_label, step, bw_method)
         q = make_pseudo_labels(train_labels, global_batch, min_label, max_label, step, bw_method, rounding)
         return cls(q, label_grid=grid, label_pmf=pmf, **options)  # type: ignore[arg-type]
 
-    def _elementwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a - b).abs() if self.element_loss == "l1" else (a - b).square()
+    def _term(self, a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """``mean(v * l(a, b))``; unweighted as one fused op (``mse_loss``/``l1_loss``, forward and backward)."""
+        if weights is None:
+            return F.l1_loss(a, b) if self.element_loss == "l1" else F.mse_loss(a, b)
+        diff = a - b
+        return ((diff.abs() if self.element_loss == "l1" else diff.square()) * weights).mean()
 
     def _sorted(self, values: torch.Tensor) -> torch.Tensor:
         use_soft = self.sort == "soft" or (self.sort == "auto" and soft_sort_supported(values.device))
@@ -334,7 +362,10 @@ class DistLoss(torch.nn.Module):
         weights: torch.Tensor | None = None,
         return_terms: bool = False,
     ) -> torch.Tensor | DistLossOutput:
-        """Scalar float64 loss of a batch; with ``return_terms`` a :class:`DistLossOutput`."""
+        """Scalar float64 loss of a batch; with ``return_terms`` a :class:`DistLossOutput`.
+
+        A non-finite loss is returned as is: the trainer refuses it (and any loss above its explosion limit)
+        in one place, which keeps a host sync out of this hot path."""
         pred64, target64 = _flat("pred", pred), _flat("target", target)
         if target64.shape != pred64.shape:
             raise ValueError(f"pred and target sizes differ: {pred64.shape[0]} vs {target64.shape[0]}")
@@ -350,19 +381,14 @@ class DistLoss(torch.nn.Module):
                 f"{self.pseudo_labels.shape[0]} pseudo-labels: the train loader must use drop_last=True, and "
                 "the pseudo-labels must be built for batch_size * world_size"
             )
-        q = self.pseudo_labels.to(gathered.device)
-        dist_elements = self._elementwise(self._sorted(gathered), q)
-        sample_elements = self._elementwise(pred64, target64)
-        if weights64 is not None:
-            sample_elements = sample_elements * weights64
-            if self.dist_weighting == "pseudo_label":
-                dist_elements = dist_elements * self.position_weights.to(gathered.device)
-            elif self.dist_weighting == "official":
-                dist_elements = dist_elements * _gather(weights64.detach())
-        dist_term, sample_term = dist_elements.mean(), sample_elements.mean()
-        loss = self.dist_weight * dist_term + sample_term
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"Dist Loss is not finite ({loss.item()}): check predictions, weights")
+        position_weights = None
+        if weights64 is not None and self.dist_weighting == "pseudo_label":
+            position_weights = self.position_weights
+        elif weights64 is not None and self.dist_weighting == "official":
+            position_weights = _gather(weights64.detach())
+        dist_term = self._term(self._sorted(gathered), self.pseudo_labels, position_weights)
+        sample_term = self._term(pred64, target64, weights64)
+        loss = dist_term + sample_term if self.dist_weight == 1.0 else self.dist_weight * dist_term + sample_term
         if return_terms:
             return DistLossOutput(loss, dist_term.detach(), sample_term.detach())
         return loss

@@ -290,7 +290,8 @@ class Net1D(nn.Module):
         return lengths
 
     def backbone_features(self, ecg: torch.Tensor) -> torch.Tensor:
-        """Time-averaged features before the head, ``(B, n_features)``; cached for stage 2."""
+        """Time-averaged features before the head, ``(B, n_features)`` float32 (pooled in float32 even when the
+        convolutions ran under bf16 autocast); cached for stage 2."""
         if ecg.dim() != 3 or ecg.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected ECG of shape (batch, {self.in_channels}, samples), got {tuple(ecg.shape)}"
@@ -298,7 +299,7 @@ class Net1D(nn.Module):
         out = self.first_activation(self.first_bn(self.first_conv(ecg)))
         for stage in self.stage_list:
             out = stage(out)
-        return out.mean(-1)
+        return out.float().mean(-1)
 
     def forward(self, ecg: torch.Tensor) -> torch.Tensor:
         """K+ estimate per ECG, shape ``(B,)``."""

@@ -319,3 +319,37 @@ def test_balanced_mae_averages_bins_not_samples() -> None:
     y = np.array([4.0, 4.0, 4.0, 6.0])
     y_hat = np.array([4.1, 4.1, 4.1, 7.0])
     assert balanced_mae(y, y_hat) == pytest.approx((0.1 + 1.0) / 2)
+
+
+def test_error_cis_bootstrap_subjects_and_hold_the_point_estimates() -> None:
+    """metrics.json: mae_ci95/gm_ci95 per region and bmae_ci95 per split, resampling subjects."""
+    from ecg_k.metrics import bootstrap_errors, evaluate_predictions, shot_regions
+
+    rng = np.random.default_rng(0)
+    train = np.round(np.concatenate([rng.normal(4.2, 0.3, 3000), rng.uniform(2.5, 7.0, 60)]), 1)
+    y = np.round(rng.uniform(2.5, 7.0, 300), 1)
+    y_hat = y + rng.normal(0, 0.4, 300)
+    subjects = np.repeat(np.arange(100), 3)
+    frame = pd.DataFrame({"split": "test", "y": y, "y_hat": y_hat, "subject_id": subjects})
+    metrics = evaluate_predictions(frame, train, "m", n_boot=300, splits=("test",))["test"]
+    assert metrics["ci_unit"] == "subject"
+    for region in ("overall", "many", "median", "few"):
+        stats = metrics[region]
+        if stats["n"]:
+            assert stats["mae_ci95"][0] < stats["mae"] < stats["mae_ci95"][1]
+            assert stats["gm_ci95"][0] < stats["gm"] < stats["gm_ci95"][1]
+    assert metrics["bmae_ci95"][0] < metrics["bmae"] < metrics["bmae_ci95"][1]
+    no_subjects = evaluate_predictions(frame.drop(columns="subject_id"), train, "m", n_boot=300, splits=("test",))
+    assert no_subjects["test"]["ci_unit"] == "sample"
+
+    regions = shot_regions(train)
+    # three identical copies per subject: resampling subjects keeps the copies together, so the CI is as wide
+    # as that of the 100 distinct subjects, wider than a sample bootstrap that treats 300 copies as independent
+    copies = np.repeat(y[::3], 3), np.repeat(y_hat[::3], 3)
+    by_subject = bootstrap_errors(copies[0], {"a": copies[1]}, regions, subjects, 2000, seed=1)["a"]["overall.mae"]
+    by_sample = bootstrap_errors(copies[0], {"a": copies[1]}, regions, None, 2000, seed=1)["a"]["overall.mae"]
+    assert np.std(by_subject) > 1.4 * np.std(by_sample)
+    # paired: the same estimates differ by exactly 0 on every resample; a zero error drawn gives GM 0
+    boot = bootstrap_errors(y, {"a": y_hat, "b": y_hat.copy(), "c": y.copy()}, regions, subjects, 50)
+    assert np.array_equal(boot["a"]["bmae"] - boot["b"]["bmae"], np.zeros(50))
+    assert np.all(boot["c"]["overall.gm"] == 0)

@@ -13,7 +13,7 @@ import pytest
 from ecg_k.db.api_keys import create_api_key, revoke_api_key
 from ecg_k.db.models import Role
 from ecg_k.db.session import session_scope
-from tests.service.conftest import RawEcg, Service
+from tests.service.conftest import Service
 
 ANY_ROLE = frozenset({"client", "reviewer", "admin"})
 PUBLIC = frozenset({("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics"),

@@ -150,6 +150,10 @@ def test_compare_cli_table(runs: dict[str, Path], tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     table = (tmp_path / "comparison.md").read_text()
     assert "vanilla (stage 1)" in table and "dist (stage 2)" in table
+    assert "percentile bootstrap over subjects" in table and "bMAE 95% CI" in result.output
+    metrics = json.loads((runs["dist"] / "metrics.json").read_text())["test"]
+    low, high = metrics["few"]["mae_ci95"]
+    assert low <= metrics["few"]["mae"] <= high and metrics["ci_unit"] == "subject"
 
 
 def test_cli_errors_on_foreign_dirs(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ from training.retrain import RetrainConfig, RetrainError, challenger_plan
 from training.retrain_data import (
     HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, collect_confirmed, holdout_draw, locked_subjects,
 )
-from training.retrain_gate import GateConfig, gate
+from training.retrain_gate import GateConfig, few_improvement_ci, gate
 from training.retrain_lock import RetrainBusyError, retrain_lock
 from training.trainer import Trainer
 
@@ -170,32 +170,48 @@ def retrain(*args: str) -> tuple[int, str]:
 
 def test_gate_promotes_only_when_every_criterion_holds() -> None:
     champion = {"few": {"mae": 1.30}, "overall": {"mae": 0.80}, "hyper": {"sensitivity": 0.60}}
-    config = GateConfig()  # delta 0.02 mmol/L, epsilon 5 %
+    config = GateConfig()  # delta 0 mmol/L on the CI's lower bound, epsilon 5 %
     better = {"few": {"mae": 1.20}, "overall": {"mae": 0.83}, "hyper": {"sensitivity": 0.65}}
-    assert gate(champion, better, config).passed
+    assert gate(champion, better, config, [0.01, 0.19]).passed
     boundary = {"few": {"mae": 1.28}, "overall": {"mae": 0.84}, "hyper": {"sensitivity": 0.60}}
-    assert gate(champion, boundary, config).passed  # exactly delta better, exactly 5 % worse, equal sensitivity
+    assert gate(champion, boundary, config, [1e-6, 0.04]).passed  # exactly 5 % worse, equal sensitivity
 
-    few_short = gate(champion, {**better, "few": {"mae": 1.2801}}, config)
-    assert not few_short.passed and [c.passed for c in few_short.checks] == [False, True, True]
-    assert few_short.checks[0].limit == pytest.approx(1.28) and "few-shot MAE" in few_short.reasons[0]
-    overall_worse = gate(champion, {**better, "overall": {"mae": 0.8401}}, config)
+    noisy = gate(champion, better, config, [-0.01, 0.21])  # the point estimate improves, its CI includes 0
+    assert not noisy.passed and [c.passed for c in noisy.checks] == [False, True, True]
+    assert noisy.checks[0].improvement_ci95 == [-0.01, 0.21] and "does not clear" in noisy.reasons[0]
+    assert not gate(champion, better, GateConfig(delta=0.02), [0.01, 0.19]).passed
+    overall_worse = gate(champion, {**better, "overall": {"mae": 0.8401}}, config, [0.01, 0.19])
     assert [c.passed for c in overall_worse.checks] == [True, False, True]
-    less_sensitive = gate(champion, {**better, "hyper": {"sensitivity": 0.59}}, config)
+    less_sensitive = gate(champion, {**better, "hyper": {"sensitivity": 0.59}}, config, [0.01, 0.19])
     assert [c.passed for c in less_sensitive.checks] == [True, True, False]
-    looser = GateConfig(delta=0.0, epsilon=0.10)
-    assert gate(champion, {**better, "few": {"mae": 1.30}, "overall": {"mae": 0.88}}, looser).passed
 
 
 def test_gate_fails_closed_on_undefined_numbers() -> None:
     champion = {"few": {"mae": 1.30}, "overall": {"mae": 0.80}, "hyper": {"sensitivity": None}}
     challenger = {"few": {"mae": 0.90}, "overall": {"mae": 0.70}, "hyper": {"sensitivity": None}}
-    result = gate(champion, challenger, GateConfig())
+    result = gate(champion, challenger, GateConfig(), [0.2, 0.6])
     assert not result.passed and [c.passed for c in result.checks] == [True, True, False]
     assert "undefined" in result.reasons[0]
-    no_few = gate({**champion, "few": {"mae": None}, "hyper": {"sensitivity": 0.5}},
-                  {**challenger, "hyper": {"sensitivity": 0.5}}, GateConfig())
-    assert [c.passed for c in no_few.checks] == [False, True, True]
+    no_ci = gate({**champion, "hyper": {"sensitivity": 0.5}}, {**challenger, "hyper": {"sensitivity": 0.5}},
+                 GateConfig(), None)
+    assert [c.passed for c in no_ci.checks] == [False, True, True]
+
+
+def test_few_improvement_ci_is_paired_over_subjects() -> None:
+    """A challenger better by 0.3 mmol/L on every few-shot sample: the paired CI is exactly [0.3, 0.3]; one
+    worse on half the subjects and better on the others straddles 0."""
+    rng = np.random.default_rng(0)
+    train = np.round(np.concatenate([rng.normal(4.2, 0.3, 2000), [2.5, 2.6, 6.5, 6.6]]), 1)
+    labels = np.round(np.concatenate([rng.uniform(2.5, 3.0, 40), rng.uniform(6.0, 6.6, 40),
+                                      rng.normal(4.2, 0.2, 80)]), 1)
+    subjects = np.repeat(np.arange(80), 2)
+    champion = labels + rng.choice([-1, 1], labels.size) * 0.8
+    challenger = labels + np.sign(champion - labels) * 0.5
+    ci = few_improvement_ci(labels, champion, challenger, subjects, train, "relative", 200)
+    assert ci == pytest.approx([0.3, 0.3])
+    mixed = np.where(subjects % 2 == 0, labels + np.sign(champion - labels) * 1.1, challenger)
+    low, high = few_improvement_ci(labels, champion, mixed, subjects, train, "relative", 200)
+    assert low < 0 < high
 
 
 def test_subject_assignment_never_trains_on_locked_or_unkeyed_subjects() -> None:
@@ -280,6 +296,7 @@ def test_retrain_end_to_end_records_both_models_and_the_decision(registry: Regis
     metrics = record["metrics"]
     for model in ("champion", "challenger"):
         assert metrics[model]["test"]["overall"]["n"] == 64
+        assert metrics[model]["gate"]["overall"]["n"] == 64  # this dataset has no cal split: the gate uses val
         assert metrics[model]["confirmed"]["overall"]["n"] == expected[HOLDOUT] + 5
     assert metrics["champion"]["test"]["overall"]["mae"] != metrics["challenger"]["test"]["overall"]["mae"]
     assert metrics["champion"]["test"]["hyper"]["n_positive"] > 5  # the sensitivity check has cases
@@ -296,7 +313,9 @@ def test_retrain_end_to_end_records_both_models_and_the_decision(registry: Regis
             "few-shot MAE", "overall MAE", "hyperkalemia sensitivity"]
         assert criteria["metrics"]["challenger"]["test"]["few"]["mae"] == pytest.approx(
             metrics["challenger"]["test"]["few"]["mae"])
-        assert criteria["forced"] is False and criteria["gate"]["delta"] == 0.02
+        assert criteria["forced"] is False and criteria["gate"]["delta"] == 0.0
+        assert criteria["gate"]["split"] == "val" and criteria["gate"]["fallback_to_val"] is True
+        assert criteria["checks"][0]["improvement_ci95"] is not None
         card = decision.challenger.card
         assert card["retrain"]["data_fingerprint"] == run["data_fingerprint"]
         assert card["training_data"]["path"] == str(merged)

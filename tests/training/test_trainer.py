@@ -193,3 +193,54 @@ def test_torchrun_two_cpu_ranks_train_both_stages(toy_dataset: Path, tmp_path: P
     assert config["runtime"]["world_size"] == 2
     history = json.loads((tmp_path / "s2" / "history.json").read_text())
     assert len(history) == 1 and np.isfinite(history[0]["val_bmae"])
+
+
+def test_dist_loss_refuses_a_batch_below_64(toy_dataset: Path, stage1: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="at least 64"):
+        train(toy_dataset, tmp_path / "s2", method="dist", stage=2, init=stage1, epochs=1, batch_size=32)
+    assert not (tmp_path / "s2").exists()
+
+
+def test_no_bf16_reaches_the_head_a_loss_or_a_metric(toy_dataset: Path, stage1: Path) -> None:
+    """bf16 autocast (CPU here, CUDA in production) wraps the backbone only: estimates, features and the
+    stage-2 cache are float32 and not rounded to bf16's 1/32 mmol/L grid near 4 mmol/L."""
+    from training.data import SplitData
+    from training.trainer import Regressor, backbone_features, predict
+
+    net = load_best_net(stage1)
+    data = SplitData.load(toy_dataset, "val")
+    x, y = data.batch(np.arange(16))
+    pred, features = Regressor(net, None, amp=True).eval()(x, y, 0)
+    assert pred.dtype == torch.float32 and features.dtype == torch.float32
+    cpu = torch.device("cpu")
+    estimates = predict(net, data, 64, cpu, amp=True)
+    cache = backbone_features(net, data, 64, cpu, amp=True)
+    assert estimates.dtype == np.float64 and cache.dtype == torch.float32
+    off_grid = np.abs(estimates * 32 - np.round(estimates * 32)) > 1e-3
+    assert off_grid.mean() > 0.9  # bf16 estimates near 4 mmol/L all sit on multiples of 1/32
+    assert len(np.unique(estimates)) == len(estimates)
+    np.testing.assert_allclose(estimates, predict(net, data, 64, cpu), atol=0.2)
+
+
+def test_conr_regression_term_sees_the_clean_batch(toy_dataset: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Official ConR training: L1 on the clean batch (B rows), ConR on the two noisy views (2B rows)."""
+    from training import trainer as trainer_module
+
+    seen: dict[str, list[tuple[int, ...]]] = {"head": [], "conr": []}
+    head_loss, conr_forward = trainer_module.Objective.head_loss, trainer_module.ConR.forward
+
+    def spy_head(self, pred, target):  # type: ignore[no-untyped-def]
+        seen["head"].append((pred.shape[0], target.shape[0]))
+        return head_loss(self, pred, target)
+
+    def spy_conr(self, features, labels, preds, weights=None):  # type: ignore[no-untyped-def]
+        seen["conr"].append((features.shape[0], labels.shape[0]))
+        assert torch.equal(labels[: labels.shape[0] // 2], labels[labels.shape[0] // 2:])
+        return conr_forward(self, features, labels, preds, weights)
+
+    monkeypatch.setattr(trainer_module.Objective, "head_loss", spy_head)
+    monkeypatch.setattr(trainer_module.ConR, "forward", spy_conr)
+    train(toy_dataset, tmp_path / "conr", method="conr", epochs=1)
+    assert seen["head"] and all(shape == (32, 32) for shape in seen["head"])
+    assert len(seen["conr"]) == len(seen["head"]) and all(shape == (64, 64) for shape in seen["conr"])

@@ -97,6 +97,8 @@ def test_auto_sort_uses_torchsort_on_cpu(
 
     monkeypatch.setattr(torchsort, "soft_sort", spy)
     _loss(k_train_labels)(pred, target)
+    assert calls == []  # the default is the hard sort
+    _loss(k_train_labels, sort="auto")(pred, target)
     assert calls == [(1, B)]
     _loss(k_train_labels, sort="hard")(pred, target)
     assert len(calls) == 1
@@ -139,7 +141,7 @@ def test_pseudo_label_weighting_uses_inverse_density_of_each_position(
     q = make_pseudo_labels(k_train_labels, B)
     inverse = 1.0 / pmf[np.rint((q - 1.5) / 0.1).astype(int)]
     v = torch.as_tensor(inverse / inverse.mean())
-    loss_fn = DistLoss(q, loss="l1", label_grid=grid, label_pmf=pmf)
+    loss_fn = DistLoss(q, loss="l1", dist_weighting="pseudo_label", label_grid=grid, label_pmf=pmf)
     assert loss_fn.position_weights.mean().item() == pytest.approx(1.0)
     out = loss_fn(pred, target, weights, return_terms=True)
     expected = (v * (torch.sort(pred).values - torch.as_tensor(q)).abs()).mean()
@@ -152,7 +154,7 @@ def test_pseudo_label_weighting_uses_inverse_density_of_each_position(
 
 def test_pseudo_label_weighting_needs_the_density() -> None:
     with pytest.raises(ValueError, match="label_grid and label_pmf"):
-        DistLoss([4.0, 4.1])
+        DistLoss([4.0, 4.1], dist_weighting="pseudo_label")
 
 
 def test_batch_size_mismatch_explains_drop_last(k_train_labels: np.ndarray) -> None:
@@ -192,15 +194,38 @@ def test_shape_checks_and_unsorted_pseudo_labels(k_train_labels: np.ndarray) -> 
         DistLoss([4.2, 4.1], dist_weighting="none")
 
 
-def test_non_finite_loss_is_an_error(k_train_labels: np.ndarray) -> None:
-    x = torch.full((B,), 4.0)
-    x[0] = float("nan")
-    with pytest.raises(FloatingPointError, match="not finite"):
-        _loss(k_train_labels, sort="hard")(x, torch.full((B,), 4.0))
-
-
 def test_state_dict_round_trip(k_train_labels: np.ndarray) -> None:
     loss_fn = _loss(k_train_labels)
     clone = DistLoss(np.zeros(B), dist_weighting="none")
     clone.load_state_dict(loss_fn.state_dict())
     torch.testing.assert_close(clone.pseudo_labels, loss_fn.pseudo_labels)
+
+
+def test_default_is_the_official_loss_with_unit_weights_on_the_distribution_term(
+    k_train_labels: np.ndarray, batch: tuple[torch.Tensor, ...]
+) -> None:
+    """Issue 11: the default equals the official ``DistLoss.forward`` (L2, float64) with the sample weights on
+    the sample term and weight 1 at every sorted position; soft sort gives the same loss and gradient."""
+    pred, target, weights = batch
+    default = _loss(k_train_labels)
+    assert (default.element_loss, default.dist_weighting, default.sort) == ("l2", "none", "hard")
+    q = torch.as_tensor(make_pseudo_labels(k_train_labels, B), dtype=torch.float64)
+    sorted_pred = torch.sort(pred.double()).values
+    unit = torch.ones(B, dtype=torch.float64)
+    official = (1.0 * unit * (sorted_pred - q) ** 2 + weights * (pred - target) ** 2).mean()
+    loss = default(pred, target, weights)
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(official.item(), rel=1e-14)
+    grad_default = torch.autograd.grad(loss, pred)[0]
+    soft = _loss(k_train_labels, sort="soft")(pred, target, weights)
+    torch.testing.assert_close(soft, loss, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(soft, pred)[0], grad_default, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [1, 32, 63])
+def test_a_batch_below_64_is_refused(k_train_labels: np.ndarray, batch_size: int) -> None:
+    with pytest.raises(ValueError, match="at least 64"):
+        DistLoss.from_train_labels(k_train_labels, batch_size)
+    with pytest.raises(ValueError, match="at least 64"):
+        DistLoss.from_train_labels(k_train_labels, 32, world_size=batch_size // 32 or 1)
+    assert DistLoss.from_train_labels(k_train_labels, 32, world_size=2).pseudo_labels.shape == (64,)
