@@ -53,7 +53,9 @@ def workers(model_path: Path, tmp_path: Path) -> Iterator[Workers]:
     port = free_port()
     log_path = tmp_path / "server.log"
     env = os.environ | {"ECGK_HOME": str(tmp_path), "ECGK_DATABASE_URL": database_url, "ECGK_USE_CUDA": "false",
-                        "ECGK_MODEL_PATH": str(model_path), "ECGK_MODEL_POLL_S": "0", "PYTHONPATH": str(REPO_ROOT)}
+                        "ECGK_MODEL_PATH": str(model_path), "ECGK_MODEL_POLL_S": "0", "PYTHONPATH": str(REPO_ROOT),
+           # the kernel may hand many connections to one worker before the other: no per-key rate limit here
+           "ECGK_RATE_LIMIT_BURST": "10000"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--workers", str(WORKERS),
