@@ -290,7 +290,7 @@ class Trainer:
         self.net = self._build_net()
         if any(phase.dist_loss for phase in self.phases):
             try:
-                check_batch(config.batch_size * self.runtime.world)
+                check_batch(batch)
             except ValueError as error:
                 raise TrainingError(str(error)) from None
 

@@ -143,7 +143,8 @@ def test_every_page_renders_without_exception(served: tuple[Seeded, str], browse
         assert _screenshot(browser, shots, name).stat().st_size > 10_000
     tabs = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] [data-testid="stTab"]')
     assert [tab.text for tab in tabs] == ["Shot regions", "Error per 0.1 mmol/L bin", "Labels vs predictions",
-                                          "Sorted errors", "Predicted vs actual", "Clinical operating points"]
+                                          "Sorted errors", "Predicted vs actual", "Clinical operating points",
+                                          "Prediction sets and probabilities"]
     for number, tab in enumerate(tabs[1:], start=2):
         tab.click()
         _wait_rendered(browser)

@@ -201,6 +201,12 @@ def test_dist_loss_refuses_a_batch_below_64(toy_dataset: Path, stage1: Path, tmp
     assert not (tmp_path / "s2").exists()
 
 
+def test_dist_loss_with_the_automatic_batch_trains(toy_dataset: Path, stage1: Path, tmp_path: Path) -> None:
+    train(toy_dataset, tmp_path / "s2", method="dist", stage=2, init=stage1, epochs=1, batch_size=None)
+    schedule = json.loads((tmp_path / "s2" / "config.json").read_text())["schedule"]
+    assert (schedule["batch_size"], schedule["batch_size_source"]) == (64, "auto")
+
+
 def test_no_bf16_reaches_the_head_a_loss_or_a_metric(toy_dataset: Path, stage1: Path) -> None:
     """bf16 autocast (CPU here, CUDA in production) wraps the backbone only: estimates, features and the
     stage-2 cache are float32 and not rounded to bf16's 1/32 mmol/L grid near 4 mmol/L."""
@@ -210,8 +216,8 @@ def test_no_bf16_reaches_the_head_a_loss_or_a_metric(toy_dataset: Path, stage1: 
     net = load_best_net(stage1)
     data = SplitData.load(toy_dataset, "val")
     x, y = data.batch(np.arange(16))
-    pred, features = Regressor(net, None, amp=True).eval()(x, y, 0)
-    assert pred.dtype == torch.float32 and features.dtype == torch.float32
+    pred, features, extra = Regressor(net, None, amp=True).eval()(x, y, 0)
+    assert pred.dtype == torch.float32 and features.dtype == torch.float32 and extra is None
     cpu = torch.device("cpu")
     estimates = predict(net, data, 64, cpu, amp=True)
     cache = backbone_features(net, data, 64, cpu, amp=True)
