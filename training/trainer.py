@@ -70,10 +70,6 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def autocast(self) -> Any:
-        """bf16 autocast for the backbone only (when ``amp``); everything after it runs in float32."""
-        return backbone_autocast(self.device, self.amp)
-
 
 def backbone_autocast(device: torch.device, amp: bool) -> Any:
     """bf16 autocast on ``device`` when ``amp``, else nothing. Wraps the backbone's convolutions only: the
