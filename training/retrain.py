@@ -201,6 +201,11 @@ class Retraining:
 
     def _locked(self) -> RetrainOutcome:
         cfg = self.config
+        chain = verify_chain(self.database_url)
+        if chain.broken is not None:
+            raise RetrainDataError(f"the audit chain is broken, so the confirmed labs cannot be trusted: "
+                                   f"{chain.broken} (run `ecgk audit verify`)")
+        _say(f"audit chain intact: {chain.events} event(s), head {chain.head_hash[:12]}")
         with session_scope(self.database_url) as session:
             champion = get_champion(session)
             if champion is None:
@@ -212,11 +217,6 @@ class Retraining:
             if cfg.window_min is not None:
                 cohort = cohort.model_copy(update={"window_min": cfg.window_min})
             _say(f"champion {champion.name} {champion.version} (run {champion_run}); base dataset {base}")
-            chain = verify_chain(session)
-            if chain.broken is not None:
-                raise RetrainDataError(f"the audit chain is broken, so the confirmed labs cannot be trusted: "
-                                       f"{chain.broken} (run `ecgk audit verify`)")
-            _say(f"audit chain intact: {chain.events} event(s), head {chain.head_hash[:12]}")
             confirmed = collect_confirmed(session, self.store, preprocessing, cohort, locked_subjects(base),
                                           cfg.holdout_fraction)
             params = {"holdout_fraction": cfg.holdout_fraction, "window_min": cohort.window_min,

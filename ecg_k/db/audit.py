@@ -40,6 +40,7 @@ from ecg_k.db.models import (
     json_object,
     utcnow,
 )
+from ecg_k.db.session import read_snapshot
 
 GENESIS_HASH = "0" * 64
 """The ``entry_hash`` before the first event."""
@@ -190,14 +191,21 @@ def _first_unchained(session: Session) -> str | None:
             "in the chain: inserted outside the audit writer")
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Walk the audit chain in ``seq`` order and recompute every hash; report the first broken link.
+def verify_chain(database_url: str | None = None) -> ChainReport:
+    """Walk the audit chain of ``database_url`` (default: the settings') in ``seq`` order and recompute every
+    hash; report the first broken link. Reads one snapshot (:func:`~ecg_k.db.session.read_snapshot`), so
+    events the service appends meanwhile are neither waited for nor mistaken for a broken head.
 
     Detects: a changed field of any event (by any means, triggers dropped or a column rewritten), a deleted
     event (a gap in ``seq``, or a chain shorter than its head), an event inserted outside the writer (no
     ``seq``, or a hash that does not follow), a reordered pair (``seq`` against ``id`` order, hashes), a
     ``recorded_at`` that steps back, and a prediction changed or deleted since an event that names it.
     """
+    with read_snapshot(database_url) as session:
+        return _walk(session)
+
+
+def _walk(session: Session) -> ChainReport:
     head = session.get(AuditChainHead, 1)
     head_seq, head_hash = (head.seq, head.entry_hash) if head is not None else (0, GENESIS_HASH)
     unchained = _first_unchained(session)

@@ -98,12 +98,10 @@ def current(url: UrlOption = None) -> None:
 def verify(url: UrlOption = None) -> None:
     """Walk the audit chain and recompute every hash: exit 0 when intact, 1 naming the first broken link."""
     from ecg_k.db.audit import verify_chain
-    from ecg_k.db.session import session_scope
 
     with clear_errors():
         require_head(url)
-        with session_scope(url) as session:
-            report = verify_chain(session)
+        report = verify_chain(url)
     if report.broken is not None:
         _fail(f"audit chain broken after {report.events} intact event(s): {report.broken}", code=1)
     typer.echo(f"audit chain intact: {report.events} event(s); head seq {report.head_seq}, hash {report.head_hash} "

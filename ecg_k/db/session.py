@@ -85,6 +85,25 @@ def session_scope(database_url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def read_snapshot(database_url: str | None = None) -> Iterator[Session]:
+    """A read-only session whose queries all see one snapshot of the database: writers that commit meanwhile
+    are neither waited for nor seen (PostgreSQL: a REPEATABLE READ, read-only transaction; SQLite: an explicit
+    deferred ``BEGIN``, whose first read pins the WAL snapshot). For checks that read several tables or one
+    table in several queries, such as walking the audit chain while the service appends to it."""
+    session = get_sessionmaker(database_url)()
+    try:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection().exec_driver_sql("BEGIN")
+        else:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ",
+                                                  "postgresql_readonly": True})
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
 def dispose_engines() -> None:
     """Close every pooled connection and forget the shared engines (tests, shutdown)."""
     with _lock:

@@ -201,8 +201,8 @@ def test_failed_authentications_are_limited_and_aggregated_per_source(guarded: S
 
 
 def test_the_chain_of_all_this_traffic_verifies_and_nothing_was_a_5xx(guarded: Service) -> None:
+    report = verify_chain(guarded.database_url)
     with session_scope(guarded.database_url) as session:
-        report = verify_chain(session)
         stored = session.scalar(sa.select(sa.func.count()).select_from(AuditEvent))
     assert report.broken is None and report.events == stored >= 4
     assert _count(guarded, 500) == 0 and "Traceback" not in guarded.log()

@@ -34,7 +34,7 @@ from ecg_k.db.models import (
     Verdict,
 )
 from ecg_k.db.reviews import add_review, confirm_lab
-from ecg_k.db.session import create_db_engine, dispose_engines, session_scope
+from ecg_k.db.session import create_db_engine, dispose_engines, read_snapshot, session_scope
 from tests.ecg_k.db.conftest import PostgresServer
 
 ECG_TIME = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
@@ -138,8 +138,7 @@ def _events(url: str) -> list[AuditEvent]:
 
 
 def _verify(url: str) -> str | None:
-    with session_scope(url) as session:
-        return verify_chain(session).broken
+    return verify_chain(url).broken
 
 
 def _rewrite_column(column: str, definition: str) -> Callable[[str], None]:
@@ -258,3 +257,38 @@ def test_concurrent_writers_keep_one_linear_chain(copy_url: str) -> None:
     assert len(events) == before + 200
     assert [event.seq for event in events] == list(range(1, before + 201))
     assert _verify(copy_url) is None
+
+
+def _append_events(url: str, worker: int, count: int) -> None:
+    engine = create_db_engine(url)
+    try:
+        for i in range(count):
+            with sa.orm.Session(engine) as session, session.begin():
+                record_audit(session, f"api_key:{worker}", "prediction.read", f"prediction:{uuid.uuid4()}",
+                             AuditOutcome.DENIED, f"w{worker}-{i}")
+    finally:
+        engine.dispose()
+
+
+def test_a_snapshot_does_not_see_events_committed_after_its_first_read(copy_url: str) -> None:
+    with read_snapshot(copy_url) as session:
+        head_seq = session.get(AuditChainHead, 1).seq
+        _append_events(copy_url, worker=1, count=3)  # another connection commits meanwhile
+        assert session.scalar(sa.select(sa.func.max(AuditEvent.seq))) == head_seq
+    assert len(_events(copy_url)) == head_seq + 3
+
+
+def test_verify_while_writers_append_never_reports_a_broken_head(copy_url: str) -> None:
+    """The service appends while `ecgk retrain` or `ecgk audit verify` walks the chain: every walk is intact."""
+    before = len(_events(copy_url))
+    writers = [threading.Thread(target=_append_events, args=(copy_url, worker, 30)) for worker in range(4)]
+    for writer in writers:
+        writer.start()
+    reports = []
+    while any(writer.is_alive() for writer in writers) or not reports:
+        reports.append(verify_chain(copy_url))
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [report.broken for report in reports] == [None] * len(reports)
+    final = verify_chain(copy_url)
+    assert final.broken is None and final.events == before + 120
