@@ -70,7 +70,8 @@ ROWS: dict[str, Row] = {
     "vanilla": Row("vanilla"),
     "inv": Row("inv", grid=tuple({"weights": {"clip": (lo, 1000.0)}} for lo in (5.0, 1.0, 20.0))),
     "sqrt_inv": Row("sqrt_inv"),
-    "lds": Row("lds", grid=tuple({"weights": {"lds_ks": ks, "lds_sigma": sg}} for ks, sg in ((5, 2.0), (9, 1.0), (5, 1.0)))),
+    "lds": Row("lds", grid=tuple({"weights": {"lds_ks": ks, "lds_sigma": sg}}
+                                 for ks, sg in ((5, 2.0), (9, 1.0), (5, 1.0)))),
     "fds": Row("fds", grid=tuple({"regularizers": {"fds_ks": ks, "fds_sigma": sg}}
                                  for ks, sg in ((5, 2.0), (9, 1.0), (5, 1.0)))),
     "ranksim": Row("ranksim", grid=tuple({"regularizers": {"ranksim_gamma": g}} for g in (100.0, 10.0, 1.0))),
@@ -240,7 +241,8 @@ class Benchmark:
 
         lines = [f"# Accuracy benchmark: balanced test set, {self.seeds} seed(s) requested",
                  f"Shot regions: {regions.describe()}. Mean ± sd over the seeds done (n seeds per row).", ""]
-        header = ["method", "seeds", *[f"MAE {r}" for r in ("overall", *REGIONS)], *[f"GM {r}" for r in ("overall", *REGIONS)], "bMAE"]
+        header = ["method", "seeds", *[f"{metric} {r}" for metric in ("MAE", "GM") for r in ("overall", *REGIONS)],
+                  "bMAE"]
         table = []
         for name in complete:
             cells = []
@@ -253,7 +255,8 @@ class Benchmark:
         lines += [_md(header, table), ""]
         lines.append("Paired bootstrap 95 % CI (subjects resampled, seeds averaged per resample) of the difference "
                      "method − reference; negative = the method has the lower error.")
-        diff_header = ["method", *[f"{k} − {ref}" for ref in ("vanilla", "dist") for k in ("few MAE", "few GM", "bMAE")]]
+        diff_header = ["method", *[f"{k} − {ref}" for ref in ("vanilla", "dist")
+                                   for k in ("few MAE", "few GM", "bMAE")]]
         diffs = []
         for name in complete:
             cells = []
@@ -332,7 +335,8 @@ def main() -> None:
     args = parser.parse_args()
     unknown = [m for m in args.methods if m not in ROWS]
     if unknown or args.seeds < 1:
-        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(ROWS)}" if unknown else "--seeds must be >= 1")
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(ROWS)}" if unknown
+                     else "--seeds must be >= 1")
     started = time.monotonic()
     deadline = None if args.max_minutes is None else started + 60 * args.max_minutes
     plan = DemoPlan(n_ecgs=args.n_ecgs, stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs)

@@ -36,7 +36,8 @@ from benchmarks._api import benchmark_api  # noqa: E402
 from ecg_k.data.waveforms import read_wfdb  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECORD = REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg/sample-data/cinc2021/E07500"
+DEFAULT_RECORD = (REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg"
+                  / "sample-data/cinc2021/E07500")
 WRONG_KEY = "ecgk_" + "0" * 12 + "_" + "x" * 64
 FLOOD_ADDRESS = "127.0.0.2"
 

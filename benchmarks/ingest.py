@@ -1,6 +1,7 @@
 """Ingestion speed and memory, as ratios measured in one run.
 
-1. Records/s of read + QC + preprocess + signal-quality gate (``ecg_k.data.ingest.process_record``) on one worker, for 12-lead
+1. Records/s of read + QC + preprocess + signal-quality gate (``ecg_k.data.ingest.process_record``) on one
+   worker, for 12-lead
    500 Hz MIMIC-format records, against a bare ``wfdb.rdrecord`` loop over the same files (targets:
    ratio <= 2, >= 100 records/s).
 2. Peak RSS of a full ``ecgk ingest`` (one worker, in a fresh process) for two dataset sizes: O(shard)

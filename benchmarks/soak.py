@@ -28,14 +28,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import sqlalchemy as sa
-
 from _api import benchmark_api
+
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.db.models import AuditEvent, Prediction
 from ecg_k.db.session import session_scope
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECORD = REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg/sample-data/cinc2021/E07500"
+DEFAULT_RECORD = (REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg"
+                  / "sample-data/cinc2021/E07500")
 MEMORY_SAMPLE_S = 5.0
 
 

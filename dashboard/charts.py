@@ -10,8 +10,8 @@ import altair as alt
 import pandas as pd
 
 from ecg_k.clinical import Thresholds
-from ecg_k.display import K_AXIS, LABEL_COLOUR, PREDICTION_COLOUR, REGION_COLOURS, clinical_zones
 from ecg_k.conformal import CLINICAL_REGIONS
+from ecg_k.display import K_AXIS, LABEL_COLOUR, PREDICTION_COLOUR, REGION_COLOURS, clinical_zones
 from ecg_k.metrics import LABEL_STEP, REGIONS
 
 REGION_SCALE = alt.Scale(domain=list(REGIONS), range=[REGION_COLOURS[name] for name in REGIONS])

@@ -40,7 +40,6 @@ from ecg_k.conformal import (
     reliability,
 )
 from ecg_k.db.models import ModelVersion
-from ecg_k.model_card import CARD_FORMAT
 from ecg_k.metrics import (
     EXTRA_CUTOFFS,
     LABEL_STEP,
@@ -51,6 +50,7 @@ from ecg_k.metrics import (
     per_bin_errors,
     regression_metrics,
 )
+from ecg_k.model_card import CARD_FORMAT
 
 PREDICTIONS_FILE = "predictions.parquet"
 ALL_REGIONS = ("overall", *REGIONS)

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecg_k.clinical import DEFAULT_THRESHOLDS, Thresholds
-from ecg_k.data.lab_comments import LabComment
 from ecg_k.conformal import CLINICAL_REGIONS, clinical_region_of_bins
+from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import Flag, LabConfirmation, ModelVersion, Prediction
 from ecg_k.metrics import LABEL_STEP, REGIONS, ShotRegions, bin_value
 

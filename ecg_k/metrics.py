@@ -196,7 +196,7 @@ class ShotRegions:
             "many": float(self.many),
             "few": float(self.few),
             "n_max": int(self.n_max),
-            "train_counts": {f"{k:.1f}": int(self.train_counts[b]) for b, k in zip(bins, bin_value(bins))},
+            "train_counts": {f"{k:.1f}": int(self.train_counts[b]) for b, k in zip(bins, bin_value(bins), strict=True)},
             "bins": {name: [float(k) for k in bin_value(bins[region == name])] for name in REGIONS},
         }
 

@@ -4,8 +4,8 @@ It runs on the model input (the card's leads after :func:`ecg_k.preprocessing.pr
 resampled, z-scored), so it judges exactly what the model would see, at one known rate. Steps:
 
 1. R peaks with neurokit2 (``ecg_clean`` then ``ecg_peaks``, method ``neurokit``) on the model lead with the
-   widest 1-99 % range (the next two are tried when it shows under 4 beats in 10 s); at least ``min_beats`` beats in the record and a rate within
-   [``min_rate_bpm``, ``max_rate_bpm``].
+   widest 1-99 % range (the next two are tried when it shows under 4 beats in 10 s); at least ``min_beats``
+   beats in the record and a rate within [``min_rate_bpm``, ``max_rate_bpm``].
 2. Beat-template correlation (the quality index): in each model lead, the median Pearson correlation of the
    beat windows (at the reference lead's R peaks) with their median beat; the median over leads. An ECG
    repeats its P-QRS-T in every lead at the same times; noise does not, and electrode-motion noise, being

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command (README command 2; .ci/run calls exactly this): install what is needed, run pytest.
+# The test command (README command 2; .ci/run calls exactly this): install what is needed, run the static
+# guard-rails (lint), then pytest.
 # Besides the Python environment, the database tests need a PostgreSQL 15 server binary (Debian's package;
 # the tests start and stop their own throwaway server on loopback), and the dashboard's browser test needs
 # Debian's chromium and chromium-driver.
@@ -15,4 +16,6 @@ if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command 
   echo "[test] installing Debian's chromium and chromium-driver for the dashboard's browser test"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+echo "[test] ruff check"
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+
 from fastapi import Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 

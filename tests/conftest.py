@@ -31,7 +31,8 @@ def storage_limited(max_file_bytes: int) -> Callable[[], None]:
     return limit
 
 
-def run_ecgk(args: list[str], max_file_bytes: int | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_ecgk(args: list[str], max_file_bytes: int | None = None, timeout: float = 300
+             ) -> subprocess.CompletedProcess[str]:
     """``python -m ecg_k ARGS`` in a child process (optionally with :func:`storage_limited`)."""
     return subprocess.run([sys.executable, "-m", "ecg_k", *args], capture_output=True, text=True, timeout=timeout,
                           preexec_fn=None if max_file_bytes is None else storage_limited(max_file_bytes))

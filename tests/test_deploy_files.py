@@ -181,7 +181,7 @@ def test_no_password_is_written_in_the_compose_files(services: dict[str, dict[st
 class _Status(BaseHTTPRequestHandler):
     """Answers every GET with the status code in the path (``/200``, ``/503``)."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.send_response(int(self.path.strip("/")))
         self.end_headers()
 

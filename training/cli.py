@@ -29,7 +29,8 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
     method: Annotated[str, typer.Option(
         help="vanilla, inv, sqrt_inv, lds, fds, ranksim, conr, bmse, dist, focal, srl, groupdir, X+dist.")],
-    stage: Annotated[int, typer.Option(min=1, max=2, help="1: end to end; 2: head only on cached features (needs --init).")] = 1,
+    stage: Annotated[int, typer.Option(
+        min=1, max=2, help="1: end to end; 2: head only on cached features (needs --init).")] = 1,
     init: Annotated[Path | None, typer.Option(help="Stage-1 run that stage 2 starts from.")] = None,
     model: Annotated[Net1dModel, typer.Option(help="Net1D config: small (CPU), ecgfounder (GPU), tiny (tests).")
                      ] = "small",
@@ -44,7 +45,8 @@ def train(
     device: Annotated[Device, typer.Option(help="Where to train.")] = "auto",
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
     option: Annotated[list[str] | None, typer.Option(
-        "--option", "-o", help="Method hyper-parameter, e.g. -o dist.loss_weight=1 -o regularizers.conr_beta=2.")] = None,
+        "--option", "-o",
+        help="Method hyper-parameter, e.g. -o dist.loss_weight=1 -o regularizers.conr_beta=2.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -57,7 +59,8 @@ def train(
     try:
         config = TrainConfig.model_validate({
             "data": data, "out": out, "method": method, "stage": stage, "init": init, "model": model,
-            "epochs": epochs, "batch_size": batch_size, "min_steps": min_steps, "lr": lr, "seed": seed, "device": device,
+            "epochs": epochs, "batch_size": batch_size, "min_steps": min_steps, "lr": lr, "seed": seed,
+            "device": device,
             "compile": compile_model, **parse_options(option or []),
         })
         summary = Trainer(config, progress=progress).run(resume=resume)

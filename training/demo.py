@@ -24,8 +24,6 @@ from ecg_k.db.registry import get_champion
 from ecg_k.db.session import session_scope
 from ecg_k.synth import generate_dataset
 from training.config import TrainConfig
-from training.evaluate import evaluate_run
-from training.evaluation_report import comparison_table, write_comparison
 from training.demo_serving import (
     DemoServices,
     demo_database_url,
@@ -36,6 +34,8 @@ from training.demo_serving import (
     send_test_ecgs,
     wait_for_champion,
 )
+from training.evaluate import evaluate_run
+from training.evaluation_report import comparison_table, write_comparison
 from training.export import export_run
 from training.retrain import RetrainOutcome
 from training.trainer import Trainer

@@ -39,7 +39,7 @@ from ecg_k.settings import get_settings
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
 from training.export import MODEL_CARD, MODEL_FILE
-from training.retrain import RetrainConfig, RetrainOutcome, Retraining
+from training.retrain import RetrainConfig, Retraining, RetrainOutcome
 
 DEMO_ACTOR = "ecgk-demo"
 SERUM_ITEMID = 50971

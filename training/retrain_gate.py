@@ -119,7 +119,8 @@ def gate(champion_metrics: Mapping[str, Any], challenger_metrics: Mapping[str, A
     checks = [
         _improvement_check(few, _value(challenger_metrics, "few", "mae"), few_improvement_ci, config.delta),
         _check("overall MAE", f"worsens by at most epsilon = {config.epsilon:.0%}", overall,
-               _value(challenger_metrics, "overall", "mae"), None if overall is None else overall * (1 + config.epsilon),
+               _value(challenger_metrics, "overall", "mae"),
+               None if overall is None else overall * (1 + config.epsilon),
                True),
         _check("hyperkalemia sensitivity", "K+ >= 5.5 sensitivity does not drop", sensitivity,
                _value(challenger_metrics, "hyper", "sensitivity"), sensitivity, False),

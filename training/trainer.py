@@ -30,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ecg_k.data.store import read_manifest
-from ecg_k.losses import BalancedMSELoss, ConR, DistLoss, FDS, LDSConfig, RankSim, SampleWeights
+from ecg_k.losses import FDS, BalancedMSELoss, ConR, DistLoss, LDSConfig, RankSim, SampleWeights
 from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior, sigma_from_labels
 from ecg_k.losses.dist_loss import check_batch
 from ecg_k.losses.focal_r import focal_r
@@ -326,7 +326,8 @@ class Trainer:
                 f"a method whose first phase is {self.method.phases[0]}"
             )
         if init_config["train"]["model"] != self.config.model:
-            raise TrainingError(f"--init {init_dir} is a {init_config['train']['model']} model, not {self.config.model}")
+            raise TrainingError(f"--init {init_dir} is a {init_config['train']['model']} model, "
+                                f"not {self.config.model}")
         saved = torch.load(init_dir / BEST, map_location="cpu", weights_only=True)
         net = Net1D(n_leads, Net1DConfig.model_validate(saved["net1d"]))  # the init's head kind (Group-DIR)
         net.load_state_dict(saved["model"])

@@ -89,7 +89,8 @@ def process_shard(task: ShardTask) -> tuple[str, int, int]:
     details: list[str] = []
     for rel in task.ecg_paths:
         try:
-            kept.append(process_record(Path(task.ecg_root) / rel, task.preprocess, task.signal_quality).astype(np.float16))
+            signal = process_record(Path(task.ecg_root) / rel, task.preprocess, task.signal_quality)
+            kept.append(signal.astype(np.float16))
             reasons.append(OK)
             details.append("")
         except QualityError as err:

@@ -76,7 +76,8 @@ def _header(path: Path) -> list[str]:
         raise DataInputError(f"cannot read a CSV header from {path}: {err}") from err
 
 
-def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 4 << 20) -> tuple[pd.DataFrame, LabReadStats]:
+def read_potassium_labs(path: Path, itemids: Iterable[int], block_size: int = 4 << 20
+                        ) -> tuple[pd.DataFrame, LabReadStats]:
     """Stream a labevents table, keeping rows of ``itemids``.
 
     Returns ``subject_id, itemid, charttime, valuenum, valueuom, comment`` with ``valuenum`` parsed from

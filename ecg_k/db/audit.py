@@ -10,11 +10,11 @@ to audit a failed action, record the failure in a session of its own.
 The trail is also tamper-evident (a hash chain). Each event gets the next ``seq`` and
 ``entry_hash = sha256(previous entry_hash + its canonical content)``, where the content includes
 ``prediction_hash``: the digest of the records a successful event names (its ``prediction:<id>``
-resource, its detail's ``prediction_ids`` and ``lab_confirmation_id``). :func:`verify_chain` recomputes everything and names the first
-broken link: a changed field, a deleted, inserted or reordered event, a prediction changed or deleted since
-its event. Writers first update the single :class:`~ecg_k.db.models.AuditChainHead` row, so concurrent
-writers (threads, processes, hosts) queue on its lock (PostgreSQL's row lock, SQLite's write lock) and the
-chain stays linear.
+resource, its detail's ``prediction_ids`` and ``lab_confirmation_id``). :func:`verify_chain` recomputes
+everything and names the first broken link: a changed field, a deleted, inserted or reordered event, a
+prediction changed or deleted since its event. Writers first update the single
+:class:`~ecg_k.db.models.AuditChainHead` row, so concurrent writers (threads, processes, hosts) queue on its
+lock (PostgreSQL's row lock, SQLite's write lock) and the chain stays linear.
 """
 
 from __future__ import annotations

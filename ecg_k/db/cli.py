@@ -76,7 +76,8 @@ def require_head(url: str | None) -> None:
 @db_app.command()
 def upgrade(url: UrlOption = None) -> None:
     """Create or migrate the schema to the newest revision (safe to repeat)."""
-    from ecg_k.db.migrate import current_revision, upgrade as upgrade_to_head
+    from ecg_k.db.migrate import current_revision
+    from ecg_k.db.migrate import upgrade as upgrade_to_head
 
     with clear_errors():
         upgrade_to_head(url)

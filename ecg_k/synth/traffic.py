@@ -9,8 +9,8 @@ For the dashboard's tests and benchmark, and for a demo database with something 
 - :func:`seed_traffic` draws the true K+ of each request from a clinic-like mixture (mostly normal, some
   hypo- and hyperkalemia); the estimate shrinks toward the mean and adds noise (what a plain regression
   model does); prediction sets and probabilities come from the card's label-conditional calibration, and flags,
-  critical marks and shot regions follow the model card, as in the service. Rows go in through bulk inserts, not through the API, so no audit events
-  are written: throwaway databases only.
+  critical marks and shot regions follow the model card, as in the service. Rows go in through bulk inserts,
+  not through the API, so no audit events are written: throwaway databases only.
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ def seed_traffic(
     for i in confirmed:
         lab_time = created[i] + timedelta(minutes=float(rng.uniform(5, 60)))
         lab = round(float(k[i]), 1)
-        labs.append({"prediction_id": ids[i], "k_value": lab, "in_prediction_set": in_segments(lab, segments_of[ids[i]]),
+        labs.append({"prediction_id": ids[i], "k_value": lab,
+                     "in_prediction_set": in_segments(lab, segments_of[ids[i]]),
                      "lab_time": lab_time, "itemid": SERUM_ITEMID, "confirmed_by": reviewer_id,
                      "created_at": lab_time + timedelta(minutes=10)})
     _bulk_insert(session, LabConfirmation, labs)

@@ -32,7 +32,6 @@ from service.audit import AuditScope, audit_failures, audited, commit_audited, r
 from service.auth import Caller, Client, Principal
 from service.deps import RuntimeDep
 from service.runtime import Runtime
-from service.strict import JsonBody
 from service.schemas import (
     PSEUDONYM_PATTERN,
     BatchIn,
@@ -47,6 +46,7 @@ from service.schemas import (
     UnusableResponse,
     UtcTime,
 )
+from service.strict import JsonBody
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 

@@ -165,7 +165,8 @@ def test_haemolysed_labs_stay_out_of_the_confirmed_error(seeded_db: Seeded) -> N
     window = _window(seeded_db)
     with session_scope(seeded_db.database_url) as session:
         before = int(monitoring.confirmed_errors(session, window)["n"].sum())
-        lab = session.scalars(sa.select(LabConfirmation).join(Prediction, LabConfirmation.prediction_id == Prediction.id)
+        lab = session.scalars(sa.select(LabConfirmation)
+                              .join(Prediction, LabConfirmation.prediction_id == Prediction.id)
                               .where(window.where()).order_by(LabConfirmation.id)).first()
         assert lab is not None
         lab.comment_class = LabComment.HEMOLYSED

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 import dashboard
-from ecg_k.db.migrate import upgrade
 from ecg_k.data.lab_comments import LabComment
+from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import AuditEvent, LabConfirmation, Prediction, Review, Verdict
 from ecg_k.db.session import session_scope
 from ecg_k.settings import get_settings

@@ -22,7 +22,6 @@ from tests.conftest import REPO_ROOT
 from training.cli import Device, Net1dModel
 from training.config import TrainConfig
 
-
 runner = CliRunner()
 
 

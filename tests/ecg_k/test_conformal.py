@@ -79,7 +79,8 @@ def test_estimate_grouped_intervals_fail_the_same_check(world: dict) -> None:
     low, high = np.empty_like(y_hat), np.empty_like(y_hat)
     for name in np.unique(group_test):
         q_low, q_high = np.quantile(residual[group_cal == name], [0.05, 0.95])
-        low[group_test == name], high[group_test == name] = y_hat[group_test == name] + q_low, y_hat[group_test == name] + q_high
+        members = group_test == name
+        low[members], high[members] = y_hat[members] + q_low, y_hat[members] + q_high
     covered = (y >= low - 1e-9) & (y <= high + 1e-9)
     events = event_labels(y, Thresholds())
     true_region = regions.region_of(y)

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from ecg_k.leads import MIMIC_LEAD_ORDER, STANDARD_LEADS, MissingLeadError, canonical_lead_name, lead_indices, parse_leads
+from ecg_k.leads import (
+    MIMIC_LEAD_ORDER,
+    STANDARD_LEADS,
+    MissingLeadError,
+    canonical_lead_name,
+    lead_indices,
+    parse_leads,
+)
 
 
 def test_canonical_names_are_case_insensitive() -> None:

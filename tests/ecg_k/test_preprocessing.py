@@ -141,7 +141,8 @@ def test_default_is_the_twelve_leads_in_standard_order() -> None:
 
 
 def _per_lead_reference(signal: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:
-    """The pipeline before vectorisation: crop, ``sosfiltfilt`` and ``resample_poly`` one lead at a time, then z-score."""
+    """The pipeline before vectorisation: crop, ``sosfiltfilt`` and ``resample_poly`` one lead at a time, then
+    z-score."""
     sos = sps.butter(config.filter_order, config.bandpass_hz, btype="bandpass", fs=fs, output="sos")
     leads = [sps.sosfiltfilt(sos, lead.astype(np.float64)) for lead in crop_for_filter(signal, fs, config)]
     if fs != config.fs:
@@ -154,7 +155,8 @@ def test_vectorised_filter_and_resample_equal_the_per_lead_pipeline_on_real_reco
     cinc_dir: Path, real_data: Path
 ) -> None:
     config = PreprocessConfig(leads="all")
-    paths = [*sorted(cinc_dir.glob("*.hea")), real_data / "ptb-diagnostic__MIT-LCP-wfdb-python/sample-data/s0010_re.hea"]
+    paths = [*sorted(cinc_dir.glob("*.hea")),
+             real_data / "ptb-diagnostic__MIT-LCP-wfdb-python/sample-data/s0010_re.hea"]
     compared = 0
     for header in paths:
         record = read_wfdb(header.with_suffix(""))

@@ -83,7 +83,8 @@ def test_garbage_header_is_unreadable(tmp_path: Path) -> None:
 
 def test_samples_equal_wfdb_rdrecord_on_real_records(cinc_dir: Path, real_data: Path) -> None:
     """The header is parsed once and the samples read from it: the same mV as ``wfdb.rdrecord``."""
-    paths = [*sorted(cinc_dir.glob("*.hea")), real_data / "ptb-diagnostic__MIT-LCP-wfdb-python/sample-data/s0010_re.hea"]
+    paths = [*sorted(cinc_dir.glob("*.hea")),
+             real_data / "ptb-diagnostic__MIT-LCP-wfdb-python/sample-data/s0010_re.hea"]
     for header in paths:
         record = read_wfdb(header.with_suffix(""))
         reference = wfdb.rdrecord(str(header.with_suffix("")))

@@ -97,7 +97,8 @@ def test_fhir_observation_validates(service: Service, raw_ecg: RawEcg) -> None:
     observation = Observation.model_validate(response.json())
     assert observation.status == "preliminary"
     assert observation.code.coding[0].code == "2823-3"
-    assert float(observation.valueQuantity.value) == created["k_estimate"] and observation.valueQuantity.code == "mmol/L"
+    assert float(observation.valueQuantity.value) == created["k_estimate"]
+    assert observation.valueQuantity.code == "mmol/L"
     assert observation.interpretation[0].coding[0].code == created["interpretation"]
     assert observation.meta.security[0].code == "AIAST"
     assert observation.subject.identifier.value == "pseudo-2"

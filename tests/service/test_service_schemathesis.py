@@ -42,7 +42,7 @@ def test_openapi_operations_never_answer_5xx(service: Service, raw_ecg: RawEcg) 
                                  derandomize=True, phases=[Phase.explicit, Phase.generate],
                                  suppress_health_check=list(HealthCheck))
             @hypothesis.given(case=operation.as_strategy(mode, path_parameters=fixed))
-            def run(case: schemathesis.Case) -> None:
+            def run(case: schemathesis.Case, headers: dict[str, str] = headers) -> None:
                 nonlocal n_cases
                 n_cases += 1
                 response = case.call(base_url=service.base_url, headers=headers, timeout=30)

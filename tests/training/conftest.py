@@ -26,7 +26,8 @@ def _labels(rng: np.random.Generator, n: int) -> np.ndarray:
 def _signals(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     t = np.arange(N_SAMPLES) / 500.0
     amp = (labels[:, None] - 2.0) / 2.0
-    x = amp * np.sin(2 * np.pi * (1.0 + 0.5 * labels[:, None]) * t) + 0.1 * rng.standard_normal((len(labels), N_SAMPLES))
+    noise = 0.1 * rng.standard_normal((len(labels), N_SAMPLES))
+    x = amp * np.sin(2 * np.pi * (1.0 + 0.5 * labels[:, None]) * t) + noise
     x = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True) * (0.5 + 0.2 * labels[:, None])
     return x[:, None, :].astype(np.float16)
 
@@ -43,7 +44,8 @@ def write_toy_dataset(root: Path, sizes: dict[str, int], seed: int = 0,
         np.save(labels_path(root, split), labels)
         histogram[split] = {f"{k:.1f}": int(c) for k, c in zip(*np.unique(labels, return_counts=True), strict=True)}
         rows.append(pd.DataFrame({
-            "subject_id": rng.integers(10_000_000, 19_999_999, n), "study_id": np.arange(n) + 40_000_000 + len(rows) * n,
+            "subject_id": rng.integers(10_000_000, 19_999_999, n),
+            "study_id": np.arange(n) + 40_000_000 + len(rows) * n,
             "ecg_time": pd.Timestamp("2180-01-01"), "ecg_path": "files/x", "k_value": labels,
             "k_time": pd.Timestamp("2180-01-01"), "k_itemid": 50971, "delta_min": 0.0, "split": split,
         }))

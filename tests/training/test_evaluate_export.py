@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from ecg_k.cli import app, load_plugins
 from ecg_k.data.store import sha256_file
+from tests.conftest import run_ecgk
+from tests.training.conftest import write_toy_dataset
 from training.config import TrainConfig
 from training.data import SplitData
 from training.evaluate import evaluate_run
-from tests.conftest import run_ecgk
-from tests.training.conftest import write_toy_dataset
 from training.export import MODEL_CARD, MODEL_FILE, export_run
 from training.run_io import load_best_net
 from training.trainer import Trainer
@@ -30,7 +30,8 @@ runner = CliRunner()
 def runs(toy_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("eval-runs")
     common = {"data": toy_dataset, "model": "tiny", "lr": 3e-3}
-    Trainer(TrainConfig(out=root / "vanilla", method="vanilla", epochs=2, batch_size=32, **common), progress=False).run()
+    Trainer(TrainConfig(out=root / "vanilla", method="vanilla", epochs=2, batch_size=32, **common),
+            progress=False).run()
     Trainer(TrainConfig(out=root / "dist", method="dist", stage=2, init=root / "vanilla", epochs=3, batch_size=64,
                         **common), progress=False).run()
     return {"vanilla": root / "vanilla", "dist": root / "dist"}

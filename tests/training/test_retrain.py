@@ -52,7 +52,14 @@ from training.evaluate import evaluate_run
 from training.export import MODEL_CARD, export_run
 from training.retrain import RetrainConfig, RetrainError, challenger_plan
 from training.retrain_data import (
-    HOLDOUT, LOCKED, TRAIN, UNKEYED, assign, collect_confirmed, holdout_draw, locked_subjects,
+    HOLDOUT,
+    LOCKED,
+    TRAIN,
+    UNKEYED,
+    assign,
+    collect_confirmed,
+    holdout_draw,
+    locked_subjects,
 )
 from training.retrain_gate import GateConfig, few_improvement_ci, gate
 from training.retrain_lock import RetrainBusyError, retrain_lock

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from ecg_k.data.cohort import COHORT_COLUMNS, CohortConfig, build_cohort, label_bin
 from ecg_k.data.labs import read_potassium_labs
 from ecg_k.data.record_list import read_record_list
@@ -28,7 +29,7 @@ def brute_force_pairs(
     ``hemolysed=False`` leaves haemolysed labs out first."""
     pairs: dict[int, float] = {}
     labs = labs if hemolysed else labs[labs["comment"] != "hemolysed"]
-    by_subject = {s: g for s, g in labs[labs["itemid"].isin(itemids)].groupby("subject_id")}
+    by_subject = dict(labs[labs["itemid"].isin(itemids)].groupby("subject_id"))
     for ecg in ecgs.itertuples():
         candidates = by_subject.get(ecg.subject_id)
         if candidates is None:

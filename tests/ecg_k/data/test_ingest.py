@@ -97,7 +97,8 @@ def test_dataset_contract_and_row_alignment(reference: Path, synthetic) -> None:
         assert signals.dtype == np.float16 and signals.shape[1:] == (1, 5000)
         np.testing.assert_array_equal(labels, rows["k_value"].to_numpy(np.float32))
         for i in (0, len(rows) - 1):  # row i of the memmap is the i-th cohort row of the split
-            expected = process_record(ecg_root / rows["ecg_path"].iloc[i], CONFIG.preprocess, CONFIG.signal_quality).astype(np.float16)
+            expected = process_record(ecg_root / rows["ecg_path"].iloc[i], CONFIG.preprocess,
+                                      CONFIG.signal_quality).astype(np.float16)
             np.testing.assert_array_equal(signals[i], expected)
     assert set(cohort["k_comment"]) <= {"none", "verified"}  # haemolysed labs never label by default
     assert {s: sum(n.values()) for s, n in manifest["lab_comments"]["pairs"].items()} == manifest["counts"]

@@ -46,7 +46,8 @@ def test_gzip_and_small_blocks_give_the_same_rows(labs_v1_file: Path, tmp_path: 
 
 
 def test_v22_layout_with_null_hadm_id(real_data: Path) -> None:
-    path = real_data / "mimic-iv-clinical-demo-2.2__santosry-nursing-pool" / "hosp" / "labevents_potassium_prefix_subset.csv"
+    path = (real_data / "mimic-iv-clinical-demo-2.2__santosry-nursing-pool" / "hosp"
+            / "labevents_potassium_prefix_subset.csv")
     labs, stats = read_potassium_labs(path, [50971, 50822])
     assert stats.rows_scanned == 26
     assert labs["subject_id"].nunique() == 12 and len(labs) == 26 and stats.dropped == {}

@@ -72,7 +72,8 @@ def test_bad_input_exits_2_with_a_clear_message(db_url: str) -> None:
 
 def test_keys_need_a_migrated_database(empty_db_url: str) -> None:
     result = runner.invoke(app, ["keys", "create", "--role", "client", "--url", empty_db_url])
-    assert result.exit_code == 2 and f"is at revision none, not {head_revision()}: run `ecgk db upgrade`" in result.output
+    assert result.exit_code == 2
+    assert f"is at revision none, not {head_revision()}: run `ecgk db upgrade`" in result.output
 
 
 def test_unreachable_database_exits_1() -> None:
@@ -101,5 +102,6 @@ def test_models_register_promote_list(db_url: str, card_path: Path) -> None:
     with session_scope(db_url) as session:
         champion = get_champion(session)
         assert champion is not None and champion.version == card["version"]
-        actions = list(session.scalars(sa.select(AuditEvent.action).where(AuditEvent.resource.contains(card["version"]))))
+        actions = list(session.scalars(sa.select(AuditEvent.action)
+                                       .where(AuditEvent.resource.contains(card["version"]))))
     assert actions == ["model.register", "model.promote"]

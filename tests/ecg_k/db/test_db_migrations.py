@@ -7,8 +7,8 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 from multiprocessing import Queue, get_context
+from pathlib import Path
 from threading import Barrier as BarrierType
 
 import pytest

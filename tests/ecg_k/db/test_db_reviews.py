@@ -150,7 +150,8 @@ def test_bad_review_input_and_revoked_keys_are_refused(db_url: str) -> None:
             add_review(session, prediction_id, "agree", reviewer_id=reviewer, source="api", comment="x" * 2001)
         for unstorable in ("peaked T\x00", "\ud800"):  # PostgreSQL refuses NUL; no encoding holds a lone surrogate
             with pytest.raises(ValueError, match="control characters or lone surrogates"):
-                add_review(session, prediction_id, "agree", reviewer_id=reviewer, source="dashboard", comment=unstorable)
+                add_review(session, prediction_id, "agree", reviewer_id=reviewer, source="dashboard",
+                           comment=unstorable)
         with pytest.raises(PredictionNotFoundError):
             add_review(session, uuid.uuid4(), "agree", reviewer_id=reviewer, source="api")
         revoke_api_key(session, reviewer, actor="test")

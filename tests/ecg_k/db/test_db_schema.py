@@ -42,13 +42,13 @@ def _model(version: str, sha: str, status: ModelStatus = ModelStatus.CHALLENGER)
 
 
 def _prediction(model: ModelVersion, key: ApiKey | None, **changes: object) -> Prediction:
-    values: dict[str, object] = dict(
-        model_version=model, model_status=ModelStatus.CHAMPION, api_key_id=None if key is None else key.id,
-        ecg_sha256=SHA_ECG, request_id="req-1", k_estimate=6.8, interval_low=5.9, interval_high=7.6,
-        flag=Flag.CRITICAL_HIGH, critical=True, shot_region=ShotRegion.FEW,
-        quality={"averageQRS": 0.91, "flat_leads": [], "nan": False}, patient_id="p" * 64, ecg_time=ECG_TIME,
-        latency_ms=12.5,
-    )
+    values: dict[str, object] = {
+        "model_version": model, "model_status": ModelStatus.CHAMPION, "api_key_id": None if key is None else key.id,
+        "ecg_sha256": SHA_ECG, "request_id": "req-1", "k_estimate": 6.8, "interval_low": 5.9, "interval_high": 7.6,
+        "flag": Flag.CRITICAL_HIGH, "critical": True, "shot_region": ShotRegion.FEW,
+        "quality": {"averageQRS": 0.91, "flat_leads": [], "nan": False}, "patient_id": "p" * 64, "ecg_time": ECG_TIME,
+        "latency_ms": 12.5,
+    }
     values.update(changes)
     return Prediction(**values)
 
