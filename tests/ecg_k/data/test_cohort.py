@@ -29,7 +29,7 @@ def brute_force_pairs(
     ``hemolysed=False`` leaves haemolysed labs out first."""
     pairs: dict[int, float] = {}
     labs = labs if hemolysed else labs[labs["comment"] != "hemolysed"]
-    by_subject = dict(labs[labs["itemid"].isin(itemids)].groupby("subject_id"))
+    by_subject = dict(list(labs[labs["itemid"].isin(itemids)].groupby("subject_id")))
     for ecg in ecgs.itertuples():
         candidates = by_subject.get(ecg.subject_id)
         if candidates is None:
