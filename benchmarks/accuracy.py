@@ -19,7 +19,8 @@ Order: the rows on the vanilla backbone on every seed first, then the others (se
 Every run resumes, so the benchmark runs in chunks: ``--max-minutes M`` stops starting new runs after M
 minutes; rerun the same command to continue. ``--methods`` restricts the rows (vanilla is always included).
 
-Usage: ``.venv/bin/python benchmarks/accuracy.py [--home .ecgk/accuracy] [--seeds 3] [--max-minutes 40]``
+Usage: ``.venv/bin/python benchmarks/accuracy.py [--home .ecgk/accuracy] [--seeds 3] [--max-minutes 40]``; lead I
+beside the 12 leads: the same with ``--leads I --home .ecgk/accuracy-lead-i --methods vanilla dist``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecg_k.leads import STANDARD_LEADS, parse_leads
 from ecg_k.losses import METHODS
 from ecg_k.metrics import REGIONS, bootstrap_errors, percentile_ci, regions_from_metrics
 from training.config import TrainConfig
@@ -239,7 +241,8 @@ class Benchmark:
         def seed_mean(name: str, key: str) -> np.ndarray:
             return np.mean([boot[f"{name}|{s}"][key] for s in self.done(name)], axis=0)
 
-        lines = [f"# Accuracy benchmark: balanced test set, {self.seeds} seed(s) requested",
+        leads = "all 12 leads" if parse_leads(self.plan.leads) == STANDARD_LEADS else f"lead(s) {self.plan.leads}"
+        lines = [f"# Accuracy benchmark: balanced test set, {leads}, {self.seeds} seed(s) requested",
                  f"Shot regions: {regions.describe()}. Mean ± sd over the seeds done (n seeds per row).", ""]
         header = ["method", "seeds", *[f"{metric} {r}" for metric in ("MAE", "GM") for r in ("overall", *REGIONS)],
                   "bMAE"]
@@ -325,6 +328,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=Path(".ecgk/accuracy"))
     parser.add_argument("--n-ecgs", type=int, default=DemoPlan.n_ecgs)
+    parser.add_argument("--leads", default=DemoPlan.leads,
+                        help="leads ingested and modelled: all 12 (default) or e.g. I for a wearable; use its own "
+                             "--home, the table names the leads")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="*", default=list(ROWS), help=f"rows, from: {', '.join(ROWS)}")
     parser.add_argument("--stage1-epochs", type=int, default=DemoPlan.stage1_epochs)
@@ -339,7 +345,12 @@ def main() -> None:
                      else "--seeds must be >= 1")
     started = time.monotonic()
     deadline = None if args.max_minutes is None else started + 60 * args.max_minutes
-    plan = DemoPlan(n_ecgs=args.n_ecgs, stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs)
+    try:
+        leads = parse_leads(args.leads)
+    except ValueError as err:
+        parser.error(f"--leads: {err}")
+    plan = DemoPlan(n_ecgs=args.n_ecgs, stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs,
+                    leads=",".join(leads))
     bench = Benchmark(args.home, plan, args.seeds, args.tune_epochs or args.stage1_epochs, args.n_boot, deadline)
     names = ["vanilla", *[m for m in ROWS if m in args.methods and m != "vanilla"]]
     bench.run(names)

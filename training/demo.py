@@ -22,6 +22,7 @@ from ecg_k.cli import console, print_dataset_summary
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.db.registry import get_champion
 from ecg_k.db.session import session_scope
+from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.synth import generate_dataset
 from training.config import TrainConfig
 from training.demo_serving import (
@@ -55,6 +56,8 @@ class DemoPlan:
     stage2_epochs: int | None = None
     stage2_batch: int | None = None
     new_patients: int = 24
+    leads: str = "all"
+    """The leads ingested and modelled (``ecgk ingest --leads``): all 12 by default, ``I`` for a wearable."""
 
 
 STEPS = 10
@@ -82,10 +85,10 @@ def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
         summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
     console.print(f"{summary.n_ecgs} ECGs of {summary.n_subjects} subjects in {synth}")
 
-    _step(2, "ingest (pairing, subject-level split, 12-lead preprocessing)")
+    _step(2, f"ingest (pairing, subject-level split, preprocessing of leads: {plan.leads})")
     dataset = home / "dataset"
-    manifest = Ingestor(synth / "mimic-iv-ecg", synth / "mimic-iv", dataset, IngestConfig()).run(
-        workers=plan.workers)
+    config = IngestConfig(preprocess=PreprocessConfig(leads=plan.leads))
+    manifest = Ingestor(synth / "mimic-iv-ecg", synth / "mimic-iv", dataset, config).run(workers=plan.workers)
     print_dataset_summary(dataset, manifest)
     return dataset
 
