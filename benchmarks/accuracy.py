@@ -116,7 +116,7 @@ class Benchmark:
         self.runs = home / "runs"
         self.choices_path = home / "comparison" / "tuning.json"
         self.choices: dict[str, Any] = json.loads(self.choices_path.read_text()) if self.choices_path.is_file() else {}
-        self.data = prepare_dataset(home, plan)
+        self.data = prepare_dataset(home, plan, replace_stale=False)
         self.trained_s = 0.0
         self.stopped = False
 
@@ -351,7 +351,10 @@ def main() -> None:
         parser.error(f"--leads: {err}")
     plan = DemoPlan(n_ecgs=args.n_ecgs, stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs,
                     leads=",".join(leads))
-    bench = Benchmark(args.home, plan, args.seeds, args.tune_epochs or args.stage1_epochs, args.n_boot, deadline)
+    try:
+        bench = Benchmark(args.home, plan, args.seeds, args.tune_epochs or args.stage1_epochs, args.n_boot, deadline)
+    except FileExistsError as err:
+        parser.exit(2, f"accuracy.py: error: --home: {err}; its runs are kept: use another --home or delete it\n")
     names = ["vanilla", *[m for m in ROWS if m in args.methods and m != "vanilla"]]
     bench.run(names)
     text = bench.report(names)

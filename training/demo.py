@@ -71,14 +71,18 @@ def _train(config: TrainConfig) -> None:
     Trainer(config, progress=True).run(resume=True)
 
 
-def prepare_dataset(home: Path, plan: DemoPlan) -> Path:
-    """Synthetic MIMIC layout under ``home/synthetic``, ingested into ``home/dataset`` (both reused if done)."""
+def prepare_dataset(home: Path, plan: DemoPlan, replace_stale: bool = True) -> Path:
+    """Synthetic MIMIC layout under ``home/synthetic``, ingested into ``home/dataset`` (both reused if done).
+
+    When ``home`` holds artefacts of another size or generator version, ``replace_stale`` deletes the whole
+    home and starts afresh (the demo's own scratch directory); otherwise FileExistsError says so and nothing
+    is deleted (a benchmark's runs are worth keeping)."""
     _step(1, "synthetic MIMIC-IV-ECG + hosp labs")
     synth = home / "synthetic"
     try:
         summary = generate_dataset(synth, n_ecgs=plan.n_ecgs, seed=plan.seed, workers=plan.workers)
     except FileExistsError:
-        if not (synth / "synth_manifest.json").is_file():
+        if not replace_stale or not (synth / "synth_manifest.json").is_file():
             raise
         console.print(f"{home} holds demo artefacts of another size or code version: starting afresh")
         shutil.rmtree(home)
