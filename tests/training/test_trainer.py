@@ -178,7 +178,7 @@ def test_torchrun_two_cpu_ranks_train_both_stages(toy_dataset: Path, tmp_path: P
     import subprocess
     import sys
 
-    from ecg_k.loopback import free_port
+    from ecgk_demo.loopback import free_port
 
     base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
             "-m", "ecg_k", "train", "--data", str(toy_dataset), "--model", "tiny", "--device", "cpu",
