@@ -47,9 +47,9 @@ def shown_url(url: str | None) -> str:
     """The URL as safe to print (password hidden)."""
     import sqlalchemy as sa
 
-    from ecg_k.settings import get_settings
+    from ecg_k.db.session import resolve_database_url
 
-    return sa.make_url(url or get_settings().database_url).render_as_string(hide_password=True)
+    return sa.make_url(resolve_database_url(url)).render_as_string(hide_password=True)
 
 
 def cli_actor() -> str:
