@@ -46,20 +46,22 @@ def test_stage1_writes_run_contract_and_learns(stage1: Path) -> None:
 
 def test_resume_after_interruption_equals_uninterrupted(toy_dataset: Path, stage1: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.trainer import loop
+
     out = tmp_path / "run"
-    original = Trainer._checkpoint
+    original = loop.save_checkpoint
     calls = {"n": 0}
 
-    def interrupt_after_two(self, *args, **kwargs):
-        original(self, *args, **kwargs)
+    def interrupt_after_two(*args, **kwargs):
+        original(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_checkpoint", interrupt_after_two)
+    monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
         train(toy_dataset, out, method="vanilla", epochs=4)
-    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    monkeypatch.setattr(loop, "save_checkpoint", original)
     with pytest.raises(TrainingError, match="--resume"):
         train(toy_dataset, out, method="vanilla", epochs=4)
     config = TrainConfig(data=toy_dataset, out=out, method="vanilla", epochs=4, **TINY)
@@ -231,10 +233,11 @@ def test_no_bf16_reaches_the_head_a_loss_or_a_metric(toy_dataset: Path, stage1: 
 def test_conr_regression_term_sees_the_clean_batch(toy_dataset: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Official ConR training: L1 on the clean batch (B rows), ConR on the two noisy views (2B rows)."""
-    from training import trainer as trainer_module
+    from ecg_k.losses import ConR
+    from training.trainer.objective import Objective
 
     seen: dict[str, list[tuple[int, ...]]] = {"head": [], "conr": []}
-    head_loss, conr_forward = trainer_module.Objective.head_loss, trainer_module.ConR.forward
+    head_loss, conr_forward = Objective.head_loss, ConR.forward
 
     def spy_head(self, pred, target):  # type: ignore[no-untyped-def]
         seen["head"].append((pred.shape[0], target.shape[0]))
@@ -245,8 +248,8 @@ def test_conr_regression_term_sees_the_clean_batch(toy_dataset: Path, tmp_path: 
         assert torch.equal(labels[: labels.shape[0] // 2], labels[labels.shape[0] // 2:])
         return conr_forward(self, features, labels, preds, weights)
 
-    monkeypatch.setattr(trainer_module.Objective, "head_loss", spy_head)
-    monkeypatch.setattr(trainer_module.ConR, "forward", spy_conr)
+    monkeypatch.setattr(Objective, "head_loss", spy_head)
+    monkeypatch.setattr(ConR, "forward", spy_conr)
     train(toy_dataset, tmp_path / "conr", method="conr", epochs=1)
     assert seen["head"] and all(shape == (32, 32) for shape in seen["head"])
     assert len(seen["conr"]) == len(seen["head"]) and all(shape == (64, 64) for shape in seen["conr"])
