@@ -126,7 +126,7 @@ def compare(
     console.print(f"-> {out / 'comparison.md'}")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+def _interrupt(_signum: int, _frame: FrameType | None) -> NoReturn:
     """A termination signal as Ctrl-C: the demo's servers are stopped on the way out."""
     raise KeyboardInterrupt
 

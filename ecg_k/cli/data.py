@@ -4,7 +4,7 @@ MIMIC-IV (or that layout), with the summary tables both print."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ecg_k.cli.options import parse_int_list, validation_message
 from ecg_k.cli.output import console, err_console, fail
-from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig, HemolysedLabs
+from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.data.splits import SPLITS
@@ -77,7 +77,7 @@ def ingest(
                 balanced_max_fraction=balanced_max_fraction,
                 natural_test_fraction=natural_test_fraction,
                 seed=seed,
-                hemolysed_labs=cast(HemolysedLabs, hemolysed_labs),
+                hemolysed_labs=hemolysed_labs,
             ),
             preprocess=PreprocessConfig(fs=fs, leads=leads),
             shard_size=shard_size,
