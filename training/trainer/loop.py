@@ -46,12 +46,12 @@ def train_phase(inputs: PhaseInputs, index: int, objective: Objective, parts: Ph
         restore_phase(restore, parts.module, optimizer, scheduler, objective.criterion)
     n_train = len(inputs.train_data)
     val_labels = inputs.val_data.labels
-    steps = steps_per_epoch(n_train, cfg.batch_size, drop_last=True, world=rt.world)
-    for epoch in range(state.next_epoch, cfg.epochs):
+    steps = steps_per_epoch(n_train, cfg.resolved_batch_size, drop_last=True, world=rt.world)
+    for epoch in range(state.next_epoch, cfg.resolved_epochs):
         epoch_started = time.perf_counter()
         parts.epoch_start(epoch)
         losses = []
-        batches = epoch_batches(n_train, cfg.batch_size, cfg.seed, index * 1000 + epoch, shuffle=True,
+        batches = epoch_batches(n_train, cfg.resolved_batch_size, cfg.seed, index * 1000 + epoch, shuffle=True,
                                 drop_last=True, rank=rt.rank, world=rt.world)
         bar = tqdm(batches, total=steps, desc=f"{cfg.method} s{cfg.stage} p{index} e{epoch + 1}/{cfg.epochs}",
                    disable=not (progress and rt.is_main), leave=False, unit="step")

@@ -4,6 +4,7 @@ training-only parts that act inside the forward (FDS smoothing; SRL or Group-DIR
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from ecg_k.losses import FDS, BalancedMSELoss, ConR, DistLoss, LDSConfig, RankSim, SampleWeights
-from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior, sigma_from_labels
+from ecg_k.losses.balanced_mse import LabelPrior, fit_label_gmm, histogram_prior, sigma_from_labels
 from ecg_k.losses.focal_r import focal_r
 from ecg_k.losses.group_dir import GroupDIRLoss
 from ecg_k.losses.methods import Phase
@@ -56,13 +57,14 @@ def build_objective(phase: Phase, config: TrainConfig, train_labels: np.ndarray,
     criterion: nn.Module | None = None
     if phase.dist_loss:
         criterion = DistLoss.from_train_labels(
-            train_labels, config.batch_size, world_size=world, loss=phase.loss, bw_method=config.dist.bw_method,
-            rounding=config.dist.rounding, dist_weight=config.dist.dist_weight,
+            train_labels, config.resolved_batch_size, world_size=world, loss=phase.loss,
+            bw_method=config.dist.bw_method, rounding=config.dist.rounding, dist_weight=config.dist.dist_weight,
             dist_weighting=config.dist.dist_weighting, sort=config.dist.sort,
             regularization_strength=config.dist.regularization_strength,
         )
     elif phase.loss == "bmse":
-        fit_prior = {"bni": histogram_prior, "gai": fit_label_gmm}.get(r.bmse_mode)
+        priors: dict[str, Callable[[np.ndarray], LabelPrior]] = {"bni": histogram_prior, "gai": fit_label_gmm}
+        fit_prior = priors.get(r.bmse_mode)
         sigma = r.bmse_init_sigma if r.bmse_init_sigma is not None \
             else sigma_from_labels(train_labels, r.bmse_sigma_scale)
         criterion = BalancedMSELoss(r.bmse_mode, init_noise_sigma=sigma, fix_noise_sigma=r.bmse_fix_sigma,

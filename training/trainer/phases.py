@@ -109,8 +109,8 @@ def update_fds(inputs: PhaseInputs, regressor: Regressor, fds: FDS, epoch: int) 
     labels = torch.as_tensor(data.labels, device=rt.device)
     regressor.train()
     chunks = []
-    for start in range(0, len(data), cfg.batch_size):
-        index = np.arange(start, min(start + cfg.batch_size, len(data)))
+    for start in range(0, len(data), cfg.resolved_batch_size):
+        index = np.arange(start, min(start + cfg.resolved_batch_size, len(data)))
         x, y = data.batch(index)
         chunks.append(regressor(x.to(rt.device), y.to(rt.device), epoch)[1])
     fds.update_last_epoch_stats(epoch)
