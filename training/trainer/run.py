@@ -108,10 +108,8 @@ class Trainer:
             phase = self.phases[index]
             objective = build_objective(phase, self.config, self.train_data.labels, self.placement.world)
             parts = phase_parts(self.inputs, phase, objective)
-            resumed_here = restore if restore is not None and restore["state"].phase_index == index else None
-            train_phase(self.inputs, index, objective, parts, state, resumed_here, self.progress)
-            if resumed_here is not None:
-                restore = None
+            train_phase(self.inputs, index, objective, parts, state, restore, self.progress)
+            restore = None  # a checkpoint resumes the phase it was written in (the first one run here) only
             state.phase_index, state.next_epoch = index + 1, 0
             if state.best_state is not None and index < len(self.phases) - 1:
                 net.load_state_dict(state.best_state)
