@@ -73,6 +73,41 @@ def test_resume_after_interruption_equals_uninterrupted(toy_dataset: Path, stage
         json.loads((stage1 / "history.json").read_text())[-1]["val_bmae"], abs=0)
 
 
+def _history(run: Path) -> list[dict]:
+    """``history.json`` without the wall-clock seconds."""
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in json.loads((run / "history.json").read_text())]
+
+
+def test_resume_inside_a_later_phase_equals_uninterrupted(toy_dataset: Path, stage1: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """bmse+dist stage 2 has two head phases; stopped in the second one's first epoch, the resumed run
+    restores that phase (not the first again) and ends with the uninterrupted run's weights and history."""
+    from training.trainer import loop
+
+    stage2 = {"method": "bmse+dist", "stage": 2, "init": stage1, "epochs": 2, "batch_size": 64}
+    train(toy_dataset, tmp_path / "whole", **stage2)
+    original = loop.save_checkpoint
+    calls = {"n": 0}
+
+    def interrupt_after_three(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy_dataset, tmp_path / "cut", **stage2)
+    monkeypatch.setattr(loop, "save_checkpoint", original)
+    cut = _history(tmp_path / "cut")
+    assert [(h["phase"], h["epoch"]) for h in cut] == [(0, 1), (0, 2), (1, 1)]
+    Trainer(TrainConfig(data=toy_dataset, out=tmp_path / "cut", **(TINY | stage2)), progress=False).run(resume=True)
+    resumed, whole = load_best_net(tmp_path / "cut").state_dict(), load_best_net(tmp_path / "whole").state_dict()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0)
+    assert _history(tmp_path / "cut") == _history(tmp_path / "whole")
+    assert _history(tmp_path / "cut")[:3] == cut
+
 def test_stage2_trains_only_the_head_on_cached_features(toy_dataset: Path, stage1: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from ecg_k.models import Net1D
