@@ -13,7 +13,7 @@ MIGRATIONS = "ecg_k.db.migrations"
 
 setup(
     packages=[
-        *find_namespace_packages(include=["ecg_k*", "training*", "service*", "dashboard*"]),
+        *find_namespace_packages(include=["ecg_k*", "ecgk_demo*", "training*", "service*", "dashboard*"]),
         MIGRATIONS,
         f"{MIGRATIONS}.versions",
     ],

@@ -15,7 +15,7 @@ from ecg_k.db.api_keys import create_api_key
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import Role
 from ecg_k.db.session import session_scope
-from ecg_k.loopback import free_port, running_server
+from ecgk_demo.loopback import free_port, running_server
 
 
 @dataclass(frozen=True)

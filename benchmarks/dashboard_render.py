@@ -2,7 +2,7 @@
 
 Seeds a temporary SQLite database: two registered synthetic models whose evaluation has the size of a real
 balanced test set (``--per-bin`` labels per 0.1 mmol/L bin, 2.0-7.5 mmol/L), one month of ``--predictions``
-served predictions (30 % lab-confirmed) from ``ecg_k.synth.traffic``. Then runs every page with Streamlit's
+served predictions (30 % lab-confirmed) from ``ecgk_demo.traffic``. Then runs every page with Streamlit's
 ``AppTest`` (the page script with its queries, computations and chart specs, as the server runs it for a
 browser) in a process whose imports are already warm:
 
@@ -35,7 +35,7 @@ from ecg_k.db.models import Prediction, Role
 from ecg_k.db.registry import promote, register_model
 from ecg_k.db.session import session_scope
 from ecg_k.settings import get_settings
-from ecg_k.synth.traffic import seed_traffic, write_synthetic_run
+from ecgk_demo.traffic import seed_traffic, write_synthetic_run
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 PAGES = {"model audit": "views/model_audit.py", "live monitoring": "views/live_monitoring.py",

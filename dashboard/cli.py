@@ -26,7 +26,7 @@ def dashboard(
         raise ModuleNotFoundError("No module named 'streamlit'", name="streamlit")
     from dashboard.launch import dashboard_environment, streamlit_command
     from ecg_k.cli import console
-    from ecg_k.db.cli import clear_errors, require_head, shown_url
+    from ecg_k.cli.database import clear_errors, require_head, shown_url
 
     with clear_errors():
         require_head(database_url)

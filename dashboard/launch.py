@@ -1,5 +1,5 @@
 """Running the dashboard as a Streamlit server process: the command line (loopback, no usage statistics,
-no file watcher), and :func:`running_dashboard` for tests and scripts.
+no file watcher) and its environment, for ``ecgk dashboard``.
 
 The options are passed on the command line, not only in ``.streamlit/config.toml``, because Streamlit reads
 that file from the working directory, which may be anywhere. The database and the ECG store reach the
@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from ecg_k.loopback import free_port, running_server
 
 APP = Path(__file__).resolve().with_name("app.py")
 HEALTH_PATH = "/_stcore/health"
-READY_TIMEOUT_S = 60.0
+"""Where a running dashboard answers 200 once it serves."""
 STREAMLIT_OPTIONS = {
     "server.headless": "true",
     "browser.gatherUsageStats": "false",
@@ -48,17 +44,3 @@ def dashboard_environment(database_url: str | None = None, home: Path | None = N
     if home is not None:
         environment["ECGK_HOME"] = str(home)
     return environment
-
-
-@contextmanager
-def running_dashboard(database_url: str, port: int | None = None, *, home: Path | None = None,
-                      log_path: Path | None = None, timeout_s: float = READY_TIMEOUT_S) -> Iterator[str]:
-    """Serve the dashboard on 127.0.0.1 (``port``, or a free one) for ``database_url``; yields its URL once
-    ``/_stcore/health`` answers, and stops the server when the block ends. Server output goes to
-    ``log_path`` (discarded when None)."""
-    port = free_port() if port is None else port
-    url = f"http://127.0.0.1:{port}"
-    command = streamlit_command("127.0.0.1", port)
-    environment = dashboard_environment(database_url, home)
-    with running_server(command, url + HEALTH_PATH, env=environment, log_path=log_path, timeout_s=timeout_s):
-        yield url

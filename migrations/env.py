@@ -3,7 +3,8 @@
 The database comes, in this order, from: a connection passed in ``config.attributes["connection"]``
 (``ecg_k.db.migrate`` does that, holding the migration lock), ``config.attributes["database_url"]``,
 ``alembic -x url=...``, ``sqlalchemy.url`` in alembic.ini, and finally the ecg-k settings
-(``ECGK_DATABASE_URL``, SQLite under ``ECGK_HOME`` by default).
+(``ECGK_DATABASE_URL``, SQLite under ``ECGK_HOME`` by default) through ``ecg_k.db.session``: this environment
+imports ``ecg_k.db`` only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from ecg_k.db.migrate import migration_connection
 from ecg_k.db.models import Base
-from ecg_k.settings import get_settings
+from ecg_k.db.session import resolve_database_url
 
 config = context.config
 if config.config_file_name is not None:
@@ -26,11 +27,10 @@ target_metadata = Base.metadata
 
 def database_url() -> str:
     """The URL to migrate when no connection was passed in."""
-    return (
+    return resolve_database_url(
         config.attributes.get("database_url")
         or context.get_x_argument(as_dictionary=True).get("url")
         or config.get_main_option("sqlalchemy.url")
-        or get_settings().database_url
     )
 
 

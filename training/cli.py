@@ -13,7 +13,7 @@ from typing import Annotated, Literal, NoReturn
 import typer
 
 from ecg_k.cli import console, fail, parse_options, validation_message
-from ecg_k.db.cli import UrlOption
+from ecg_k.cli.database import UrlOption
 from ecg_k.metrics import ShotRule
 from ecg_k.settings import get_settings
 
@@ -126,7 +126,7 @@ def compare(
     console.print(f"-> {out / 'comparison.md'}")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+def _interrupt(_signum: int, _frame: FrameType | None) -> NoReturn:
     """A termination signal as Ctrl-C: the demo's servers are stopped on the way out."""
     raise KeyboardInterrupt
 
@@ -183,8 +183,8 @@ def retrain(
     another run holds the lock)."""
     from pydantic import ValidationError
 
+    from ecg_k.cli.database import clear_errors, cli_actor, require_head
     from ecg_k.data.errors import DataInputError
-    from ecg_k.db.cli import clear_errors, cli_actor, require_head
     from ecg_k.db.ecg_store import EcgStore
     from ecg_k.inference import ModelIntegrityError
     from training.onnx_export import OnnxParityError

@@ -33,11 +33,11 @@ from ecg_k.db.models import Role
 from ecg_k.db.registry import find_version, get_champion, promote, register_model
 from ecg_k.db.session import session_scope
 from ecg_k.leads import MIMIC_LEAD_ORDER
-from ecg_k.loopback import free_port, running_server
 from ecg_k.model_card import load_model_card
 from ecg_k.settings import get_settings
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
+from ecgk_demo.loopback import free_port, running_server
 from training.export import MODEL_CARD, MODEL_FILE
 from training.retrain import RetrainConfig, Retraining, RetrainOutcome
 

@@ -20,8 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from ecg_k.db.session import create_db_engine
-from ecg_k.settings import get_settings
+from ecg_k.db.session import create_db_engine, resolve_database_url
 
 ADVISORY_LOCK_KEY = 0x45434B_4D494752  # "ECK" "MIGR": one key for every ecg-k migration
 
@@ -83,7 +82,7 @@ def migration_connection(database_url: str) -> Iterator[Connection]:
 def upgrade(database_url: str | None = None, revision: str = "head") -> None:
     """Migrate the database up to ``revision`` (idempotent: a database at head is left as it is)."""
     config = alembic_config()
-    with migration_connection(database_url or get_settings().database_url) as connection:
+    with migration_connection(resolve_database_url(database_url)) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -91,14 +90,14 @@ def upgrade(database_url: str | None = None, revision: str = "head") -> None:
 def downgrade(database_url: str | None, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` drops every ecg-k table)."""
     config = alembic_config()
-    with migration_connection(database_url or get_settings().database_url) as connection:
+    with migration_connection(resolve_database_url(database_url)) as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
 
 
 def current_revision(database_url: str | None = None) -> str | None:
     """The revision the database is at (``None`` for an empty database)."""
-    engine = create_db_engine(database_url or get_settings().database_url)
+    engine = create_db_engine(resolve_database_url(database_url))
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()

@@ -27,6 +27,12 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def resolve_database_url(database_url: str | None) -> str:
+    """``database_url``, else the settings' (``ECGK_DATABASE_URL``, SQLite under ``ECGK_HOME`` by default): the
+    one place that default is taken, for sessions, migrations and the Alembic environment."""
+    return database_url or get_settings().database_url
+
+
 def create_db_engine(database_url: str) -> Engine:
     """A new engine for ``database_url``; SQLite files get their directory created.
 
@@ -54,7 +60,7 @@ _lock = threading.Lock()
 
 def get_engine(database_url: str | None = None) -> Engine:
     """The shared engine of ``database_url`` (default: the settings' ``database_url``)."""
-    url = database_url or get_settings().database_url
+    url = resolve_database_url(database_url)
     with _lock:
         if url not in _engines:
             _engines[url] = create_db_engine(url)
@@ -63,7 +69,7 @@ def get_engine(database_url: str | None = None) -> Engine:
 
 def get_sessionmaker(database_url: str | None = None) -> sessionmaker[Session]:
     """The shared session factory of ``database_url`` (default: the settings' ``database_url``)."""
-    url = database_url or get_settings().database_url
+    url = resolve_database_url(database_url)
     engine = get_engine(url)
     with _lock:
         if url not in _sessionmakers:

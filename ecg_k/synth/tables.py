@@ -20,7 +20,6 @@ COMMENT_STREAM = 3  # 1: subjects, 2: waveforms (dataset.py)
 SERUM_POTASSIUM = 50971
 WHOLE_BLOOD_POTASSIUM = 50822
 MISSING_TEXT = "___"  # MIMIC's de-identified free text
-RECORD_LIST_COLUMNS = ("subject_id", "study_id", "file_name", "ecg_time", "path")
 PATIENTS_COLUMNS = ("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod")
 LABEVENTS_COLUMNS = (
     "labevent_id", "subject_id", "hadm_id", "specimen_id", "itemid", "order_provider_id", "charttime",

@@ -23,7 +23,7 @@ from ecg_k.db.models import Role
 from ecg_k.db.registry import promote, register_model
 from ecg_k.db.session import dispose_engines, session_scope
 from ecg_k.settings import get_settings
-from ecg_k.synth.traffic import seed_traffic, write_synthetic_run
+from ecgk_demo.traffic import seed_traffic, write_synthetic_run
 from tests.ecg_k.db.conftest import (  # noqa: F401  (fixtures: db_url on SQLite and PostgreSQL)
     db_url,
     dialect,

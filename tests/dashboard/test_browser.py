@@ -1,4 +1,4 @@
-"""End to end: the real dashboard server (``dashboard.launch.running_dashboard``) driven by Debian's headless
+"""End to end: the real dashboard server (``ecgk dashboard``'s command line) driven by Debian's headless
 Chromium through Selenium. Each page renders without a Streamlit exception (a screenshot per page is
 saved), the audit page shows the seeded evaluation's numbers, and a review submitted in the browser is in
 the database afterwards, with its audit events.
@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from dashboard.launch import running_dashboard
+from dashboard.launch import HEALTH_PATH, dashboard_environment, streamlit_command
 from ecg_k.db.models import AuditEvent, LabConfirmation, Review, Verdict
 from ecg_k.db.session import session_scope
+from ecgk_demo.loopback import free_port, running_server
 from tests.dashboard.conftest import Seeded, seed_home
 from tests.ecg_k.db.conftest import in_ci
 
@@ -55,6 +57,17 @@ def test_missing_chromium_is_a_skip_outside_ci_and_a_failure_in_it(tmp_path: Pat
         require_chromium((tmp_path / "chromium",), {})
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
         require_chromium((tmp_path / "chromium",), {"CI": "true"})
+
+
+@contextmanager
+def running_dashboard(database_url: str, *, home: Path, log_path: Path) -> Iterator[str]:
+    """Serve the dashboard on a free 127.0.0.1 port for ``database_url``; yields its URL once
+    ``/_stcore/health`` answers, and stops the server when the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running_server(streamlit_command("127.0.0.1", port), url + HEALTH_PATH,
+                        env=dashboard_environment(database_url, home), log_path=log_path, timeout_s=60.0):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from dashboard.cli import register
 from dashboard.launch import APP, dashboard_environment, streamlit_command
-from ecg_k.loopback import free_port, wait_until_ok
+from ecgk_demo.loopback import free_port, wait_until_ok
 from tests.dashboard.conftest import Seeded
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ecg_k.cli import app, load_plugins
-from ecg_k.db.cli import RoleName
+from ecg_k.cli.database import RoleName
 from ecg_k.db.models import Role
 from ecg_k.models import NET1D_CONFIGS
 from ecg_k.version import code_version

@@ -22,7 +22,7 @@ from ecg_k.db.api_keys import create_api_key
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import AuditEvent, EcgRecord, LabConfirmation, Prediction, Role
 from ecg_k.db.session import create_db_engine, session_scope
-from ecg_k.loopback import free_port
+from ecgk_demo.loopback import free_port
 from tests.ecg_k.conftest import card, card_path, exported_run  # noqa: F401  (fixtures)
 from tests.ecg_k.db.conftest import PostgresServer, postgres_server  # noqa: F401  (fixtures)
 

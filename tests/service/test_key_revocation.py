@@ -18,7 +18,7 @@ from ecg_k.db.api_keys import create_api_key, revoke_api_key
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import Role
 from ecg_k.db.session import session_scope
-from ecg_k.loopback import free_port
+from ecgk_demo.loopback import free_port
 from service.logs import ACCESS_FIELDS, log_config
 from tests.service.conftest import REPO_ROOT, START_TIMEOUT_S
 

@@ -46,20 +46,22 @@ def test_stage1_writes_run_contract_and_learns(stage1: Path) -> None:
 
 def test_resume_after_interruption_equals_uninterrupted(toy_dataset: Path, stage1: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.trainer import loop
+
     out = tmp_path / "run"
-    original = Trainer._checkpoint
+    original = loop.save_checkpoint
     calls = {"n": 0}
 
-    def interrupt_after_two(self, *args, **kwargs):
-        original(self, *args, **kwargs)
+    def interrupt_after_two(*args, **kwargs):
+        original(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_checkpoint", interrupt_after_two)
+    monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
         train(toy_dataset, out, method="vanilla", epochs=4)
-    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    monkeypatch.setattr(loop, "save_checkpoint", original)
     with pytest.raises(TrainingError, match="--resume"):
         train(toy_dataset, out, method="vanilla", epochs=4)
     config = TrainConfig(data=toy_dataset, out=out, method="vanilla", epochs=4, **TINY)
@@ -70,6 +72,41 @@ def test_resume_after_interruption_equals_uninterrupted(toy_dataset: Path, stage
     assert json.loads((out / "history.json").read_text())[-1]["val_bmae"] == pytest.approx(
         json.loads((stage1 / "history.json").read_text())[-1]["val_bmae"], abs=0)
 
+
+def _history(run: Path) -> list[dict]:
+    """``history.json`` without the wall-clock seconds."""
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in json.loads((run / "history.json").read_text())]
+
+
+def test_resume_inside_a_later_phase_equals_uninterrupted(toy_dataset: Path, stage1: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """bmse+dist stage 2 has two head phases; stopped in the second one's first epoch, the resumed run
+    restores that phase (not the first again) and ends with the uninterrupted run's weights and history."""
+    from training.trainer import loop
+
+    stage2 = {"method": "bmse+dist", "stage": 2, "init": stage1, "epochs": 2, "batch_size": 64}
+    train(toy_dataset, tmp_path / "whole", **stage2)
+    original = loop.save_checkpoint
+    calls = {"n": 0}
+
+    def interrupt_after_three(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy_dataset, tmp_path / "cut", **stage2)
+    monkeypatch.setattr(loop, "save_checkpoint", original)
+    cut = _history(tmp_path / "cut")
+    assert [(h["phase"], h["epoch"]) for h in cut] == [(0, 1), (0, 2), (1, 1)]
+    Trainer(TrainConfig(data=toy_dataset, out=tmp_path / "cut", **(TINY | stage2)), progress=False).run(resume=True)
+    resumed, whole = load_best_net(tmp_path / "cut").state_dict(), load_best_net(tmp_path / "whole").state_dict()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0)
+    assert _history(tmp_path / "cut") == _history(tmp_path / "whole")
+    assert _history(tmp_path / "cut")[:3] == cut
 
 def test_stage2_trains_only_the_head_on_cached_features(toy_dataset: Path, stage1: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,7 +215,7 @@ def test_torchrun_two_cpu_ranks_train_both_stages(toy_dataset: Path, tmp_path: P
     import subprocess
     import sys
 
-    from ecg_k.loopback import free_port
+    from ecgk_demo.loopback import free_port
 
     base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
             "-m", "ecg_k", "train", "--data", str(toy_dataset), "--model", "tiny", "--device", "cpu",
@@ -231,10 +268,11 @@ def test_no_bf16_reaches_the_head_a_loss_or_a_metric(toy_dataset: Path, stage1: 
 def test_conr_regression_term_sees_the_clean_batch(toy_dataset: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Official ConR training: L1 on the clean batch (B rows), ConR on the two noisy views (2B rows)."""
-    from training import trainer as trainer_module
+    from ecg_k.losses import ConR
+    from training.trainer.objective import Objective
 
     seen: dict[str, list[tuple[int, ...]]] = {"head": [], "conr": []}
-    head_loss, conr_forward = trainer_module.Objective.head_loss, trainer_module.ConR.forward
+    head_loss, conr_forward = Objective.head_loss, ConR.forward
 
     def spy_head(self, pred, target):  # type: ignore[no-untyped-def]
         seen["head"].append((pred.shape[0], target.shape[0]))
@@ -245,8 +283,8 @@ def test_conr_regression_term_sees_the_clean_batch(toy_dataset: Path, tmp_path: 
         assert torch.equal(labels[: labels.shape[0] // 2], labels[labels.shape[0] // 2:])
         return conr_forward(self, features, labels, preds, weights)
 
-    monkeypatch.setattr(trainer_module.Objective, "head_loss", spy_head)
-    monkeypatch.setattr(trainer_module.ConR, "forward", spy_conr)
+    monkeypatch.setattr(Objective, "head_loss", spy_head)
+    monkeypatch.setattr(ConR, "forward", spy_conr)
     train(toy_dataset, tmp_path / "conr", method="conr", epochs=1)
     assert seen["head"] and all(shape == (32, 32) for shape in seen["head"])
     assert len(seen["conr"]) == len(seen["head"]) and all(shape == (64, 64) for shape in seen["conr"])

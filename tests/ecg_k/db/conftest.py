@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.session import dispose_engines, get_sessionmaker
-from ecg_k.loopback import free_port
+from ecgk_demo.loopback import free_port
 
 PG_BIN = Path(os.environ.get("ECGK_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "app"

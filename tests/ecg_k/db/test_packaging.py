@@ -65,7 +65,8 @@ def test_wheel_from_the_build_context_migrates_outside_the_checkout(tmp_path: Pa
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"ecg_k/db/migrations/env.py", "ecg_k/db/migrations/script.py.mako",
-            "ecg_k/db/migrations/versions/0001_initial.py", "service/app.py", "training/cli.py"} <= names
+            "ecg_k/db/migrations/versions/0001_initial.py", "service/app.py", "training/cli.py",
+            "ecg_k/cli/app.py", "ecgk_demo/loopback.py"} <= names
     assert not any(name.startswith("migrations/") for name in names), "no top-level 'migrations' package"
 
     site = tmp_path / "site"

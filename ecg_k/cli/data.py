@@ -1,122 +1,26 @@
-"""The ``ecgk`` command line (Typer). Data commands live here; later packages add theirs."""
+"""``ecgk synth`` and ``ecgk ingest``: the synthetic dataset in MIMIC layout, and a dataset directory built from
+MIMIC-IV (or that layout), with the summary tables both print."""
 
 from __future__ import annotations
 
-import errno
-import functools
-import inspect
-import json
-import sys
-from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig, HemolysedLabs
+from ecg_k.cli.options import parse_int_list, validation_message
+from ecg_k.cli.output import console, err_console, fail
+from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.data.splits import SPLITS
-from ecg_k.db.cli import audit_app, db_app, keys_app, models_app
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.settings import get_settings
-from ecg_k.version import code_version
-
-app = typer.Typer(
-    name="ecgk", help="ecg-k: blood potassium from the ECG.", no_args_is_help=True, add_completion=False
-)
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-app.add_typer(db_app, name="db")
-app.add_typer(keys_app, name="keys")
-app.add_typer(models_app, name="models")
-app.add_typer(audit_app, name="audit")
 
 
-COMMAND_EXTRAS = {
-    **dict.fromkeys(("train", "evaluate", "export", "compare", "retrain"), "train"),
-    "serve": "service", "dashboard": "dashboard", "demo": "all",
-    **dict.fromkeys(("db", "keys", "models"), "db"),
-}
-"""The pip extra (pyproject.toml) each command needs beyond the base install."""
-OWN_PACKAGES = frozenset({"ecg_k", "training", "service", "dashboard"})
-
-
-def version_line() -> str:
-    """``ecg-k 0.1.0 (code 1a2b3c4d5e6f-dirty)``: the package version and the git commit it runs from."""
-    version = code_version()
-    commit = version["git_commit"]
-    if not commit:
-        return f"ecg-k {version['package']} (code: installed package, no git checkout)"
-    return f"ecg-k {version['package']} (code {str(commit)[:12]}{'-dirty' if version['git_dirty'] else ''})"
-
-
-def _show_version(value: bool) -> None:
-    if value:
-        typer.echo(version_line())
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                          help="Show the package and code version and exit.")] = False,
-) -> None:
-    """ecg-k: blood potassium from the ECG."""
-
-
-def parse_int_list(text: str, option: str) -> tuple[int, ...]:
-    """``"50971,50822"`` -> ``(50971, 50822)``; a CLI error naming ``option`` for anything else."""
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        fail(f"invalid option {option}: expected comma-separated integers, got {text!r}")
-
-
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["dist.loss_weight=1", "seed=3"]`` -> nested dict; values parsed as JSON when they can be."""
-    nested: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        *parents, leaf = key.strip().split(".")
-        target = nested
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = value
-    return nested
-
-
-@functools.cache
-def load_plugins() -> None:
-    """Add the commands other packages register under the ``ecgk.commands`` entry-point group."""
-    for entry in entry_points(group="ecgk.commands"):
-        entry.load()(app)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a clear error and exit non-zero (never a traceback for bad input)."""
-    print_error(message)
-    raise typer.Exit(code)
-
-
-def print_error(message: str) -> None:
-    """``error: message`` on stderr, on one line (the message is text, never markup)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
-
-
-@app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Output directory (MIMIC layout).")],
     n_ecgs: Annotated[int, typer.Option(help="Number of ECGs.")] = 4000,
@@ -133,7 +37,6 @@ def synth(
     console.print(f"synthetic dataset: {summary.n_ecgs} ECGs, {summary.n_subjects} subjects -> {summary.out}")
 
 
-@app.command()
 def ingest(
     ecg_root: Annotated[Path, typer.Option(help="MIMIC-IV-ECG root (holds record_list.csv).")],
     hosp_root: Annotated[Path, typer.Option(help="MIMIC-IV hosp dir (or its parent, or a labevents file).")],
@@ -174,7 +77,7 @@ def ingest(
                 balanced_max_fraction=balanced_max_fraction,
                 natural_test_fraction=natural_test_fraction,
                 seed=seed,
-                hemolysed_labs=cast(HemolysedLabs, hemolysed_labs),
+                hemolysed_labs=hemolysed_labs,
             ),
             preprocess=PreprocessConfig(fs=fs, leads=leads),
             shard_size=shard_size,
@@ -188,25 +91,6 @@ def ingest(
     except (DataInputError, ValueError) as err:
         fail(str(err))
     print_dataset_summary(out, manifest)
-
-
-def validation_message(err: ValidationError, command: Callable[..., object]) -> str:
-    """The first problem of a validation error as a CLI error line, ``invalid option OPTION: message``.
-
-    The option is ``command``'s ``--name`` for a field of that name (nested or not), else ``-o field.path``
-    when ``command`` takes ``-o`` overrides (a parameter ``option``); a rule across fields names no option.
-    """
-    first = err.errors()[0]
-    message = str(first["msg"]).removeprefix("Value error, ")
-    path = [str(part) for part in first["loc"]]
-    if not path:
-        return f"invalid options: {message}"
-    parameters = inspect.signature(command).parameters
-    if path[-1] in parameters:
-        return f"invalid option --{path[-1].replace('_', '-')}: {message}"
-    if "option" in parameters:
-        return f"invalid option -o {'.'.join(path)}: {message}"
-    return f"invalid option {'.'.join(path)}: {message}"
 
 
 def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
@@ -262,34 +146,3 @@ def print_per_bin(per_bin: dict[str, dict[str, int]]) -> None:
         total = sum(counts.values())
         table.add_row(label, *(str(counts[c]) for c in columns), f"{counts['train'] / total:.0%}")
     console.print(table)
-
-
-STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
-"""A full disk, a file over the size limit, an exhausted quota: reported as such, never as a traceback."""
-
-
-def main() -> None:
-    """Console-script entry point."""
-    load_plugins()
-    try:
-        app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted; rerun the same command to resume")
-        sys.exit(130)
-    except ModuleNotFoundError as err:
-        missing = (err.name or "").partition(".")[0]
-        if not missing or missing in OWN_PACKAGES:
-            raise
-        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
-        extra = COMMAND_EXTRAS.get(command, "all")
-        print_error(f"`ecgk {command}` needs the '{extra}' extra ({missing} is not installed): "
-                    f"pip install 'ecg-k[{extra}]'")
-        sys.exit(2)
-    except OSError as err:
-        if err.errno not in STORAGE_FULL_ERRNOS:
-            raise
-        where = f" writing {err.filename}" if err.filename else ""
-        err_console.print(f"[bold red]error:[/] out of storage{where} ({err.strerror or err}); artefacts already "
-                          "written are intact (every file is written to a temporary name first): free space "
-                          "and rerun the same command to resume")
-        sys.exit(1)

@@ -1,6 +1,6 @@
 """``ecgk db`` (migrations), ``ecgk keys`` (API keys), ``ecgk models`` (the model registry) and ``ecgk audit``
-(the audit chain). Database modules are imported per command, so
-the rest of ``ecgk`` starts without SQLAlchemy."""
+(the audit chain), and the helpers other packages' database commands share. Database modules are imported per
+command, so the rest of ``ecgk`` starts without SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+
+from ecg_k.cli.output import fail
 
 db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create (the key is shown once), list, revoke.", no_args_is_help=True)
@@ -28,12 +30,6 @@ UrlOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    from ecg_k.cli import fail  # here, not at the top: ecg_k.cli imports this module
-
-    fail(message, code)
-
-
 @contextmanager
 def clear_errors() -> Iterator[None]:
     """Bad input (a bad URL, an unknown role or key) exits 2; an unreachable database exits 1."""
@@ -42,18 +38,18 @@ def clear_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as err:
-        _fail(str(err))
+        fail(str(err))
     except sqlalchemy.exc.OperationalError as err:
-        _fail(f"database unavailable: {err.orig}", code=1)
+        fail(f"database unavailable: {err.orig}", code=1)
 
 
 def shown_url(url: str | None) -> str:
     """The URL as safe to print (password hidden)."""
     import sqlalchemy as sa
 
-    from ecg_k.settings import get_settings
+    from ecg_k.db.session import resolve_database_url
 
-    return sa.make_url(url or get_settings().database_url).render_as_string(hide_password=True)
+    return sa.make_url(resolve_database_url(url)).render_as_string(hide_password=True)
 
 
 def cli_actor() -> str:
@@ -70,7 +66,7 @@ def require_head(url: str | None) -> None:
 
     current, head = current_revision(url), head_revision()
     if current != head:
-        _fail(f"database {shown_url(url)} is at revision {current or 'none'}, not {head}: run `ecgk db upgrade`")
+        fail(f"database {shown_url(url)} is at revision {current or 'none'}, not {head}: run `ecgk db upgrade`")
 
 
 @db_app.command()
@@ -104,7 +100,7 @@ def verify(url: UrlOption = None) -> None:
         require_head(url)
         report = verify_chain(url)
     if report.broken is not None:
-        _fail(f"audit chain broken after {report.events} intact event(s): {report.broken}", code=1)
+        fail(f"audit chain broken after {report.events} intact event(s): {report.broken}", code=1)
     typer.echo(f"audit chain intact: {report.events} event(s); head seq {report.head_seq}, hash {report.head_hash} "
                "(keep this line outside the database to detect a rewritten chain)")
 
