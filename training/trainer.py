@@ -29,7 +29,6 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ecg_k.data.store import read_manifest
 from ecg_k.losses import FDS, BalancedMSELoss, ConR, DistLoss, LDSConfig, RankSim, SampleWeights
 from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior, sigma_from_labels
 from ecg_k.losses.dist_loss import check_batch
@@ -40,14 +39,14 @@ from ecg_k.losses.srl import SRL
 from ecg_k.metrics import balanced_mae
 from ecg_k.models import Net1D, Net1DConfig, build_net1d
 from ecg_k.models.group_head import GroupHead
-from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.dataset import read_manifest
+from ecg_k.records.run import RUN_CONFIG, RunRecord, read_run_record, write_run_record
 from ecg_k.version import code_version
 from training.config import TrainConfig
 from training.data import SplitData, epoch_batches, steps_per_epoch
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
-CONFIG = "config.json"
 HISTORY = "history.json"
 FEATURE_CACHE = "stage2_features.pt"
 LOSS_LIMIT = 1e6  # the official train.py asserts "Loss explosion" above this
@@ -265,8 +264,8 @@ class Trainer:
         self.method = get_method(config.method)
         self.phases = self.method.phases[:1] if config.stage == 1 else self.method.phases[1:]
         manifest = read_manifest(config.data)
-        preprocess = PreprocessConfig.model_validate(manifest["config"]["preprocess"])
-        size = sum(manifest["counts"].values()) * len(preprocess.leads) * preprocess.n_samples * 2  # float16
+        preprocess = manifest.preprocess
+        size = sum(manifest.counts.values()) * len(preprocess.leads) * preprocess.n_samples * 2  # float16
         in_memory = config.in_memory if config.in_memory is not None else size < 4 << 30
         self.train_data = SplitData.load(config.data, "train", in_memory)
         self.val_data = SplitData.load(config.data, "val", in_memory)
@@ -317,16 +316,16 @@ class Trainer:
             return net.to(self.runtime.device)
         init_dir = self.config.init
         assert init_dir is not None
-        init_config = json.loads((init_dir / CONFIG).read_text())
-        init_method = get_method(init_config["train"]["method"])
-        if init_config["train"]["stage"] != 1 or init_method.phases[0] != self.method.phases[0]:
+        init_record = read_run_record(init_dir)
+        init_method = get_method(init_record.method)
+        if init_record.stage != 1 or init_method.phases[0] != self.method.phases[0]:
             raise TrainingError(
-                f"--init {init_dir} was trained as {init_config['train']['method']} stage "
-                f"{init_config['train']['stage']}; {self.config.method} stage 2 needs the stage-1 run of "
+                f"--init {init_dir} was trained as {init_record.method} stage "
+                f"{init_record.stage}; {self.config.method} stage 2 needs the stage-1 run of "
                 f"a method whose first phase is {self.method.phases[0]}"
             )
-        if init_config["train"]["model"] != self.config.model:
-            raise TrainingError(f"--init {init_dir} is a {init_config['train']['model']} model, "
+        if init_record.train["model"] != self.config.model:
+            raise TrainingError(f"--init {init_dir} is a {init_record.train['model']} model, "
                                 f"not {self.config.model}")
         saved = torch.load(init_dir / BEST, map_location="cpu", weights_only=True)
         net = Net1D(n_leads, Net1DConfig.model_validate(saved["net1d"]))  # the init's head kind (Group-DIR)
@@ -349,32 +348,32 @@ class Trainer:
             return saved["state"]
         self._restore = None
         if self.runtime.is_main:
-            if (out / CONFIG).exists() and not resume:
+            if (out / RUN_CONFIG).exists() and not resume:
                 raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
             out.mkdir(parents=True, exist_ok=True)
-            (out / CONFIG).write_text(json.dumps(self._run_record(), indent=2) + "\n")
+            write_run_record(out, self._run_record())
         if self.runtime.world > 1:
             dist.barrier()
         return RunState()
 
-    def _run_record(self) -> dict[str, Any]:
+    def _run_record(self) -> RunRecord:
         """``RUN/config.json``: the config as asked (a recipe: automatic batch size and epochs stay automatic),
         the schedule it resolved to, the method's phases, the dataset it saw, where it ran, the code."""
-        return {
+        return RunRecord.model_validate({
             "train": self.request.model_dump(mode="json"),
             "schedule": self.schedule,
             "method_phases": [p.__dict__ for p in self.method.phases],
             "stage_phases": [p.__dict__ for p in self.phases],
             "dataset": {
                 "path": str(self.config.data),
-                "counts": self.dataset_manifest["counts"],
-                "preprocess": self.dataset_manifest["config"]["preprocess"],
-                "checksums": self.dataset_manifest.get("checksums", {}),
+                "counts": self.dataset_manifest.counts,
+                "preprocess": self.dataset_manifest.preprocess,
+                "checksums": self.dataset_manifest.checksums,
             },
             "runtime": {"device": str(self.runtime.device), "world_size": self.runtime.world,
                         "amp_bf16": self.runtime.amp, "torch": torch.__version__},
             "code_version": code_version(),
-        }
+        })
 
     # -- main loop -----------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
