@@ -33,6 +33,7 @@ from ecg_k.clinical import Thresholds
 from ecg_k.conformal import GRID_BINS, ConformalCalibration, PredictionSet
 from ecg_k.metrics import ShotRegions, ShotRuleName
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.common import CodeVersion
 from ecg_k.records.dataset import IngestConfig
 from ecg_k.records.jsonio import RecordError, describe, read_object, record_payload, write_record
 from ecg_k.records.run import TrainSchedule
@@ -153,7 +154,7 @@ class RetrainProvenance(_Frozen):
     confirmed_skipped: dict[str, int]
     params: dict[str, Any]
     champion: dict[str, str]
-    code_version: str
+    code_version: CodeVersion
 
 
 class ModelCard(BaseModel):
@@ -187,7 +188,7 @@ class ModelCard(BaseModel):
     train_schedule: TrainSchedule | None = None
     group_routing: GroupRouting | None = None
     retrain: RetrainProvenance | None = None
-    code_version: str | None = None
+    code_version: CodeVersion | None = None
 
     @field_validator("shot_regions", mode="before")
     @classmethod

@@ -44,6 +44,7 @@ from ecg_k.losses.methods import METHODS, get_method
 from ecg_k.metrics import ShotRule
 from ecg_k.model_card import RetrainProvenance, load_model_card, parse_model_card
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.common import CodeVersion
 from ecg_k.records.dataset import read_manifest
 from ecg_k.records.jsonio import write_json_atomic
 from ecg_k.records.run import RUN_CONFIG, read_run_record
@@ -285,7 +286,8 @@ class Retraining:
             data_fingerprint=fingerprint, run_dir=str(run_dir.resolve()), base_dataset=str(base),
             mode="full" if cfg.full else "stage2", method=plan[-1].method, confirmed=confirmed.counts(),
             confirmed_skipped=confirmed.skipped, params=params,
-            champion={"version": champion.version, "sha256": champion.sha256}, code_version=code_version())
+            champion={"version": champion.version, "sha256": champion.sha256},
+            code_version=CodeVersion.model_validate(code_version()))
         card = export_run(challenger_run, retrain=provenance)
         run_info = provenance.model_dump(mode="json")
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.common import CodeVersion
 from ecg_k.records.jsonio import check_format, describe, read_object, write_record
 from ecg_k.signal_quality import SignalQualityConfig
 
@@ -84,7 +85,7 @@ class DatasetManifest(_Record):
     elapsed_s: dict[str, float] | None = None
     retrain: RetrainOrigin | None = None
     checksums: dict[str, str] = Field(default_factory=dict)
-    code_version: str | None = None
+    code_version: CodeVersion | None = None
 
     @model_validator(mode="after")
     def _digest_matches(self) -> DatasetManifest:

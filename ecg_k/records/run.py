@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 
 from ecg_k.metrics import SHOT_RULES, ShotRegions, ShotRuleName
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.common import CodeVersion
 from ecg_k.records.jsonio import RecordError, check_format, describe, read_object, record_payload, write_record
 
 RUN_CONFIG = "config.json"
@@ -72,7 +73,7 @@ class RunRecord(_Record):
     stage_phases: list[dict[str, Any]]
     dataset: RunDataset
     runtime: dict[str, Any]
-    code_version: str
+    code_version: CodeVersion
 
     @field_validator("train")
     @classmethod
