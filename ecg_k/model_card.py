@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -49,7 +49,7 @@ RELIABILITY_NOTES: dict[Region, str] = {
 """Plain-language reliability note for each shot region of an estimate."""
 
 
-CARD_FORMAT = "ecg-k-model-card/2"
+CARD_FORMAT: Final = "ecg-k-model-card/2"
 """The card format this code writes and reads (/2: label-conditional intervals and the signal-quality gate)."""
 
 

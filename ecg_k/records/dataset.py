@@ -9,7 +9,7 @@ and the service's demo through :func:`read_manifest`. The preprocessing config l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -21,7 +21,7 @@ from ecg_k.records.jsonio import check_format, describe, read_object, write_reco
 from ecg_k.signal_quality import SignalQualityConfig
 
 MANIFEST = "manifest.json"
-DATASET_FORMAT = "ecg-k-dataset/1"
+DATASET_FORMAT: Final = "ecg-k-dataset/1"
 """The manifest format this code writes and reads."""
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
@@ -24,8 +24,8 @@ from ecg_k.records.jsonio import RecordError, check_format, describe, read_objec
 
 RUN_CONFIG = "config.json"
 METRICS = "metrics.json"
-RUN_FORMAT = "ecg-k-run/1"
-METRICS_FORMAT = "ecg-k-metrics/1"
+RUN_FORMAT: Final = "ecg-k-run/1"
+METRICS_FORMAT: Final = "ecg-k-metrics/1"
 EVALUATED_SPLITS = ("val", "cal", "test", "test_natural")
 """Splits a metrics record may hold (older datasets have only val and test)."""
 
