@@ -30,13 +30,18 @@ class RecordError(ValueError):
     """A record file that is missing, unreadable, of an unknown format or invalid."""
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (a record never holds NaN or infinities)")
+
+
 def read_object(path: Path, what: str) -> dict[str, Any]:
-    """The JSON object in ``path``; a :class:`RecordError` naming ``what`` when it is absent or not an object."""
+    """The JSON object in ``path``; a :class:`RecordError` naming ``what`` when it is absent, not strict JSON
+    (NaN and infinities included) or not an object."""
     if not path.is_file():
         raise RecordError(f"no {what} at {path}")
     try:
-        payload = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        payload = json.loads(path.read_text(), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as error:
         raise RecordError(f"{what} {path} is not valid JSON: {error}") from error
     if not isinstance(payload, dict):
         raise RecordError(f"{what} {path} must hold a JSON object, got {type(payload).__name__}")

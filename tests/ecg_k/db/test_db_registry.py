@@ -102,7 +102,7 @@ def test_register_refuses_a_file_that_does_not_match_the_card(db_url: str, tmp_p
         ("unknown-key", "surprise: Extra inputs are not permitted"),
         ("old-format", "has format 'ecg-k-model-card/1'; this code reads 'ecg-k-model-card/2'"),
         ("no-onnx", "ONNX file not found"),
-        ("nan", "not storable JSON"),
+        ("nan", "not valid JSON: NaN is not a JSON number"),
     ],
 )
 def test_register_refuses_broken_cards(db_url: str, tmp_path: Path, breakage: str, message: str) -> None:
