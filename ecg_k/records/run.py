@@ -161,10 +161,14 @@ class RunMetrics(_Record):
 
 
 def _read(path: Path, what: str, expected: str) -> dict[str, Any]:
-    payload = read_object(path, what)
-    if "format" not in payload:  # written before the records carried a format: the same layout
-        payload = {**payload, "format": expected}
-    check_format(payload, expected, what, path)
+    """The record's JSON object, the previous format (the same layout without ``format``) migrated."""
+    try:
+        payload = read_object(path, what)
+        if "format" not in payload:
+            payload = {**payload, "format": expected}
+        check_format(payload, expected, what, path)
+    except RecordError as error:
+        raise RunError(str(error)) from error
     return payload
 
 
