@@ -39,14 +39,14 @@ def _synthetic_card() -> ModelCard:
         return load_model_card(write_synthetic_run(Path(folder), "vanilla", per_bin=2, n_boot=0))
 
 
-def write_model(root: Path, version: str, content: bytes | None = None) -> Path:
+def write_model(root: Path, version: str, content: bytes | None = None, name: str = "ecg-k-net1d") -> Path:
     """A run directory with ``model.onnx`` (stand-in bytes) and its ``model_card.json``, written as export
     writes it (through :func:`ecg_k.model_card.write_model_card`)."""
     root.mkdir(parents=True, exist_ok=True)
     onnx = content if content is not None else f"onnx bytes of {version}".encode()
     (root / "model.onnx").write_bytes(onnx)
     card = _synthetic_card().model_copy(update={
-        "name": "ecg-k-net1d", "version": version,
+        "name": name, "version": version,
         "onnx": OnnxSpec(file="model.onnx", sha256=hashlib.sha256(onnx).hexdigest(), opset=18)})
     write_model_card(root / "model_card.json", card)
     return root / "model_card.json"
