@@ -50,6 +50,7 @@ from ecg_k.db.ecg_store import EcgCorruptError, EcgNotFoundError, EcgStore
 from ecg_k.db.models import LabConfirmation, Prediction, Review, Verdict
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError, SkipReason
+from ecg_k.records.common import CodeVersion
 from ecg_k.records.dataset import MANIFEST, DatasetManifest, RetrainOrigin, read_manifest, write_manifest
 from ecg_k.version import code_version
 
@@ -267,7 +268,7 @@ def write_merged_dataset(base: Path, out: Path, confirmed: ConfirmedCases, finge
                               confirmed=confirmed.counts(), confirmed_skipped=confirmed.skipped,
                               data_fingerprint=fingerprint),
         checksums={name: sha256_file(out / name) for name in files},
-        code_version=code_version(),
+        code_version=CodeVersion.model_validate(code_version()),
     ))
     return out
 

@@ -1,4 +1,4 @@
-"""The dataset directory contract (DESIGN.md): file names, manifest I/O, split arrays.
+"""The dataset directory contract (DESIGN.md): file names and split arrays.
 
 ``D/cohort.parquet``, ``D/{split}.signals.npy`` (float16, ``(n, leads, samples)``, row i = i-th cohort
 row of that split), ``D/{split}.labels.npy`` (float32), ``D/manifest.json`` (its record and I/O:

@@ -139,7 +139,7 @@ def test_interrupted_ingest_resumes_byte_identical(reference: Path, synthetic, t
     ecg_root, hosp_root, _ = synthetic
     out = tmp_path / "ds"
     partial = Ingestor(ecg_root, hosp_root, out, CONFIG).run(workers=1, progress=False, max_shards=2)
-    assert partial["status"] == "partial"
+    assert partial.status == "partial"
     assert len(list((out / ".work" / "shards").glob("*.npz"))) == 2
     Ingestor(ecg_root, hosp_root, out, CONFIG).run(workers=2, progress=False)
     _same_bytes(reference, out)
