@@ -115,9 +115,8 @@ def run_demo(home: Path, plan: DemoPlan, serve_until_interrupted: bool = False) 
     _step(6, "export both models to ONNX (parity-checked) with their model cards")
     for run in (vanilla, dist):
         card = export_run(run)
-        parity = card.onnx.parity
-        console.print(f"{card.version}: {run / 'model.onnx'} (parity max |diff| "
-                      f"{parity.max_abs_diff if parity else float('nan'):.1e})")
+        parity = f" (parity max |diff| {card.onnx.parity.max_abs_diff:.1e})" if card.onnx.parity else ""
+        console.print(f"{card.version}: {run / 'model.onnx'}{parity}")
 
     print_coverage("dist (served as champion)", metrics["dist"])
 
