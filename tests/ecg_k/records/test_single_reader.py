@@ -1,10 +1,10 @@
 """Nothing but the record readers parses a record file (dataset manifest, run record and metrics, model card).
 
-The scan reads the source of the packages (ecg_k, training, service, dashboard): every call that parses JSON
-or reads a file as text (``json.load``, ``json.loads``, ``.read_text()``) is a violation when the function (or
-module-level statement) around it names a record file or the model card, and so is any raw access to the card
-dict the registry stores (``card["..."]``, ``card.get(...)``). ``ecg_k/records/jsonio.py`` is the one place that
-parses record files, for the readers of :mod:`ecg_k.records` and :mod:`ecg_k.model_card`.
+The scan reads the source of the packages (ecg_k, training, service, dashboard) and the benchmarks: every call
+that parses JSON or reads a file as text (``json.load``, ``json.loads``, ``.read_text()``) is a violation when the
+function (or module-level statement) around it names a record file or the model card, and so is any raw access
+to the card dict the registry stores (``card["..."]``, ``card.get(...)``). ``ecg_k/records/jsonio.py`` is the
+one place that parses record files, for the readers of :mod:`ecg_k.records` and :mod:`ecg_k.model_card`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-PACKAGES = ("ecg_k", "training", "service", "dashboard")
+PACKAGES = ("ecg_k", "training", "service", "dashboard", "benchmarks")
 READERS = {"ecg_k/records/jsonio.py"}
 RECORD_WORDS = re.compile(
     r"manifest\.json|\bMANIFEST\b|config\.json|\bCONFIG\b|\bRUN_CONFIG\b|metrics\.json|\bMETRICS\b"
