@@ -38,10 +38,11 @@ import pandas as pd
 
 from ecg_k.leads import STANDARD_LEADS, parse_leads
 from ecg_k.losses import METHODS
-from ecg_k.metrics import REGIONS, bootstrap_errors, percentile_ci, regions_from_metrics
+from ecg_k.metrics import REGIONS, bootstrap_errors, percentile_ci
+from ecg_k.records.run import read_run_metrics
 from training.config import TrainConfig
 from training.demo import DemoPlan, prepare_dataset
-from training.evaluate import PREDICTIONS, evaluate_run, read_metrics
+from training.evaluate import PREDICTIONS, evaluate_run
 from training.trainer import Trainer
 
 BUDGET = 3
@@ -177,7 +178,7 @@ class Benchmark:
             out = self.runs / _slug(name) / f"tune{k}"
             if not self._train(out, row, candidate, 0, epochs, init):
                 return None
-            scores.append(read_metrics(out)["val"]["bmae"])
+            scores.append(read_run_metrics(out).splits["val"]["bmae"])
         best = int(np.argmin(scores))
         self.choices[name] = {"chosen": row.grid[best], "grid": list(row.grid[:BUDGET]), "val_bmae": scores,
                               "chosen_index": best, "epochs": epochs, "seed": 0}
@@ -230,9 +231,9 @@ class Benchmark:
         complete = [n for n in names if self.done(n)]
         if "vanilla" not in complete:
             return "no finished vanilla run yet"
-        metrics = {(n, s): read_metrics(self._final_dir(n, s)) for n in complete for s in self.done(n)}
-        regions = regions_from_metrics(metrics[("vanilla", 0)] if ("vanilla", 0) in metrics else
-                                       next(iter(metrics.values())), _train_labels(self.data))
+        records = {(n, s): read_run_metrics(self._final_dir(n, s)) for n in complete for s in self.done(n)}
+        regions = records.get(("vanilla", 0), next(iter(records.values()))).regions
+        metrics = {key: record.as_dict() for key, record in records.items()}
         test = {key: _test_predictions(self._final_dir(*key)) for key in metrics}
         first = next(iter(test.values()))
         boot = bootstrap_errors(first["y"], {f"{n}|{s}": frame["y_hat"] for (n, s), frame in test.items()},
@@ -300,10 +301,6 @@ class Benchmark:
             f"(target: excludes 0)",
             f"- overall MAE dist / vanilla = {ratio_all:.3f} (target <= 1.0)",
         ]
-
-
-def _train_labels(data: Path) -> np.ndarray:
-    return np.load(data / "train.labels.npy").astype(np.float64)
 
 
 def _test_predictions(run: Path) -> pd.DataFrame:

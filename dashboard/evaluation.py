@@ -50,7 +50,7 @@ from ecg_k.metrics import (
     per_bin_errors,
     regression_metrics,
 )
-from ecg_k.model_card import CARD_FORMAT
+from ecg_k.model_card import ModelCard, parse_model_card
 
 PREDICTIONS_FILE = "predictions.parquet"
 ALL_REGIONS = ("overall", *REGIONS)
@@ -84,9 +84,14 @@ class ModelSummary:
         return f"{self.version} ({self.status})"
 
 
+def _card(row: ModelVersion) -> ModelCard:
+    """The stored card of a registered model, validated (a clear error names the version when it is not)."""
+    return parse_model_card(row.card, source=f"model card of {row.name} {row.version}")
+
+
 def _summary(row: ModelVersion) -> ModelSummary:
-    return ModelSummary(row.id, row.name, row.version, row.status.value, row.card.get("method"),
-                        row.created_at, row.path)
+    return ModelSummary(row.id, row.name, row.version, row.status.value, _card(row).method, row.created_at,
+                        row.path)
 
 
 def list_models(session: Session) -> list[ModelSummary]:
@@ -122,12 +127,6 @@ class Evaluation:
         return rows["y"].to_numpy(dtype=np.float64), rows["y_hat"].to_numpy(dtype=np.float64)
 
 
-def _card_part(card: Mapping[str, Any], key: str, what: str) -> Any:
-    if key not in card:
-        raise ValueError(f"the model card has no {key!r} ({what}); was the model exported by `ecgk export`?")
-    return card[key]
-
-
 def _check(metrics: Mapping[str, Any], predictions: pd.DataFrame, regions: ShotRegions) -> str | None:
     """A warning when the region MAE/n recomputed from ``predictions`` differ from the card's."""
     for split, saved in metrics.items():
@@ -152,15 +151,11 @@ def load_evaluation(session: Session, model_id: int) -> Evaluation:
     row = session.get(ModelVersion, model_id)
     if row is None:
         raise ValueError(f"no registered model version with id {model_id}")
-    card = row.card
-    metrics = {split: values for split, values in _card_part(card, "metrics", "evaluation metrics").items()
-               if isinstance(values, Mapping) and "overall" in values}
+    card = _card(row)
+    metrics = {split: values for split, values in card.metrics.items() if "overall" in values}
     if not metrics:
         raise ValueError("the model card's metrics hold no evaluated split")
-    regions = ShotRegions.from_dict(_card_part(card, "shot_regions", "training label counts"))
-    thresholds = Thresholds(**card.get("thresholds", {}))
-    calibration = (ConformalCalibration.model_validate(card["prediction_intervals"])
-                   if card.get("format") == CARD_FORMAT and "prediction_intervals" in card else None)
+    regions, thresholds, calibration = card.shot_regions, card.thresholds, card.prediction_intervals
     path = Path(row.path).parent / PREDICTIONS_FILE
     if not path.is_file():
         return Evaluation(_summary(row), metrics, regions, thresholds, None, path,

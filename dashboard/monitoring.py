@@ -23,6 +23,7 @@ from ecg_k.conformal import CLINICAL_REGIONS, clinical_region_of_bins
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import Flag, LabConfirmation, ModelVersion, Prediction
 from ecg_k.metrics import LABEL_STEP, REGIONS, ShotRegions, bin_value
+from ecg_k.model_card import parse_model_card
 
 FLAG_ORDER = ("LL", "L", "N", "H", "HH", "unable")
 """Interpretation codes in K+ order; ``unable`` = no estimate (quality gate)."""
@@ -77,9 +78,7 @@ def model_regions(session: Session, model_id: int) -> ShotRegions:
     card = session.scalar(sa.select(ModelVersion.card).where(ModelVersion.id == model_id))
     if card is None:
         raise ValueError(f"no registered model version with id {model_id}")
-    if "shot_regions" not in card:
-        raise ValueError(f"the card of model version {model_id} has no shot_regions (training label counts)")
-    return ShotRegions.from_dict(card["shot_regions"])
+    return parse_model_card(card, source=f"the card of model version {model_id}").shot_regions
 
 
 def _flag_name(flag: Flag | None) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 
 from ecg_k.data.cohort import label_bin
@@ -29,8 +30,8 @@ LABEL_STEP = 0.1
 GRID_TOLERANCE = 1e-3
 """Largest accepted distance of ``K / LABEL_STEP`` from an integer (float32 labels sit ~1e-6 off)."""
 
-ShotRule = Literal["relative", "count"]
-SHOT_RULES: tuple[str, ...] = get_args(ShotRule)
+ShotRuleName = Literal["relative", "count"]
+SHOT_RULES: tuple[ShotRuleName, ...] = get_args(ShotRuleName)
 ESTIMATE_RANGE = (1.5, 10.0)
 """Plausible K+ range (DESIGN.md) an estimate is clipped to before its 0.1 bin is looked up."""
 REGIONS = ("many", "median", "few")
@@ -102,7 +103,7 @@ class ShotRegions:
     bins without training samples (zero-shot) are always few.
     """
 
-    rule: ShotRule
+    rule: ShotRuleName
     many: float
     few: float
     train_counts: Mapping[int, int]
@@ -202,7 +203,7 @@ class ShotRegions:
 
 
 def shot_regions(
-    train_labels: ArrayLike, rule: ShotRule = "relative", many: float | None = None, few: float | None = None
+    train_labels: ArrayLike, rule: ShotRuleName = "relative", many: float | None = None, few: float | None = None
 ) -> ShotRegions:
     """Shot regions from the training labels; ``many``/``few`` default to the rule's (0.5/0.15 or 100/20)."""
     if rule not in SHOT_RULE_DEFAULTS:
@@ -218,6 +219,35 @@ def shot_regions(
         few=default_few if few is None else float(few),
         train_counts=dict(zip(uniq.tolist(), counts.tolist(), strict=True)),
     )
+
+
+class ShotRule(BaseModel):
+    """How ``ecgk evaluate`` tags 0.1 mmol/L bins many/median/few: the rule and its cut-offs (the rule's
+    defaults when unset). Validated where it is built (the CLI, the caller); :meth:`regions` applies it once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: ShotRuleName = "relative"
+    many: float | None = Field(default=None, ge=0, description="many if n_b > this (fraction of n_max or count).")
+    few: float | None = Field(default=None, ge=0, description="few if n_b < this (fraction of n_max or count).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShotRule:
+        many, few = self.cuts
+        if few > many:
+            raise ValueError(f"shot rule {self.name}: need few <= many, got few={few:g}, many={many:g}")
+        return self
+
+    @property
+    def cuts(self) -> tuple[float, float]:
+        """(many, few) with the rule's defaults filled in."""
+        default_many, default_few = SHOT_RULE_DEFAULTS[self.name]
+        return (default_many if self.many is None else self.many, default_few if self.few is None else self.few)
+
+    def regions(self, train_labels: ArrayLike) -> ShotRegions:
+        """The shot regions of this rule on the training labels."""
+        many, few = self.cuts
+        return shot_regions(train_labels, self.name, many=many, few=few)
 
 
 # ------------------------------------------------------------------------------------ regression metrics
@@ -463,9 +493,8 @@ def clinical_metrics(
 
 def evaluate_predictions(
     predictions: pd.DataFrame,
-    train_labels: ArrayLike,
+    regions: ShotRegions,
     method: str,
-    shot_rule: ShotRule = "relative",
     n_boot: int = 1000,
     seed: int = 0,
     splits: Sequence[str] = ("test", "val"),
@@ -473,14 +502,13 @@ def evaluate_predictions(
 ) -> dict[str, Any]:
     """The ``metrics.json`` of a run (DESIGN.md) from its ``predictions`` (columns ``split, y, y_hat``).
 
-    Each evaluated split holds the chosen rule's regions at the top level and the other rule's under
+    ``regions`` are the run's shot regions (computed once, by ``ecgk evaluate``). Each evaluated split holds
+    their regions at the top level and the other rule's (default cut-offs, same training counts) under
     ``by_count_rule``/``by_relative_rule``; ``shot_regions`` records both rules' thresholds and bins. The
     chosen rule's region dicts carry ``mae_ci95`` and ``gm_ci95`` and the split ``bmae_ci95``: percentile 95 %
     CIs of a bootstrap over subjects when ``predictions`` has a ``subject_id`` column (over samples otherwise;
     ``ci_unit`` says which), ``n_boot`` resamples.
     """
-    if shot_rule not in SHOT_RULES:
-        raise ValueError(f"unknown shot rule {shot_rule!r}; expected one of {SHOT_RULES}")
     missing = {"split", "y", "y_hat"} - set(predictions.columns)
     if missing:
         raise ValueError(f"predictions lack column(s) {sorted(missing)}; need split, y, y_hat")
@@ -489,8 +517,10 @@ def evaluate_predictions(
     if absent:
         present = sorted(map(str, available))
         raise ValueError(f"predictions have no rows for split(s) {absent}; present: {present}")
+    shot_rule = regions.rule
     other_rule = next(rule for rule in SHOT_RULES if rule != shot_rule)
-    regions = {rule: shot_regions(train_labels, rule) for rule in SHOT_RULES}
+    other_many, other_few = SHOT_RULE_DEFAULTS[other_rule]
+    other_regions = ShotRegions(other_rule, other_many, other_few, regions.train_counts)
 
     out: dict[str, Any] = {}
     for split in splits:
@@ -498,11 +528,11 @@ def evaluate_predictions(
         y, y_hat = rows["y"].to_numpy(), rows["y_hat"].to_numpy()
         groups = rows["subject_id"].to_numpy() if "subject_id" in rows.columns else None
         try:
-            metrics = regression_metrics(y, y_hat, regions[shot_rule])
-            other = regression_metrics(y, y_hat, regions[other_rule])
+            metrics = regression_metrics(y, y_hat, regions)
+            other = regression_metrics(y, y_hat, other_regions)
             clinical = clinical_metrics(y, y_hat, n_boot=n_boot, seed=seed, thresholds=thresholds)
             if n_boot > 0:
-                boot = bootstrap_errors(y, {"model": y_hat}, regions[shot_rule], groups, n_boot, seed)["model"]
+                boot = bootstrap_errors(y, {"model": y_hat}, regions, groups, n_boot, seed)["model"]
                 add_error_cis(metrics, boot)
         except ValueError as error:
             raise ValueError(f"split {split!r}: {error}") from error
@@ -511,19 +541,9 @@ def evaluate_predictions(
         out[split] = {**metrics, **clinical}
     out["shot_rule"] = shot_rule
     out["method"] = method
-    out["shot_regions"] = {rule: region.to_dict() for rule, region in regions.items()}
-    out["n_train"] = int(np.asarray(train_labels).size)
+    out["shot_regions"] = {rule: (regions if rule == shot_rule else other_regions).to_dict() for rule in SHOT_RULES}
+    out["n_train"] = int(sum(regions.train_counts.values()))
     return out
-
-
-def regions_from_metrics(metrics: Mapping[str, Any], train_labels: ArrayLike) -> ShotRegions:
-    """The ShotRegions a ``metrics.json`` was computed with (its rule, thresholds) on these train labels."""
-    try:
-        rule = metrics["shot_rule"]
-        saved = metrics["shot_regions"][rule]
-    except KeyError as error:
-        raise ValueError(f"metrics lack {error}: not the output of evaluate_predictions") from error
-    return shot_regions(train_labels, rule, many=saved["many"], few=saved["few"])
 
 
 # ------------------------------------------------------------------------------------ published numbers

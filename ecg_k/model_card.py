@@ -1,8 +1,10 @@
-"""The part of ``model_card.json`` (written by ``training/export.py``) that the runtime relies on.
+"""``model_card.json``, the record of an exported model: one writer (:func:`write_model_card`, used by
+``ecgk export`` and the synthetic registry of the tests and demo) and one reader (:func:`load_model_card` for a
+file, :func:`parse_model_card` for the copy the model registry stores).
 
-:func:`load_model_card` validates it up front, so a card that lacks a field, or whose preprocessing, input
-shape or shot regions disagree with each other, is refused with every problem listed at load time and not
-discovered at the first request. Fields the runtime does not use (metrics, training data) are ignored.
+The reader validates the whole card up front, so a card that lacks a field, holds an unknown one, or whose
+preprocessing, input shape or shot regions disagree with each other, is refused with every problem listed at
+load time and not discovered at the first request. A card of another format is refused, naming it.
 
 Prediction intervals are label-conditional split conformal (:mod:`ecg_k.conformal`): the card holds, per
 region of the *true* K+, the conformal quantile of ``|y - y_hat|`` over calibration pairs that did not choose
@@ -12,18 +14,29 @@ signal-quality gate's method and thresholds (:mod:`ecg_k.signal_quality`).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from ecg_k.clinical import Thresholds
 from ecg_k.conformal import GRID_BINS, ConformalCalibration, PredictionSet
-from ecg_k.metrics import ShotRegions
+from ecg_k.metrics import ShotRegions, ShotRuleName
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.common import CodeVersion
+from ecg_k.records.dataset import IngestConfig
+from ecg_k.records.jsonio import RecordError, describe, read_object, record_payload, write_record
+from ecg_k.records.run import TrainSchedule
 from ecg_k.signal_quality import SignalQualityConfig
 
 Region = Literal["many", "median", "few"]
@@ -36,16 +49,16 @@ RELIABILITY_NOTES: dict[Region, str] = {
 """Plain-language reliability note for each shot region of an estimate."""
 
 
-CARD_FORMAT = "ecg-k-model-card/2"
+CARD_FORMAT: Final = "ecg-k-model-card/2"
 """The card format this code writes and reads (/2: label-conditional intervals and the signal-quality gate)."""
 
 
-class ModelCardError(ValueError):
-    """A model card that is missing, unreadable or lacks what the runtime needs."""
+class ModelCardError(RecordError):
+    """A model card that is missing, unreadable, of another format or invalid."""
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class InputSpec(_Frozen):
@@ -73,30 +86,109 @@ class OutputSpec(_Frozen):
     unit: Literal["mmol/L"]
 
 
+class OnnxParity(_Frozen):
+    """How closely the ONNX graph reproduced the PyTorch model at export."""
+
+    max_abs_diff: float = Field(ge=0)
+    rtol: float = Field(ge=0)
+    atol: float = Field(ge=0)
+
+
 class OnnxSpec(_Frozen):
-    """The ONNX file next to the card and its sha256, checked before the file is loaded."""
+    """The ONNX file next to the card and its sha256, checked before the file is loaded; its size, opset and
+    parity check (absent for the synthetic registry's stand-in files)."""
 
     file: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int | None = Field(default=None, ge=0)
+    opset: int | None = Field(default=None, ge=1)
+    parity: OnnxParity | None = None
+
+
+class Architecture(_Frozen):
+    """The Net1D the ONNX graph was exported from (its config as ``ecg_k.models.Net1DConfig`` dumps it)."""
+
+    net1d: dict[str, Any]
+    in_channels: int = Field(ge=1)
+
+
+class TrainingData(_Frozen):
+    """The dataset the model was trained on, from its manifest (only the label histogram for synthetic cards)."""
+
+    path: str | None = None
+    counts: dict[str, int] | None = None
+    label_histogram_train: dict[str, int]
+    checksums: dict[str, str] | None = None
+    config: IngestConfig | None = None
+
+
+class FlipJump(_Frozen):
+    """Quantiles of how far a hard-routed estimate moves when the top two groups swap (mmol/L, on val)."""
+
+    q0_5: float = Field(alias="q0.5")
+    q0_95: float = Field(alias="q0.95")
+    max: float
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+
+class GroupRouting(_Frozen):
+    """What a Group-DIR card says about its routing (``training.export.group_routing_card``)."""
+
+    routing: Literal["hard", "soft"]
+    edges_mmol_l: list[float]
+    edge_nearest_threshold: dict[str, float]
+    flip_jump_val_mmol_l: FlipJump
+    note: str
+
+
+class RetrainProvenance(_Frozen):
+    """The retraining run that made a challenger (``ecgk retrain``); also kept with its gate decision."""
+
+    data_fingerprint: str
+    run_dir: str
+    base_dataset: str
+    mode: Literal["full", "stage2"]
+    method: str
+    confirmed: dict[str, int]
+    confirmed_skipped: dict[str, int]
+    params: dict[str, Any]
+    champion: dict[str, str]
+    code_version: CodeVersion
 
 
 class ModelCard(BaseModel):
-    """The validated runtime view of a ``model_card.json``."""
+    """A validated ``model_card.json``: what the runtime relies on (input, output, preprocessing, thresholds,
+    shot regions, intervals, signal-quality gate, ONNX file) and what documents the model (method, metrics,
+    training data and recipe, code version)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    format: Literal["ecg-k-model-card/2"]
+    format: Literal["ecg-k-model-card/2"] = CARD_FORMAT
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
+    created: str | None = None
+    method: str = Field(min_length=1)
+    stage: int | None = Field(default=None, ge=1, le=2)
+    synthetic: Literal[True] | None = None
+    architecture: Architecture | None = None
     input: InputSpec
     output: OutputSpec
     preprocessing: PreprocessConfig
     preprocessing_digest: str
     thresholds: Thresholds
+    shot_rule: ShotRuleName
     shot_regions: ShotRegions
+    metrics: dict[str, dict[str, Any]]
     prediction_intervals: ConformalCalibration
     signal_quality: SignalQualityConfig
     onnx: OnnxSpec
+    training_data: TrainingData
+    train_config: dict[str, Any] | None = None
+    train_schedule: TrainSchedule | None = None
+    group_routing: GroupRouting | None = None
+    retrain: RetrainProvenance | None = None
+    code_version: CodeVersion | None = None
 
     @field_validator("shot_regions", mode="before")
     @classmethod
@@ -107,8 +199,18 @@ class ModelCard(BaseModel):
             raise ValueError(f"expected the ShotRegions.to_dict() mapping, got {type(value).__name__}")
         return ShotRegions.from_dict(value)
 
+    @field_serializer("shot_regions")
+    def _dump_shot_regions(self, value: ShotRegions) -> dict[str, Any]:
+        return value.to_dict()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The card as its file holds it (what the model registry stores)."""
+        return record_payload(self)
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
+        if self.shot_rule != self.shot_regions.rule:
+            raise ValueError(f"shot_rule {self.shot_rule!r} is not the rule of shot_regions {self.shot_regions.rule!r}")
         config = self.preprocessing
         if self.input.leads != config.leads or self.input.shape[2] != config.n_samples:
             raise ValueError(
@@ -129,30 +231,32 @@ class ModelCard(BaseModel):
         return self
 
 
-def _describe(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(card)'}: {e['msg']}" for e in error.errors())
-
-
 def parse_model_card(payload: Mapping[str, Any], source: str = "model card") -> ModelCard:
-    """Validate a card mapping; a :class:`ModelCardError` lists every problem with its field path."""
+    """Validate a card mapping (a file's, or the copy the registry stores); a :class:`ModelCardError` names
+    another format, or lists every problem with its field path."""
+    found = payload.get("format")
+    if found != CARD_FORMAT:
+        raise ModelCardError(f"{source} has format {found!r}; this code reads {CARD_FORMAT!r}: export the run "
+                             "again with `ecgk export`")
     try:
         return ModelCard.model_validate(payload)
     except ValidationError as error:
-        raise ModelCardError(f"{source} is not usable: {_describe(error)}") from error
+        raise ModelCardError(f"{source} is not usable: {describe(error)}") from error
 
 
 def load_model_card(path: str | Path) -> ModelCard:
     """Read and validate ``model_card.json``."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelCardError(f"no model card at {path}")
     try:
-        payload = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelCardError(f"model card {path} is not valid JSON: {error}") from error
-    if not isinstance(payload, dict):
-        raise ModelCardError(f"model card {path} must hold a JSON object, got {type(payload).__name__}")
+        payload = read_object(path, "model card")
+    except RecordError as error:
+        raise ModelCardError(str(error)) from error
     return parse_model_card(payload, source=f"model card {path}")
+
+
+def write_model_card(path: Path, card: ModelCard) -> None:
+    """Write ``card`` to ``path`` (atomically)."""
+    write_record(path, card)
 
 
 def _finite_estimate(estimate: float) -> float:

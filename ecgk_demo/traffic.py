@@ -27,13 +27,24 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecg_k.clinical import Thresholds, interpretation_code, is_critical, reported_value
-from ecg_k.conformal import ConformalCalibration, PredictionSet, calibrate_predictions, in_segments
-from ecg_k.data.store import sha256_file, write_json_atomic, write_parquet_atomic
+from ecg_k.conformal import PredictionSet, calibrate_predictions, in_segments
+from ecg_k.data.store import sha256_file, write_parquet_atomic
 from ecg_k.db.ecg_store import EcgStore, store_ecg
 from ecg_k.db.models import LabConfirmation, ModelVersion, Prediction
 from ecg_k.leads import MIMIC_LEAD_ORDER
-from ecg_k.metrics import ESTIMATE_RANGE, LABEL_STEP, ShotRegions, evaluate_predictions, shot_regions
-from ecg_k.model_card import CARD_FORMAT
+from ecg_k.metrics import ESTIMATE_RANGE, LABEL_STEP, ShotRule, evaluate_predictions
+from ecg_k.model_card import (
+    InputSpec,
+    ModelCard,
+    OnnxSpec,
+    OutputSpec,
+    TrainingData,
+    parse_model_card,
+    write_model_card,
+)
+from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.run import RunMetrics, write_run_metrics
+from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
 
@@ -78,26 +89,29 @@ def write_synthetic_run(run: Path, method: str, *, shrink: float = SHRINK, noise
     predictions = pd.concat([pd.DataFrame({"split": split, "y": balanced,
                                            "y_hat": _estimates(rng, balanced, shrink, noise_sd)})
                              for split in ("val", "cal", "test")], ignore_index=True)
-    metrics = evaluate_predictions(predictions, train_labels, method, n_boot=n_boot, seed=seed)
-    regions, thresholds = shot_regions(train_labels), Thresholds()
+    regions, thresholds = ShotRule().regions(train_labels), Thresholds()
+    metrics = RunMetrics.model_validate(evaluate_predictions(predictions, regions, method, n_boot=n_boot, seed=seed))
     calibration = calibrate_predictions(predictions, train_labels, regions, thresholds)
     run.mkdir(parents=True, exist_ok=True)
     onnx = run / "model.onnx"
     onnx.write_bytes(f"synthetic stand-in for {method} (seed {seed}), not an ONNX model".encode())
     write_parquet_atomic(predictions, run / "predictions.parquet")
-    write_json_atomic(run / "metrics.json", metrics)
+    write_run_metrics(run, metrics)
     labels, counts = np.unique(train_labels, return_counts=True)
-    card = {
-        "format": CARD_FORMAT, "name": SYNTHETIC_MODEL_NAME, "version": f"{method}-seed{seed}",
-        "method": method, "synthetic": True, "thresholds": thresholds.model_dump(),
-        "shot_rule": metrics["shot_rule"], "shot_regions": regions.to_dict(),
-        "prediction_intervals": calibration.model_dump(mode="json"),
-        "metrics": {split: metrics[split] for split in ("test", "val")},
-        "onnx": {"file": onnx.name, "sha256": sha256_file(onnx)},
-        "training_data": {"label_histogram_train": {f"{k:.1f}": int(c) for k, c in zip(labels, counts,
-                                                                                        strict=True)}},
-    }
-    write_json_atomic(run / "model_card.json", card)
+    preprocessing = PreprocessConfig()
+    card = ModelCard(
+        name=SYNTHETIC_MODEL_NAME, version=f"{method}-seed{seed}", method=method, synthetic=True,
+        input=InputSpec(name="ecg", shape=("batch", len(preprocessing.leads), preprocessing.n_samples),
+                        dtype="float32", leads=preprocessing.leads),
+        output=OutputSpec(name="k_mmol_l", shape=("batch",), unit="mmol/L"),
+        preprocessing=preprocessing, preprocessing_digest=preprocessing.digest(), thresholds=thresholds,
+        shot_rule=regions.rule, shot_regions=regions, prediction_intervals=calibration,
+        metrics={split: metrics.splits[split] for split in ("test", "val")},
+        signal_quality=SignalQualityConfig(), onnx=OnnxSpec(file=onnx.name, sha256=sha256_file(onnx)),
+        training_data=TrainingData(label_histogram_train={f"{k:.1f}": int(c)
+                                                          for k, c in zip(labels, counts, strict=True)}),
+    )
+    write_model_card(run / "model_card.json", card)
     return run / "model_card.json"
 
 
@@ -170,9 +184,8 @@ def seed_traffic(
     rows = []
     for index, model in enumerate(models):
         assert model is not None
-        regions = ShotRegions.from_dict(model.card["shot_regions"])
-        thresholds = Thresholds(**model.card.get("thresholds", {}))
-        calibration = ConformalCalibration.model_validate(model.card["prediction_intervals"])
+        card = parse_model_card(model.card, source=f"model card of {model.version}")
+        regions, thresholds, calibration = card.shot_regions, card.thresholds, card.prediction_intervals
         mine = np.flatnonzero(which_model == index)
         region_of = regions.region_of_estimates(estimate[mine])
         inside = calibration.membership(estimate[mine], coverage)

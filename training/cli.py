@@ -4,17 +4,17 @@ inside the commands, keeping ``ecgk --help`` fast."""
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Literal, NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from ecg_k.cli import console, fail, parse_options, validation_message
 from ecg_k.cli.database import UrlOption
-from ecg_k.metrics import ShotRule
+from ecg_k.metrics import ShotRuleName
 from ecg_k.settings import get_settings
 
 # Listed here, not imported, so that `ecgk --help` never imports torch; a test checks them against
@@ -75,14 +75,24 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Option(help="Run directory.")],
     data: Annotated[Path | None, typer.Option(help="Dataset (default: the one the run was trained on).")] = None,
-    shot_rule: Annotated[ShotRule, typer.Option(help="relative (the paper's ECG rule) or count.")] = "relative",
+    shot_rule: Annotated[ShotRuleName, typer.Option(help="relative (the paper's ECG rule) or count.")] = "relative",
+    shot_many: Annotated[float | None, typer.Option(
+        help="Many-shot cut-off: n_b > this (a fraction of n_max for relative, a count for count; default 0.5 "
+             "or 100).")] = None,
+    shot_few: Annotated[float | None, typer.Option(
+        help="Few-shot cut-off: n_b < this (default 0.15 or 20).")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the clinical CIs.")] = 1000,
 ) -> None:
-    """Write predictions.parquet, metrics.json, report.md and plots for a run."""
+    """Write predictions.parquet, metrics.json (with the run's shot regions), report.md and plots for a run."""
+    from ecg_k.metrics import ShotRule
     from training.evaluate import evaluate_run
 
     try:
-        metrics = evaluate_run(run, data, shot_rule=shot_rule, n_boot=n_boot)
+        rule = ShotRule(name=shot_rule, many=shot_many, few=shot_few)
+    except ValidationError as err:
+        fail(_shot_rule_message(err))
+    try:
+        metrics = evaluate_run(run, data, shot_rule=rule, n_boot=n_boot).splits
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     for split in (s for s in ("val", "test", "test_natural") if s in metrics):
@@ -104,8 +114,8 @@ def export(
         card = export_run(run, opset=opset)
     except (OnnxParityError, ValueError, FileNotFoundError) as err:
         fail(str(err))
-    console.print(f"{card['version']}: {run / 'model.onnx'} (sha256 {card['onnx']['sha256'][:16]}…, "
-                  f"parity max |diff| {card['onnx']['parity']['max_abs_diff']:.1e})")
+    parity = f", parity max |diff| {card.onnx.parity.max_abs_diff:.1e}" if card.onnx.parity else ""
+    console.print(f"{card.version}: {run / 'model.onnx'} (sha256 {card.onnx.sha256[:16]}…{parity})")
 
 
 def compare(
@@ -113,11 +123,11 @@ def compare(
     out: Annotated[Path, typer.Option(help="Directory for comparison.md/.csv.")] = Path("comparison"),
 ) -> None:
     """Side-by-side table of methods (the paper's Table 8 layout)."""
-    from training.evaluate import read_metrics
+    from ecg_k.records.run import read_run_metrics
     from training.evaluation_report import ci_table, comparison_table, write_comparison
 
     try:
-        metrics = {_run_label(run): read_metrics(run) for run in runs}
+        metrics = {_run_label(run): read_run_metrics(run).as_dict() for run in runs}
         write_comparison(out, metrics)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
@@ -216,9 +226,21 @@ def retrain(
 
 
 def _run_label(run: Path) -> str:
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    method = config.get("train", {}).get("method", run.name)
-    return f"{method} (stage {config.get('train', {}).get('stage', '?')})"
+    from ecg_k.records.run import RunError, read_run_record
+
+    try:
+        record = read_run_record(run)
+    except RunError:
+        return f"{run.name} (stage ?)"
+    return f"{record.method} (stage {record.stage})"
+
+
+def _shot_rule_message(err: ValidationError) -> str:
+    """A shot-rule problem as a CLI error line naming the option (--shot-many, --shot-few, or both)."""
+    first = err.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    field = {"many": "--shot-many", "few": "--shot-few"}.get(str(first["loc"][0]) if first["loc"] else "")
+    return f"invalid option {field or '--shot-many/--shot-few'}: {message}"
 
 
 def _fmt(value: float | None) -> str:

@@ -115,15 +115,15 @@ def run_demo(home: Path, plan: DemoPlan, serve_until_interrupted: bool = False) 
                        batch_size=plan.stage2_batch, **common))
 
     _step(5, "evaluate (balanced test set; shot regions by the paper's ECG rule)")
-    metrics = {f"{name}": evaluate_run(run) for name, run in (("vanilla", vanilla), ("dist", dist))}
+    metrics = {f"{name}": evaluate_run(run).as_dict() for name, run in (("vanilla", vanilla), ("dist", dist))}
     write_comparison(runs / "comparison", metrics)
     console.print(comparison_table(metrics).round(3).to_string(), soft_wrap=True)
 
     _step(6, "export both models to ONNX (parity-checked) with their model cards")
     for run in (vanilla, dist):
         card = export_run(run)
-        console.print(f"{card['version']}: {run / 'model.onnx'} (parity max |diff| "
-                      f"{card['onnx']['parity']['max_abs_diff']:.1e})")
+        parity = f" (parity max |diff| {card.onnx.parity.max_abs_diff:.1e})" if card.onnx.parity else ""
+        console.print(f"{card.version}: {run / 'model.onnx'}{parity}")
 
     print_coverage("dist (served as champion)", metrics["dist"])
 

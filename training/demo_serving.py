@@ -24,7 +24,7 @@ import pandas as pd
 from rich.table import Table
 
 from ecg_k.cli import console
-from ecg_k.data.store import COHORT, read_manifest
+from ecg_k.data.store import COHORT
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.db.api_keys import create_api_key, server_secret
 from ecg_k.db.ecg_store import EcgStore
@@ -34,6 +34,7 @@ from ecg_k.db.registry import find_version, get_champion, promote, register_mode
 from ecg_k.db.session import session_scope
 from ecg_k.leads import MIMIC_LEAD_ORDER
 from ecg_k.model_card import load_model_card
+from ecg_k.records.dataset import read_manifest
 from ecg_k.settings import get_settings
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
@@ -123,7 +124,10 @@ def send_test_ecgs(services: DemoServices, dataset: Path, n: int = 4) -> list[di
 
     Their patient key is the dataset's subject id, which keeps them out of any retraining (test subjects
     are evaluated only)."""
-    ecg_root = Path(read_manifest(dataset)["inputs"]["ecg_root"])
+    inputs = read_manifest(dataset).inputs
+    if inputs is None:
+        raise ValueError(f"{dataset} was not ingested from WFDB records (its manifest names no ecg_root)")
+    ecg_root = Path(inputs.ecg_root)
     results = []
     for row in demo_ecgs(dataset, n).itertuples():
         record = read_wfdb(ecg_root / row.ecg_path)

@@ -8,7 +8,6 @@ reference the data has.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,14 @@ from ecg_k.conformal import (
     reliability,
 )
 from ecg_k.data.lab_comments import LabComment
-from ecg_k.data.store import COHORT, present_splits, write_json_atomic, write_parquet_atomic
-from ecg_k.metrics import ShotRegions, clinical_metrics, evaluate_predictions, regions_from_metrics
+from ecg_k.data.store import COHORT, present_splits, write_parquet_atomic
+from ecg_k.metrics import ShotRegions, ShotRule, clinical_metrics, evaluate_predictions
+from ecg_k.records.run import RunMetrics, read_run_record, write_run_metrics
 from training.data import SplitData
 from training.evaluation_report import write_report
-from training.run_io import load_best_net, read_run_config
+from training.run_io import load_best_net
 from training.trainer import predict, resolve_device
 
-METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
 EVAL_SPLITS = ("val", "cal", "test", "test_natural")
 """Splits predicted and evaluated when the dataset has them (older datasets have only val and test)."""
@@ -38,6 +37,8 @@ VERIFIED_SPLIT, VERIFIED_KEY = "test", "hyper_verified"
 COVERAGE_SPLITS = {"test": "calibration", "test_natural": "natural"}
 """Splits whose interval coverage and probability reliability are reported, with the prevalence the
 probabilities are read at (the balanced test at the calibration draw's, the natural test at the natural)."""
+PAPER_SHOT_RULE = ShotRule()
+"""The default: the paper's ECG rule (relative, many > 0.5·n_max, few < 0.15·n_max)."""
 
 
 def interval_metrics(predictions: pd.DataFrame, calibration: ConformalCalibration, regions: ShotRegions,
@@ -64,12 +65,14 @@ def interval_metrics(predictions: pd.DataFrame, calibration: ConformalCalibratio
 
 
 def evaluate_run(
-    run: Path, data: Path | None = None, shot_rule: str = "relative", n_boot: int = 1000, device: str = "auto"
-) -> dict[str, Any]:
-    """Predict every split the dataset has (but train) with the selected model, compute the metrics and the
-    interval coverage, and write the report."""
-    config = read_run_config(run)
-    dataset = data or Path(config["train"]["data"])
+    run: Path, data: Path | None = None, shot_rule: ShotRule = PAPER_SHOT_RULE, n_boot: int = 1000,
+    device: str = "auto",
+) -> RunMetrics:
+    """Predict every split the dataset has (but train) with the selected model, compute the shot regions of
+    ``shot_rule`` on the training labels (the one place a run's regions are computed), the metrics and the
+    interval coverage, and write ``metrics.json`` (:class:`~ecg_k.records.run.RunMetrics`) and the report."""
+    record = read_run_record(run)
+    dataset = data or record.data
     net = load_best_net(run)
     target = resolve_device(device)
     net.to(target)
@@ -89,20 +92,19 @@ def evaluate_run(
         frames.append(frame)
     predictions = pd.concat(frames, ignore_index=True)
     train_labels = SplitData.load(dataset, "train").labels
-    metrics = evaluate_predictions(predictions, train_labels, config["train"]["method"], shot_rule=shot_rule,
-                                   n_boot=n_boot, splits=splits)
+    regions = shot_rule.regions(train_labels)
+    metrics = evaluate_predictions(predictions, regions, record.method, n_boot=n_boot, splits=splits)
     verified = verified_hyper_metrics(predictions, n_boot=n_boot)
     if verified is not None:
         metrics[VERIFIED_SPLIT][VERIFIED_KEY] = verified
-    regions = regions_from_metrics(metrics, train_labels)
     calibration = calibrate_predictions(predictions, train_labels, regions, Thresholds())
     metrics["intervals"] = interval_metrics(predictions, calibration, regions, n_boot=n_boot)
-    metrics["run"] = {"stage": config["train"]["stage"], "model": config["train"]["model"],
-                      "dataset": str(dataset)}
+    metrics["run"] = {"stage": record.stage, "model": record.train["model"], "dataset": str(dataset)}
+    saved = RunMetrics.model_validate(metrics)
     write_parquet_atomic(predictions, run / PREDICTIONS)
-    write_json_atomic(run / METRICS, metrics)
-    write_report(run, metrics, predictions, train_labels)
-    return metrics
+    write_run_metrics(run, saved)
+    write_report(run, saved, predictions)
+    return saved
 
 
 def verified_hyper_metrics(predictions: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, Any] | None:
@@ -116,11 +118,3 @@ def verified_hyper_metrics(predictions: pd.DataFrame, n_boot: int, seed: int = 0
         return None
     stats = clinical_metrics(rows["y"].to_numpy(), rows["y_hat"].to_numpy(), n_boot=n_boot, seed=seed)["hyper"]
     return {**stats, "rule": f"{stats['rule']}, verified labels only"}
-
-
-def read_metrics(run: Path) -> dict[str, Any]:
-    """``RUN/metrics.json`` or a clear error."""
-    path = run / METRICS
-    if not path.is_file():
-        raise FileNotFoundError(f"{run} has no {METRICS}; run `ecgk evaluate --run {run}` first")
-    return json.loads(path.read_text())

@@ -28,14 +28,12 @@ from ecg_k.metrics import (
     PUBLISHED_ECG_KA_DIR,
     PUBLISHED_SOURCE,
     REGIONS,
-    SHOT_RULES,
     ShotRegions,
     bin_value,
     per_bin_errors,
-    regions_from_metrics,
-    shot_regions,
     validate_predictions,
 )
+from ecg_k.records.run import RunMetrics
 
 COMPARISON_COLUMNS = (
     "MAE all", "MAE many", "MAE median", "MAE few", "GM all", "GM many", "GM median", "GM few",
@@ -374,17 +372,13 @@ def _coverage_section(intervals: Mapping[str, Any], plots_dir: Path) -> str:
     return "\n\n".join(parts)
 
 
-def write_report(
-    run_dir: Path, metrics: Mapping[str, Any], predictions: pd.DataFrame, train_labels: ArrayLike
-) -> None:
-    """Write ``run_dir/report.md`` and ``run_dir/plots/*.png`` for every split evaluated in ``metrics``."""
-    regions = regions_from_metrics(metrics, train_labels)
-    other_rule = next(rule for rule in SHOT_RULES if rule != regions.rule)
-    saved = metrics["shot_regions"][other_rule]
-    other = shot_regions(train_labels, other_rule, many=saved["many"], few=saved["few"])
-    splits = [key for key, value in metrics.items() if isinstance(value, Mapping) and "overall" in value]
-    if not splits:
-        raise ValueError("metrics hold no evaluated split (no entry with an 'overall' region)")
+def write_report(run_dir: Path, record: RunMetrics, predictions: pd.DataFrame) -> None:
+    """Write ``run_dir/report.md`` and ``run_dir/plots/*.png`` for every split evaluated in ``record``, with the
+    shot regions it holds."""
+    regions, other = record.regions, record.other_regions
+    other_rule = other.rule
+    metrics = record.as_dict()
+    splits = list(record.splits)
 
     region_bins = regions.to_dict()["bins"]
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,24 +12,23 @@ import torch
 
 from ecg_k.clinical import Thresholds
 from ecg_k.conformal import calibrate_predictions
-from ecg_k.data.store import read_manifest, sha256_file, write_json
-from ecg_k.metrics import shot_regions
-from ecg_k.model_card import CARD_FORMAT
+from ecg_k.data.store import sha256_file
+from ecg_k.model_card import GroupRouting, ModelCard, RetrainProvenance, write_model_card
 from ecg_k.models import Net1D
 from ecg_k.models.group_head import GroupHead
-from ecg_k.preprocessing import PreprocessConfig
-from ecg_k.signal_quality import SignalQualityConfig
+from ecg_k.records.dataset import read_manifest
+from ecg_k.records.run import RunError, read_run_metrics, read_run_record
 from ecg_k.version import code_version
 from training.data import SplitData
-from training.evaluate import PREDICTIONS, evaluate_run, read_metrics
+from training.evaluate import PREDICTIONS
 from training.onnx_export import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, export_onnx, verify_onnx_parity
-from training.run_io import load_best_net, read_run_config
+from training.run_io import load_best_net
 
 MODEL_FILE = "model.onnx"
 MODEL_CARD = "model_card.json"
 
 
-def group_routing_card(net: Net1D, val: SplitData, thresholds: Thresholds) -> dict[str, Any]:
+def group_routing_card(net: Net1D, val: SplitData, thresholds: Thresholds) -> GroupRouting:
     """What a Group-DIR model card says about its routing: the groups, the edge nearest each clinical
     threshold and, on val, how far a hard-routed estimate moves if the top two groups swap (the jump at an
     edge; soft routing has none)."""
@@ -47,7 +45,7 @@ def group_routing_card(net: Net1D, val: SplitData, thresholds: Thresholds) -> di
     edges = [float(e) for e in head.edges]
     nearest = {name: min(edges[1:-1], key=lambda e: abs(e - value))
                for name, value in thresholds.model_dump().items()}
-    return {
+    return GroupRouting.model_validate({
         "routing": head.routing,
         "edges_mmol_l": edges,
         "edge_nearest_threshold": nearest,
@@ -58,23 +56,25 @@ def group_routing_card(net: Net1D, val: SplitData, thresholds: Thresholds) -> di
                  "hyperkalaemia threshold) can be routed to either neighbouring group; with hard routing its "
                  "estimate then moves by the gap between the two experts (flip_jump_val_mmol_l, on val). "
                  "Soft routing (-o groupdir.routing=soft) has no such jump."),
-    }
+    })
 
 
-def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]:
-    """Export the selected model of ``run``; the ONNX file appears only once parity holds.
+def export_run(run: Path, opset: int = 18, rtol: float = 1e-4, retrain: RetrainProvenance | None = None) -> ModelCard:
+    """Export the selected model of an evaluated ``run``; the ONNX file appears only once parity holds. The card
+    carries the shot regions ``ecgk evaluate`` saved (never recomputed here) and, for a retraining run's
+    challenger, ``retrain`` (which run made it).
 
     The model and its card are both written to temporary files before either replaces the previous pair, so a
     failed write (a full disk) leaves the previous export as it was. A crash between the two renames leaves a
     new model beside the old card, which the card's sha256 then refuses at load; exporting again mends it.
     """
-    config = read_run_config(run)
-    dataset = Path(config["train"]["data"])
+    record = read_run_record(run)
+    dataset = record.data
+    metrics = read_run_metrics(run)
     if not (run / PREDICTIONS).is_file():
-        evaluate_run(run)
-    metrics = read_metrics(run)
+        raise RunError(f"{run} has no {PREDICTIONS}; run `ecgk evaluate --run {run}` first")
     predictions = pd.read_parquet(run / PREDICTIONS)
-    preprocess = PreprocessConfig.model_validate(config["dataset"]["preprocess"])
+    preprocess = record.dataset.preprocess
     net = load_best_net(run)
     val = SplitData.load(dataset, "val")
     train_labels = SplitData.load(dataset, "train").labels
@@ -89,41 +89,38 @@ def export_run(run: Path, opset: int = 18, rtol: float = 1e-4) -> dict[str, Any]
         max_diff = max(verify_onnx_parity(net, tmp, batch, rtol=rtol) for batch in (real, noise) if len(batch))
         digest = sha256_file(tmp)
         manifest = read_manifest(dataset)
-        regions = shot_regions(train_labels, rule=metrics["shot_rule"])
+        regions = metrics.regions
         thresholds = Thresholds()
-        gate = SignalQualityConfig.model_validate(manifest["config"].get("signal_quality", {}))
-        card = {
-            "format": CARD_FORMAT,
+        card = ModelCard.model_validate({
             "name": "ecg-k-net1d",
-            "version": f"{config['train']['method']}-s{config['train']['stage']}-{digest[:12]}",
+            "version": f"{record.method}-s{record.stage}-{digest[:12]}",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "method": config["train"]["method"],
-            "stage": config["train"]["stage"],
+            "method": record.method,
+            "stage": record.stage,
             "architecture": {"net1d": net.config.model_dump(mode="json"), "in_channels": net.in_channels},
             "input": {"name": ONNX_INPUT_NAME, "shape": ["batch", len(preprocess.leads), preprocess.n_samples],
                       "dtype": "float32", "leads": list(preprocess.leads)},
             "output": {"name": ONNX_OUTPUT_NAME, "shape": ["batch"], "unit": "mmol/L"},
             "preprocessing": preprocess.model_dump(mode="json"),
             "preprocessing_digest": preprocess.digest(),
-            "thresholds": thresholds.model_dump(),
-            "shot_regions": regions.to_dict(),
-            "metrics": {split: metrics[split] for split in ("test", "val")},
-            "shot_rule": metrics["shot_rule"],
-            "prediction_intervals": calibrate_predictions(predictions, train_labels, regions, thresholds).model_dump(
-                mode="json"),
-            "signal_quality": gate.model_dump(mode="json"),
+            "thresholds": thresholds,
+            "shot_regions": regions,
+            "metrics": {split: metrics.splits[split] for split in ("test", "val")},
+            "shot_rule": metrics.shot_rule,
+            "prediction_intervals": calibrate_predictions(predictions, train_labels, regions, thresholds),
+            "signal_quality": manifest.config.signal_quality,
             "onnx": {"file": MODEL_FILE, "sha256": digest, "bytes": tmp.stat().st_size, "opset": opset,
                      "parity": {"max_abs_diff": max_diff, "rtol": rtol, "atol": 0.0}},
-            "training_data": {"path": str(dataset), "counts": manifest["counts"],
-                              "label_histogram_train": manifest["label_histogram"]["train"],
-                              "checksums": manifest.get("checksums", {}), "config": manifest["config"]},
-            "train_config": config["train"],
-            "train_schedule": config.get("schedule"),
-            **({"group_routing": group_routing_card(net, val, Thresholds())}
-               if isinstance(net.head, GroupHead) else {}),
+            "training_data": {"path": str(dataset), "counts": manifest.counts,
+                              "label_histogram_train": manifest.label_histogram["train"],
+                              "checksums": manifest.checksums, "config": manifest.config},
+            "train_config": record.train,
+            "train_schedule": record.schedule,
+            "group_routing": group_routing_card(net, val, Thresholds()) if isinstance(net.head, GroupHead) else None,
+            "retrain": retrain,
             "code_version": code_version(),
-        }
-        write_json(card_tmp, card)
+        })
+        write_model_card(card_tmp, card)
         os.replace(tmp, run / MODEL_FILE)
         os.replace(card_tmp, run / MODEL_CARD)
     finally:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from ecg_k.cli import console
-from ecg_k.data.cohort import CohortConfig
-from ecg_k.data.store import labels_path, load_split, read_manifest, write_json_atomic, write_parquet_atomic
+from ecg_k.data.store import load_split, write_parquet_atomic
 from ecg_k.db.audit import record_audit, verify_chain
 from ecg_k.db.ecg_store import EcgStore
 from ecg_k.db.models import AuditOutcome, GateDecision, ModelStatus, ModelVersion
@@ -43,8 +41,13 @@ from ecg_k.db.registry import (
 from ecg_k.db.session import session_scope
 from ecg_k.inference import OnnxModel
 from ecg_k.losses.methods import METHODS, get_method
-from ecg_k.model_card import parse_model_card
+from ecg_k.metrics import ShotRule
+from ecg_k.model_card import RetrainProvenance, load_model_card, parse_model_card
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.common import CodeVersion
+from ecg_k.records.dataset import read_manifest
+from ecg_k.records.jsonio import write_json_atomic
+from ecg_k.records.run import RUN_CONFIG, read_run_record
 from ecg_k.version import code_version
 from training.config import TrainConfig
 from training.evaluate import evaluate_run
@@ -74,7 +77,6 @@ from training.retrain_gate import (
     summarize,
 )
 from training.retrain_lock import retrain_lock
-from training.run_io import read_run_config
 from training.trainer import BEST, Trainer
 
 RUN_RECORD = "retrain.json"
@@ -124,11 +126,11 @@ def champion_run_dir(champion: ModelVersion, override: Path | None) -> Path:
     """The champion's training run: ``override`` or the directory of its ONNX file; it must hold the
     selected weights and have exported exactly the champion's ONNX file."""
     run = override or Path(champion.path).parent
-    for name in ("config.json", BEST):
+    for name in (RUN_CONFIG, BEST):
         if not (run / name).is_file():
             raise RetrainError(f"{run} is not the champion's training run (no {name}); pass --champion-run RUN")
     card = run / MODEL_CARD
-    if card.is_file() and json.loads(card.read_text())["onnx"]["sha256"] != champion.sha256:
+    if card.is_file() and load_model_card(card).onnx.sha256 != champion.sha256:
         raise RetrainError(f"{run} exported another model than the champion {champion.version}")
     return run
 
@@ -144,7 +146,7 @@ def _stage2_method(champion_method: str) -> str:
 def challenger_plan(champion_run: Path, dataset: Path, run_dir: Path, config: RetrainConfig) -> list[TrainConfig]:
     """The training runs that make the challenger, last one = the challenger, all from the champion's recipe
     (its ``config.json``) on ``dataset``, with ``config.overrides`` on top."""
-    train = read_run_config(champion_run)["train"]
+    train = read_run_record(champion_run).train
     common = {"data": dataset, "device": config.device}
 
     def make(recipe: dict[str, Any], **changes: Any) -> TrainConfig:
@@ -160,7 +162,7 @@ def challenger_plan(champion_run: Path, dataset: Path, run_dir: Path, config: Re
             raise RetrainError(f"the champion's stage-1 run {init} is gone (no {BEST}); it holds the backbone")
         if not config.full:
             return [make(train, out=run_dir / CHALLENGER_DIR, init=init)]
-        stage1 = read_run_config(init)["train"]
+        stage1 = read_run_record(init).train
         return [make(stage1, out=run_dir / STAGE1_DIR, init=None),
                 make(train, out=run_dir / CHALLENGER_DIR, init=run_dir / STAGE1_DIR)]
     if config.full:
@@ -170,8 +172,7 @@ def challenger_plan(champion_run: Path, dataset: Path, run_dir: Path, config: Re
 
 
 def _check_preprocessing(champion: ModelVersion, base: Path) -> PreprocessConfig:
-    manifest = read_manifest(base)
-    preprocessing = PreprocessConfig.model_validate(manifest["config"]["preprocess"])
+    preprocessing = read_manifest(base).preprocess
     if preprocessing.digest() != champion.preprocessing_digest:
         raise RetrainDataError(f"the base dataset {base} was preprocessed differently from the champion "
                                f"{champion.version}; pass the champion's dataset with --data")
@@ -213,7 +214,7 @@ class Retraining:
             champion_run = champion_run_dir(champion, cfg.champion_run)
             base = cfg.data or self._base_of(champion)
             preprocessing = _check_preprocessing(champion, base)
-            cohort = CohortConfig.model_validate(read_manifest(base)["config"]["cohort"])
+            cohort = read_manifest(base).config.cohort
             if cfg.window_min is not None:
                 cohort = cohort.model_copy(update={"window_min": cfg.window_min})
             _say(f"champion {champion.name} {champion.version} (run {champion_run}); base dataset {base}")
@@ -244,7 +245,7 @@ class Retraining:
     @staticmethod
     def _base_of(champion: ModelVersion) -> Path:
         """The base dataset behind the champion's training data (its model card names it)."""
-        path = champion.card.get("training_data", {}).get("path")
+        path = parse_model_card(champion.card, source=f"model card of {champion.version}").training_data.path
         if not path:
             raise RetrainError(f"the model card of {champion.version} names no training dataset; pass --data")
         return resolve_base_dataset(Path(path))
@@ -277,15 +278,18 @@ class Retraining:
             _say(f"training {step}/{len(plan)}: {train_config.method} stage {train_config.stage} -> {train_config.out}")
             Trainer(train_config, progress=cfg.progress).run()
         challenger_run = plan[-1].out
-        evaluate_run(challenger_run, n_boot=cfg.n_boot, device=cfg.device)
-        card = export_run(challenger_run)
-        run_info = {"data_fingerprint": fingerprint, "run_dir": str(run_dir.resolve()), "base_dataset": str(base),
-                    "mode": "full" if cfg.full else "stage2", "method": plan[-1].method,
-                    "confirmed": confirmed.counts(), "confirmed_skipped": confirmed.skipped, "params": params,
-                    "champion": {"version": champion.version, "sha256": champion.sha256},
-                    "code_version": code_version()}
-        card[RETRAIN_CRITERIA_KEY] = run_info
-        write_json_atomic(challenger_run / MODEL_CARD, card)
+        champion_card = parse_model_card(champion.card, source=f"model card of {champion.version}")
+        regions = champion_card.shot_regions  # the challenger is evaluated and gated under the champion's rule
+        evaluate_run(challenger_run, shot_rule=ShotRule(name=regions.rule, many=regions.many, few=regions.few),
+                     n_boot=cfg.n_boot, device=cfg.device)
+        provenance = RetrainProvenance(
+            data_fingerprint=fingerprint, run_dir=str(run_dir.resolve()), base_dataset=str(base),
+            mode="full" if cfg.full else "stage2", method=plan[-1].method, confirmed=confirmed.counts(),
+            confirmed_skipped=confirmed.skipped, params=params,
+            champion={"version": champion.version, "sha256": champion.sha256},
+            code_version=CodeVersion.model_validate(code_version()))
+        card = export_run(challenger_run, retrain=provenance)
+        run_info = provenance.model_dump(mode="json")
 
         split = gate_split(base)
         _say(f"evaluating champion and challenger (ONNX) on the gate split ({split}), the locked test set "
@@ -295,20 +299,18 @@ class Retraining:
         held_cases, held_signals = confirmed.of(HOLDOUT, LOCKED, UNKEYED)
         sets = {"gate": (gate_signals, gate_labels), "test": (test_signals, test_labels),
                 "confirmed": (held_signals, held_cases["k_value"].to_numpy(np.float32))}
-        train_labels = np.load(labels_path(base, "train"))
-        rule = parse_model_card(champion.card).shot_regions.rule
         models = {"champion": _open(Path(champion.path), champion.sha256, cfg.device),
-                  "challenger": _open(challenger_run / MODEL_FILE, card["onnx"]["sha256"], cfg.device)}
-        metrics = {name: evaluate_model(model, sets, train_labels, rule, cfg.n_boot) for name, model in models.items()}
+                  "challenger": _open(challenger_run / MODEL_FILE, card.onnx.sha256, cfg.device)}
+        metrics = {name: evaluate_model(model, sets, regions, cfg.n_boot) for name, model in models.items()}
         improvement = few_improvement_ci(gate_labels, *(predict_arrays(models[n], gate_signals)
                                                         for n in ("champion", "challenger")),
-                                         split_subjects(base, split), train_labels, rule, max(cfg.n_boot, 1))
+                                         split_subjects(base, split), regions, max(cfg.n_boot, 1))
         result = gate(metrics["champion"]["gate"], metrics["challenger"]["gate"], cfg.gate, improvement)
         for check in result.checks:
             _say(f"  {'pass' if check.passed else 'FAIL'}  {check.reason}")
         criteria = self._criteria(result, metrics, run_info, split)
         with session_scope(self.database_url) as session:
-            challenger = find_version(session, card["name"], card["version"]) or register_model(
+            challenger = find_version(session, card.name, card.version) or register_model(
                 session, challenger_run / MODEL_CARD, actor=self.actor)
             decision = record_retrain(session, challenger, session.get(ModelVersion, champion.id),
                                       passed=result.passed, forced=cfg.force_promote, criteria=criteria,
@@ -316,11 +318,11 @@ class Retraining:
             decision_id = decision.id
         promoted = result.passed or cfg.force_promote
         status: Status = "refused" if not promoted else "promoted" if result.passed else "forced"
-        message = {"promoted": f"gate passed: {card['version']} is the champion",
-                   "forced": f"gate refused but promotion forced: {card['version']} is the champion",
-                   "refused": f"gate refused {card['version']}: " + "; ".join(result.reasons)}[status]
+        message = {"promoted": f"gate passed: {card.version} is the champion",
+                   "forced": f"gate refused but promotion forced: {card.version} is the champion",
+                   "refused": f"gate refused {card.version}: " + "; ".join(result.reasons)}[status]
         outcome = RetrainOutcome(status=status, message=message, data_fingerprint=fingerprint, run_dir=run_dir,
-                                 gate_decision_id=decision_id, challenger=card["version"])
+                                 gate_decision_id=decision_id, challenger=card.version)
         write_json_atomic(run_dir / RUN_RECORD, {"outcome": outcome.model_dump(mode="json"), "criteria": criteria,
                                                  "metrics": metrics})
         return outcome

@@ -40,20 +40,18 @@ from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.splits import HELD_OUT
 from ecg_k.data.store import (
     COHORT,
-    DATASET_FORMAT,
-    MANIFEST,
     labels_path,
     present_splits,
-    read_manifest,
     sha256_file,
     signals_path,
-    write_json_atomic,
     write_parquet_atomic,
 )
 from ecg_k.db.ecg_store import EcgCorruptError, EcgNotFoundError, EcgStore
 from ecg_k.db.models import LabConfirmation, Prediction, Review, Verdict
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError, SkipReason
+from ecg_k.records.common import CodeVersion
+from ecg_k.records.dataset import MANIFEST, DatasetManifest, RetrainOrigin, read_manifest, write_manifest
 from ecg_k.version import code_version
 
 TRAIN, HOLDOUT, LOCKED, UNKEYED = "train", "holdout", "locked", "unkeyed"
@@ -94,9 +92,8 @@ class ConfirmedCases:
 def resolve_base_dataset(training_data: Path) -> Path:
     """The original base dataset behind ``training_data``: a merged dataset written by a retraining run
     names its base in its manifest, so confirmed cases are never merged twice."""
-    manifest = read_manifest(training_data)
-    base = manifest.get("retrain", {}).get("base_dataset")
-    return Path(base) if base else training_data
+    origin = read_manifest(training_data).retrain
+    return Path(origin.base_dataset) if origin is not None else training_data
 
 
 def locked_subjects(base: Path) -> set[str]:
@@ -226,7 +223,7 @@ def write_merged_dataset(base: Path, out: Path, confirmed: ConfirmedCases, finge
     confirmed ``train`` cases; the held-out splits are the base's (signals linked, not copied), so the locked
     test set is byte for byte the base's."""
     manifest = read_manifest(base)
-    cohort_config = CohortConfig.model_validate(manifest["config"]["cohort"])
+    cohort_config = manifest.config.cohort
     new_cases, new_signals = confirmed.of(TRAIN)
     base_signals = np.load(signals_path(base, "train"), mmap_mode="r")
     if base_signals.shape[1:] != new_signals.shape[1:]:
@@ -259,20 +256,19 @@ def write_merged_dataset(base: Path, out: Path, confirmed: ConfirmedCases, finge
     write_parquet_atomic(merged_cohort, out / COHORT)
     histograms = {s: _histogram(np.load(labels_path(out, s))) for s in splits}
     files = [COHORT, *(p.name for s in splits for p in (signals_path(out, s), labels_path(out, s)))]
-    write_json_atomic(out / MANIFEST, {
-        "format": DATASET_FORMAT,
-        "status": "complete",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": manifest["config"],
-        "preprocess_digest": manifest.get("preprocess_digest"),
-        "counts": {s: int(len(np.load(labels_path(out, s), mmap_mode="r"))) for s in splits},
-        "subjects": {s: int(merged_cohort.loc[merged_cohort["split"] == s, "subject_id"].nunique()) for s in splits},
-        "label_histogram": histograms,
-        "retrain": {"base_dataset": str(base.resolve()), "base_manifest_sha256": sha256_file(base / MANIFEST),
-                    "confirmed": confirmed.counts(), "confirmed_skipped": confirmed.skipped,
-                    "data_fingerprint": fingerprint},
-        "checksums": {name: sha256_file(out / name) for name in files},
-        "code_version": code_version(),
-    })
+    write_manifest(out, DatasetManifest(
+        status="complete",
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=manifest.config,
+        preprocess_digest=manifest.preprocess_digest,
+        counts={s: int(len(np.load(labels_path(out, s), mmap_mode="r"))) for s in splits},
+        subjects={s: int(merged_cohort.loc[merged_cohort["split"] == s, "subject_id"].nunique()) for s in splits},
+        label_histogram=histograms,
+        retrain=RetrainOrigin(base_dataset=str(base.resolve()), base_manifest_sha256=sha256_file(base / MANIFEST),
+                              confirmed=confirmed.counts(), confirmed_skipped=confirmed.skipped,
+                              data_fingerprint=fingerprint),
+        checksums={name: sha256_file(out / name) for name in files},
+        code_version=CodeVersion.model_validate(code_version()),
+    ))
     return out
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ecg_k.data.store import COHORT, labels_path
 from ecg_k.inference import OnnxModel
-from ecg_k.metrics import ShotRule, bootstrap_errors, evaluate_predictions, percentile_ci, shot_regions
+from ecg_k.metrics import ShotRegions, bootstrap_errors, evaluate_predictions, percentile_ci
 
 FLOAT_SLACK = 1e-9
 """Tolerance of the comparisons, so that a boundary case (1.30 - 0.02 vs 1.28) is decided as written."""
@@ -141,12 +141,13 @@ def split_subjects(dataset: Path, split: str) -> np.ndarray:
 
 
 def few_improvement_ci(labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, subjects: np.ndarray,
-                       train_labels: np.ndarray, rule: ShotRule, n_boot: int, seed: int = 0) -> list[float] | None:
-    """Paired bootstrap (subjects resampled) 95 % CI of ``few MAE(champion) - few MAE(challenger)``."""
+                       regions: ShotRegions, n_boot: int, seed: int = 0) -> list[float] | None:
+    """Paired bootstrap (subjects resampled) 95 % CI of ``few MAE(champion) - few MAE(challenger)``, few-shot
+    by the champion's ``regions``."""
     if n_boot < 1 or not len(labels):
         return None
     boot = bootstrap_errors(labels.astype(np.float64), {"champion": champion, "challenger": challenger},
-                            shot_regions(train_labels, rule), subjects, n_boot, seed)
+                            regions, subjects, n_boot, seed)
     return percentile_ci(boot["champion"]["few.mae"] - boot["challenger"]["few.mae"])
 
 
@@ -158,16 +159,15 @@ def predict_arrays(model: OnnxModel, signals: np.ndarray) -> np.ndarray:
 
 
 def evaluate_model(
-    model: OnnxModel, sets: Mapping[str, tuple[np.ndarray, np.ndarray]], train_labels: np.ndarray,
-    shot_rule: ShotRule, n_boot: int,
+    model: OnnxModel, sets: Mapping[str, tuple[np.ndarray, np.ndarray]], regions: ShotRegions, n_boot: int,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on each named ``(signals, labels)`` set that holds samples (``metrics.json``
-    layout per set); an empty set maps to None."""
+    layout per set, shot regions ``regions``); an empty set maps to None."""
     frames = [pd.DataFrame({"split": name, "y": labels.astype(np.float64), "y_hat": predict_arrays(model, signals)})
               for name, (signals, labels) in sets.items() if len(labels)]
     present = [name for name, (_, labels) in sets.items() if len(labels)]
-    metrics = evaluate_predictions(pd.concat(frames, ignore_index=True), train_labels, model.version,
-                                   shot_rule=shot_rule, n_boot=n_boot, splits=present) if present else {}
+    metrics = evaluate_predictions(pd.concat(frames, ignore_index=True), regions, model.version,
+                                   n_boot=n_boot, splits=present) if present else {}
     return {name: metrics.get(name) for name in sets}
 
 

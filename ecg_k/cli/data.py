@@ -4,7 +4,7 @@ MIMIC-IV (or that layout), with the summary tables both print."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -18,6 +18,7 @@ from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.data.splits import SPLITS
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.dataset import DatasetManifest
 from ecg_k.settings import get_settings
 
 
@@ -93,34 +94,35 @@ def ingest(
     print_dataset_summary(out, manifest)
 
 
-def print_dataset_summary(root: Path, manifest: dict[str, Any]) -> None:
+def print_dataset_summary(root: Path, manifest: DatasetManifest) -> None:
     """Counts, skips and label tails of a dataset, and pairs per 0.1 bin and split, as tables; share warnings."""
-    if manifest.get("per_bin"):
-        print_per_bin(manifest["per_bin"])
-    table = Table(title=f"ECG-K-DIR dataset {root} ({manifest['status']})")
+    if manifest.per_bin:
+        print_per_bin(manifest.per_bin)
+    table = Table(title=f"ECG-K-DIR dataset {root} ({manifest.status})")
     for column in ("split", "pairs", "subjects", "K+ <= 3.5", "K+ >= 5.5", "K+ range"):
         table.add_column(column, justify="right")
-    for split in (s for s in SPLITS if s in manifest["counts"]):
-        hist = manifest["label_histogram"][split]
+    subjects = manifest.subjects or {}
+    for split in (s for s in SPLITS if s in manifest.counts):
+        hist = manifest.label_histogram[split]
         values = np.array([float(k) for k in hist], dtype=float)
         counts = np.array(list(hist.values()), dtype=int)
         span = f"{values.min():.1f}-{values.max():.1f}" if len(values) else "-"
         table.add_row(
-            split, str(manifest["counts"][split]), str(manifest["subjects"][split]),
+            split, str(manifest.counts[split]), str(subjects.get(split, "-")),
             str(int(counts[values <= 3.5 + 1e-9].sum())), str(int(counts[values >= 5.5 - 1e-9].sum())), span,
         )
     console.print(table)
-    skipped = ", ".join(f"{k}={v}" for k, v in manifest["skipped"].items()) or "none"
-    console.print(f"ECGs in record list: {manifest['ecgs_in_record_list']}; skipped: {skipped}; "
-                  f"other pairs of val/cal/test subjects discarded: {manifest['discarded_holdout_pairs']}")
-    for warning in manifest.get("warnings", []):
+    skipped = ", ".join(f"{k}={v}" for k, v in (manifest.skipped or {}).items()) or "none"
+    console.print(f"ECGs in record list: {manifest.ecgs_in_record_list}; skipped: {skipped}; "
+                  f"other pairs of val/cal/test subjects discarded: {manifest.discarded_holdout_pairs}")
+    for warning in manifest.warnings or []:
         err_console.print(f"[bold yellow]warning:[/] {warning}")
     print_lab_comment_summary(manifest)
 
 
-def print_lab_comment_summary(manifest: dict[str, Any]) -> None:
+def print_lab_comment_summary(manifest: DatasetManifest) -> None:
     """One line on haemolysed labs: how many K+ rows, and what the pairing did with the ECGs they labelled."""
-    comments = manifest.get("lab_comments")
+    comments = manifest.lab_comments
     if comments is None:
         return
     rows = comments["lab_rows"]

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from ecg_k.data import store
@@ -37,22 +36,13 @@ from ecg_k.data.splits import DISCARDED, PER_BIN_COLUMNS, SPLITS, per_bin_counts
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError
+from ecg_k.records.dataset import MANIFEST, DatasetManifest, IngestConfig, read_manifest, write_manifest
+from ecg_k.records.jsonio import write_json_atomic
 from ecg_k.signal_quality import SignalQualityConfig, check_signal_quality
 from ecg_k.version import code_version
 
 WORK = ".work"
 OK = ""
-
-
-class IngestConfig(BaseModel):
-    """Everything that determines the dataset's content (saved in the manifest)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    cohort: CohortConfig = Field(default_factory=CohortConfig)
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    signal_quality: SignalQualityConfig = Field(default_factory=SignalQualityConfig)
-    shard_size: int = Field(default=256, ge=1, description="Records per resumable shard.")
 
 
 @dataclass(frozen=True)
@@ -252,12 +242,12 @@ class Ingestor:
             "labevents": {"path": str(self.labevents), "bytes": self.labevents.stat().st_size},
         }
 
-    def _check_output_dir(self, fingerprint: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    def _check_output_dir(self, fingerprint: dict[str, Any], overwrite: bool) -> DatasetManifest | None:
         """Return the manifest when this dataset is already complete; refuse (or clear) foreign dirs."""
-        manifest_file, state_file = self.out / store.MANIFEST, self.work / "state.json"
-        previous = store.read_manifest(self.out) if manifest_file.is_file() else None
-        if previous:
-            stored = {"config": previous["config"], **previous["inputs"]}
+        manifest_file, state_file = self.out / MANIFEST, self.work / "state.json"
+        previous = read_manifest(self.out) if manifest_file.is_file() else None
+        if previous is not None and previous.inputs is not None:
+            stored = {"config": previous.config.model_dump(mode="json"), **previous.inputs.model_dump(mode="json")}
         else:
             stored = _read_json(state_file)["fingerprint"] if state_file.is_file() else None
         occupied = self.out.exists() and any(self.out.iterdir())
@@ -271,7 +261,7 @@ class Ingestor:
                 f"{self.out} holds a dataset built from other inputs or config; "
                 "choose another --out or pass --overwrite"
             )
-        return previous if previous and previous.get("status") == "complete" else None
+        return previous if previous is not None and previous.status == "complete" else None
 
     def run(
         self,
@@ -280,7 +270,7 @@ class Ingestor:
         progress: bool = True,
         overwrite: bool = False,
         max_shards: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> DatasetManifest:
         """Build (or resume, or confirm) the dataset and return its manifest.
 
         ``max_shards`` processes at most that many pending shards, then stops with status
@@ -337,7 +327,7 @@ class Ingestor:
                                                  self.config.cohort),
             "elapsed_cohort_s": round(time.perf_counter() - started, 3),
         }
-        store.write_json_atomic(state_file, state)
+        write_json_atomic(state_file, state)
         return state
 
     def _pending_tasks(self, cohort: pd.DataFrame) -> list[ShardTask]:
@@ -352,7 +342,7 @@ class Ingestor:
 
     def _write_manifest(
         self, status: str, state: dict[str, Any], cohort: pd.DataFrame, signal_skips: dict[str, int], started: float
-    ) -> dict[str, Any]:
+    ) -> DatasetManifest:
         skipped = Counter(state["cohort_skipped"]) + Counter(signal_skips)
         per_bin = _per_bin(cohort, state["discarded_per_bin"], self.config.cohort.label_step)
         files = [store.COHORT] + (
@@ -360,8 +350,7 @@ class Ingestor:
                                                                   store.labels_path(self.out, s))]
             if status == "complete" else []
         )
-        manifest = {
-            "format": store.DATASET_FORMAT,
+        manifest = DatasetManifest.model_validate({
             "status": status,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": self.config.model_dump(mode="json"),
@@ -383,8 +372,8 @@ class Ingestor:
             "elapsed_s": {"cohort": state["elapsed_cohort_s"], "this_run": round(time.perf_counter() - started, 3)},
             "checksums": {name: store.sha256_file(self.out / name) for name in files if (self.out / name).exists()},
             "code_version": code_version(),
-        }
-        store.write_json_atomic(self.out / store.MANIFEST, manifest)
+        })
+        write_manifest(self.out, manifest)
         return manifest
 
 

@@ -11,7 +11,6 @@ was already tried against the champion.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,7 @@ from sqlalchemy.orm import Session
 from ecg_k.data.store import sha256_file
 from ecg_k.db.audit import record_audit
 from ecg_k.db.models import AuditOutcome, GateDecision, ModelStatus, ModelVersion, json_object, utcnow
-
-
-def _card_field(card: dict[str, Any], path: str, card_path: Path) -> str:
-    value: Any = card
-    for key in path.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"model card {card_path} has no {path}")
-    return value
+from ecg_k.model_card import load_model_card
 
 
 def _resource(version: ModelVersion) -> str:
@@ -46,23 +37,14 @@ def register_model(
 ) -> ModelVersion:
     """Register the model of ``card_path`` (a ``model_card.json``) as a challenger.
 
-    The ONNX file is ``onnx_path`` or the card's ``onnx.file`` beside the card; its sha256 must equal the
-    card's ``onnx.sha256``.
+    The card must validate (:func:`ecg_k.model_card.load_model_card`); the ONNX file is ``onnx_path`` or the
+    card's ``onnx.file`` beside the card, and its sha256 must equal the card's ``onnx.sha256``. The registry
+    stores the validated card.
     """
     card_path = Path(card_path)
-    try:
-        card = json.loads(card_path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"model card not found: {card_path}") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"model card {card_path} is not valid JSON: {err}") from None
-    card = json_object(card, f"model card {card_path}")
-    name = _card_field(card, "name", card_path)
-    version = _card_field(card, "version", card_path)
-    expected = _card_field(card, "onnx.sha256", card_path)
-    if onnx_path is None:
-        onnx_path = card_path.parent / _card_field(card, "onnx.file", card_path)
-    onnx_path = Path(onnx_path)
+    card = load_model_card(card_path)
+    name, version, expected = card.name, card.version, card.onnx.sha256
+    onnx_path = Path(onnx_path) if onnx_path is not None else card_path.parent / card.onnx.file
     if not onnx_path.is_file():
         raise ValueError(f"ONNX file not found: {onnx_path}")
     actual = sha256_file(onnx_path)
@@ -75,8 +57,8 @@ def register_model(
         version=version,
         sha256=actual,
         path=str(onnx_path.resolve()),
-        preprocessing_digest=card.get("preprocessing_digest"),
-        card=card,
+        preprocessing_digest=card.preprocessing_digest,
+        card=json_object(card.as_dict(), f"model card {card_path}"),
         status=ModelStatus.CHALLENGER,
     )
     session.add(model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from dashboard.evaluation import (
 )
 from ecg_k.db.registry import register_model
 from ecg_k.db.session import session_scope
-from ecg_k.metrics import ShotRegions
+from ecg_k.model_card import ModelCard, load_model_card, write_model_card
 from tests.dashboard.conftest import ACTOR, Seeded
 
 
@@ -38,8 +39,12 @@ def _load(seeded: Seeded, model_id: int) -> Evaluation:
         return load_evaluation(session, model_id)
 
 
-def _card(run: Path) -> dict:
-    return json.loads((run / "model_card.json").read_text())
+def _card(run: Path) -> ModelCard:
+    return load_model_card(run / "model_card.json")
+
+
+def _write_card(run: Path, card: ModelCard, **changes: Any) -> None:
+    write_model_card(run / "model_card.json", card.model_copy(update=changes))
 
 
 def test_models_are_listed_champion_first(seeded: Seeded) -> None:
@@ -54,14 +59,14 @@ def test_models_are_listed_champion_first(seeded: Seeded) -> None:
 def test_evaluation_holds_the_card_and_the_runs_predictions(seeded: Seeded) -> None:
     evaluation = _load(seeded, seeded.champion_id)
     card = _card(seeded.runs["dist"])
-    assert evaluation.metrics == card["metrics"] and evaluation.splits == ["test", "val"]
-    assert evaluation.regions == ShotRegions.from_dict(card["shot_regions"])
+    assert evaluation.metrics == card.metrics and evaluation.splits == ["test", "val"]
+    assert evaluation.regions == card.shot_regions and evaluation.thresholds == card.thresholds
     assert evaluation.warning is None
     assert evaluation.predictions_path == seeded.runs["dist"] / "predictions.parquet"
     y, y_hat = evaluation.predictions_of("test")
     saved = pd.read_parquet(seeded.runs["dist"] / "predictions.parquet")
     np.testing.assert_array_equal(y_hat, saved.loc[saved["split"] == "test", "y_hat"].to_numpy())
-    assert y.size == card["metrics"]["test"]["overall"]["n"] == 1120
+    assert y.size == card.metrics["test"]["overall"]["n"] == 1120
 
 
 def test_coverage_and_reliability_of_the_cards_prediction_sets(seeded: Seeded) -> None:
@@ -86,7 +91,7 @@ def test_coverage_and_reliability_of_the_cards_prediction_sets(seeded: Seeded) -
 def test_region_table_and_comparison_show_the_card_numbers(seeded: Seeded) -> None:
     evaluations = {"dist": _load(seeded, seeded.champion_id), "vanilla": _load(seeded, seeded.challenger_id)}
     table = region_table(evaluations, "test")
-    cards = {name: _card(seeded.runs[name])["metrics"]["test"] for name in evaluations}
+    cards = {name: _card(seeded.runs[name]).metrics["test"] for name in evaluations}
     for name, metrics in cards.items():
         rows = table[table["model"] == name].set_index("region")
         for region in ("overall", "many", "median", "few"):
@@ -110,7 +115,7 @@ def test_per_bin_errors_match_a_groupby_of_the_predictions(seeded: Seeded) -> No
     np.testing.assert_allclose(bins["k"], expected.index)
     np.testing.assert_array_equal(bins["n"], expected["size"])
     np.testing.assert_allclose(bins["mae"], expected["mean"], rtol=1e-12)
-    train = _card(seeded.runs["vanilla"])["shot_regions"]["train_counts"]
+    train = _card(seeded.runs["vanilla"]).shot_regions.to_dict()["train_counts"]
     assert bins.set_index("k")["train_count"].get(4.2) == train["4.2"]
     spans = region_spans(evaluation, bins)
     assert spans["k"].is_monotonic_increasing and np.allclose(np.diff(spans["k"]), 0.1)
@@ -163,8 +168,8 @@ def test_clinical_table_from_the_card_and_extra_cutoffs_from_the_predictions(see
 def test_without_the_predictions_file_tables_remain_and_charts_say_why(seeded: Seeded, tmp_path: Path) -> None:
     run = tmp_path / "moved"
     shutil.copytree(seeded.runs["dist"], run)
-    card = _card(run) | {"version": "moved"}
-    (run / "model_card.json").write_text(json.dumps(card))
+    card = _card(run)
+    _write_card(run, card, version="moved")
     (run / "predictions.parquet").unlink()
     with session_scope(seeded.database_url) as session:
         model_id = register_model(session, run / "model_card.json", actor=ACTOR).id
@@ -173,14 +178,14 @@ def test_without_the_predictions_file_tables_remain_and_charts_say_why(seeded: S
     assert "no predictions.parquet beside the registered model" in evaluation.warning
     assert per_bin_table(evaluation, "test") is None and scatter_points(evaluation, "test") is None
     few_mae = region_table({"m": evaluation}, "test").set_index("region").loc["few", "mae"]
-    assert few_mae == card["metrics"]["test"]["few"]["mae"]
+    assert few_mae == card.metrics["test"]["few"]["mae"]
     assert len(clinical_table({"m": evaluation}, "test", extra=True)) == 8
 
 
 def test_a_run_evaluated_again_after_export_is_flagged(seeded: Seeded, tmp_path: Path) -> None:
     run = tmp_path / "re-evaluated"
     shutil.copytree(seeded.runs["vanilla"], run)
-    (run / "model_card.json").write_text(json.dumps(_card(run) | {"version": "re-evaluated"}))
+    _write_card(run, _card(run), version="re-evaluated")
     frame = pd.read_parquet(run / "predictions.parquet")
     frame.loc[frame["split"] == "test", "y_hat"] += 0.01
     frame.to_parquet(run / "predictions.parquet", index=False)
@@ -193,11 +198,14 @@ def test_a_run_evaluated_again_after_export_is_flagged(seeded: Seeded, tmp_path:
 def test_cards_without_evaluation_are_refused(seeded: Seeded, tmp_path: Path) -> None:
     run = tmp_path / "bare"
     shutil.copytree(seeded.runs["vanilla"], run)
-    card = {key: value for key, value in _card(run).items() if key != "metrics"} | {"version": "bare"}
-    (run / "model_card.json").write_text(json.dumps(card))
+    card = _card(run).as_dict()
+    (run / "model_card.json").write_text(json.dumps({key: value for key, value in card.items() if key != "metrics"}))
+    with session_scope(seeded.database_url) as session, pytest.raises(ValueError, match="metrics: Field required"):
+        register_model(session, run / "model_card.json", actor=ACTOR)
+    _write_card(run, _card(seeded.runs["vanilla"]), version="bare", metrics={})
     with session_scope(seeded.database_url) as session:
         model_id = register_model(session, run / "model_card.json", actor=ACTOR).id
-    with pytest.raises(ValueError, match="the model card has no 'metrics'"):
+    with pytest.raises(ValueError, match="metrics hold no evaluated split"):
         _load(seeded, model_id)
     with pytest.raises(ValueError, match="no registered model version with id 999"):
         _load(seeded, 999)

@@ -16,11 +16,11 @@ from ecg_k.metrics import (
     EXTRA_CUTOFFS,
     HYPER,
     Cutoff,
+    ShotRule,
     _Detections,
     clinical_metrics,
     evaluate_predictions,
     per_bin_errors,
-    regions_from_metrics,
     regression_metrics,
     shot_regions,
 )
@@ -284,7 +284,8 @@ def test_evaluate_predictions_has_the_design_shape(
     noisy: tuple[np.ndarray, np.ndarray], rule: str, other: str
 ) -> None:
     train = np.round(np.clip(np.random.default_rng(1).normal(4.2, 0.5, 2000), 1.5, 10), 1)
-    m = evaluate_predictions(predictions_frame(*noisy), train, "vanilla", shot_rule=rule, n_boot=50)
+    regions = ShotRule(name=rule).regions(train)
+    m = evaluate_predictions(predictions_frame(*noisy), regions, "vanilla", n_boot=50)
     assert {"test", "val", "shot_rule", "method"} <= set(m) and "train" not in m
     assert (m["shot_rule"], m["method"]) == (rule, "vanilla")
     for split in ("test", "val"):
@@ -297,20 +298,34 @@ def test_evaluate_predictions_has_the_design_shape(
         assert isinstance(s["bmae"], float) and isinstance(s["pearson"], float)
         assert s["overall"]["n"] == noisy[0].size
     json.dumps(m, allow_nan=False)
-    assert regions_from_metrics(m, train).rule == rule
+    assert m["shot_regions"][rule] == regions.to_dict() and m["n_train"] == train.size
+    other_rule = other.removeprefix("by_").removesuffix("_rule")
+    assert m["shot_regions"][other_rule] == shot_regions(train, other_rule).to_dict()  # type: ignore[arg-type]
+
+
+def test_shot_rule_fills_the_rules_defaults_and_keeps_custom_cut_offs() -> None:
+    assert ShotRule().regions(TRAIN) == shot_regions(TRAIN)
+    assert ShotRule(name="count").cuts == (100.0, 20.0)
+    custom = ShotRule(name="count", many=150, few=101).regions(TRAIN)
+    assert (custom.many, custom.few) == (150.0, 101.0)
+    assert list(custom.region_of([4.0, 4.1, 4.2])) == ["median", "median", "few"]
+    with pytest.raises(ValueError, match="few <= many"):
+        ShotRule(few=0.6)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        ShotRule(many=-1)
+    with pytest.raises(ValueError, match="relative"):
+        ShotRule(name="quantile")  # type: ignore[arg-type]
 
 
 def test_evaluate_predictions_errors(noisy: tuple[np.ndarray, np.ndarray]) -> None:
     frame = predictions_frame(*noisy)
     with pytest.raises(ValueError, match="no rows for split"):
-        evaluate_predictions(frame[frame["split"] != "val"], TRAIN, "m")
+        evaluate_predictions(frame[frame["split"] != "val"], shot_regions(TRAIN), "m")
     with pytest.raises(ValueError, match="lack column"):
-        evaluate_predictions(frame.drop(columns="y_hat"), TRAIN, "m")
+        evaluate_predictions(frame.drop(columns="y_hat"), shot_regions(TRAIN), "m")
     frame.loc[frame.index[-2], "y_hat"] = np.nan  # a val row
     with pytest.raises(ValueError, match="split 'val': y_hat contains 1 NaN"):
-        evaluate_predictions(frame, TRAIN, "m", n_boot=0)
-    with pytest.raises(ValueError, match="unknown shot rule"):
-        evaluate_predictions(frame, TRAIN, "m", shot_rule="quantile")  # type: ignore[arg-type]
+        evaluate_predictions(frame, shot_regions(TRAIN), "m", n_boot=0)
 
 
 def test_balanced_mae_averages_bins_not_samples() -> None:
@@ -331,7 +346,7 @@ def test_error_cis_bootstrap_subjects_and_hold_the_point_estimates() -> None:
     y_hat = y + rng.normal(0, 0.4, 300)
     subjects = np.repeat(np.arange(100), 3)
     frame = pd.DataFrame({"split": "test", "y": y, "y_hat": y_hat, "subject_id": subjects})
-    metrics = evaluate_predictions(frame, train, "m", n_boot=300, splits=("test",))["test"]
+    metrics = evaluate_predictions(frame, shot_regions(train), "m", n_boot=300, splits=("test",))["test"]
     assert metrics["ci_unit"] == "subject"
     for region in ("overall", "many", "median", "few"):
         stats = metrics[region]
@@ -339,7 +354,8 @@ def test_error_cis_bootstrap_subjects_and_hold_the_point_estimates() -> None:
             assert stats["mae_ci95"][0] < stats["mae"] < stats["mae_ci95"][1]
             assert stats["gm_ci95"][0] < stats["gm"] < stats["gm_ci95"][1]
     assert metrics["bmae_ci95"][0] < metrics["bmae"] < metrics["bmae_ci95"][1]
-    no_subjects = evaluate_predictions(frame.drop(columns="subject_id"), train, "m", n_boot=300, splits=("test",))
+    no_subjects = evaluate_predictions(frame.drop(columns="subject_id"), shot_regions(train), "m", n_boot=300,
+                                       splits=("test",))
     assert no_subjects["test"]["ci_unit"] == "sample"
 
     regions = shot_regions(train)

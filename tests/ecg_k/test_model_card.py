@@ -21,6 +21,7 @@ from ecg_k.model_card import (
     parse_model_card,
     prediction_set,
     shot_region_of_estimate,
+    write_model_card,
 )
 
 
@@ -112,7 +113,12 @@ def test_prediction_set_errors(card: ModelCard) -> None:
     [
         ("input", ..., r"input: Field required"),
         ("onnx.sha256", "abc", r"onnx.sha256: String should match pattern"),
-        ("format", "ecg-k-model-card/1", r"format: Input should be 'ecg-k-model-card/2'"),
+        ("format", "ecg-k-model-card/1", r"has format 'ecg-k-model-card/1'; this code reads 'ecg-k-model-card/2'"),
+        ("format", ..., r"has format None; this code reads 'ecg-k-model-card/2'"),
+        ("surprise", 1, r"surprise: Extra inputs are not permitted"),
+        ("onnx.surprise", 1, r"onnx.surprise: Extra inputs are not permitted"),
+        ("train_schedule.epochs_source", "guessed", r"train_schedule.epochs_source: Input should be 'set' or 'auto'"),
+        ("shot_rule", "count", r"shot_rule 'count' is not the rule of shot_regions 'relative'"),
         ("input.leads", ["II"], r"does not fit|does not match the preprocessing"),
         ("preprocessing.filter_order", 2, r"not the digest .* would preprocess differently"),
         ("preprocessing_digest", "0" * 64, r"not the digest"),
@@ -136,6 +142,13 @@ def test_several_problems_are_listed_together(raw: dict[str, Any]) -> None:
     with pytest.raises(ModelCardError) as info:
         parse_model_card(broken)
     assert "input: Field required" in str(info.value) and "output.unit" in str(info.value)
+
+
+def test_card_round_trips_through_its_one_writer(card: ModelCard, raw: dict[str, Any], tmp_path: Path) -> None:
+    assert card.as_dict() == raw  # export wrote the file through write_model_card
+    write_model_card(tmp_path / "model_card.json", card)
+    assert load_model_card(tmp_path / "model_card.json") == card
+    assert json.loads((tmp_path / "model_card.json").read_text()) == raw
 
 
 def test_card_files_that_cannot_be_read(tmp_path: Path) -> None:

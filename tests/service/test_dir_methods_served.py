@@ -15,6 +15,7 @@ from ecg_k.losses.group_dir import group_edges
 from tests.service.conftest import RawEcg, new_database, start_service, stop_service
 from tests.training.conftest import write_toy_dataset
 from training.config import TrainConfig
+from training.evaluate import evaluate_run
 from training.export import MODEL_CARD, MODEL_FILE, export_run
 from training.run_io import load_best_net
 from training.trainer import CHECKPOINT, HISTORY, Trainer
@@ -33,6 +34,7 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     Trainer(TrainConfig(out=stage2, method=f"{method}+dist", stage=2, init=stage1, epochs=1, **common),
             progress=False).run()
     for run in (stage1, stage2):
+        evaluate_run(run, n_boot=20, device="cpu")
         export_run(run)
     return method, stage1, stage2
 

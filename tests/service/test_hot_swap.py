@@ -27,6 +27,7 @@ from ecg_k.db.models import ModelVersion, Prediction
 from ecg_k.db.registry import get_champion, promote, register_model
 from ecg_k.db.session import session_scope
 from ecg_k.leads import MIMIC_LEAD_ORDER
+from ecg_k.model_card import load_model_card, write_model_card
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
 from tests.service.conftest import REPO_ROOT, Service, start_service, stop_service
@@ -122,7 +123,7 @@ def _served_version(service: Service, key: str = "admin") -> str:
 @pytest.mark.slow
 def test_forced_promotion_is_served_with_zero_failed_requests(champion_service: Service, card_path: Path) -> None:
     service = champion_service
-    old = json.loads(card_path.read_text())["version"]
+    old = load_model_card(card_path).version
     labels = np.round(np.linspace(2.5, 6.5, 16), 1)
     with service.client("client") as client, service.client("reviewer") as reviewer:
         for payload, k_value in zip(toy_payloads(labels), labels, strict=True):
@@ -185,8 +186,8 @@ def _copy_model(exported_run: Path, folder: Path, version: str) -> Path:
     """The exported model under another version name (same ONNX bytes), as a new model directory."""
     folder.mkdir()
     shutil.copy(exported_run / "model.onnx", folder / "model.onnx")
-    card = json.loads((exported_run / "model_card.json").read_text())
-    (folder / "model_card.json").write_text(json.dumps({**card, "version": version}))
+    card = load_model_card(exported_run / "model_card.json")
+    write_model_card(folder / "model_card.json", card.model_copy(update={"version": version}))
     return folder / "model_card.json"
 
 
@@ -194,7 +195,7 @@ def test_a_champion_that_fails_its_check_is_refused_and_the_old_model_keeps_serv
     champion_service: Service, exported_run: Path, card_path: Path, tmp_path: Path
 ) -> None:
     service = champion_service
-    old = json.loads(card_path.read_text())["version"]
+    old = load_model_card(card_path).version
     copy_card = _copy_model(exported_run, tmp_path / "copy", "copy-1")
     with session_scope(service.database_url) as session:
         register_model(session, copy_card, actor="test")

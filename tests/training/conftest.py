@@ -12,8 +12,9 @@ import pytest
 
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.ingest import IngestConfig
-from ecg_k.data.store import labels_path, signals_path, write_json_atomic
+from ecg_k.data.store import labels_path, signals_path
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.dataset import DatasetManifest, write_manifest
 
 N_SAMPLES = 5000
 
@@ -51,10 +52,7 @@ def write_toy_dataset(root: Path, sizes: dict[str, int], seed: int = 0,
         }))
     pd.concat(rows, ignore_index=True).to_parquet(root / "cohort.parquet", index=False)
     config = IngestConfig(cohort=CohortConfig(), preprocess=PreprocessConfig(leads="I"))  # one lead, as written
-    write_json_atomic(root / "manifest.json", {
-        "format": "ecg-k-dataset/1", "status": "complete", "config": config.model_dump(mode="json"),
-        "counts": sizes, "label_histogram": histogram, "checksums": {},
-    })
+    write_manifest(root, DatasetManifest(status="complete", config=config, counts=sizes, label_histogram=histogram))
     return root
 
 

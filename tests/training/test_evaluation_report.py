@@ -13,7 +13,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ecg_k.metrics import evaluate_predictions, shot_regions
+from ecg_k.metrics import ShotRule, ShotRuleName, evaluate_predictions, shot_regions
+from ecg_k.records.run import RunMetrics
 from training.evaluation_report import (
     COMPARISON_COLUMNS,
     LabelPredictionHistogramDisplay,
@@ -50,9 +51,9 @@ def predictions() -> pd.DataFrame:
 
 
 def run_metrics(
-    predictions: pd.DataFrame, train_labels: np.ndarray, method: str, **kwargs: Any
+    predictions: pd.DataFrame, train_labels: np.ndarray, method: str, rule: ShotRuleName = "relative", **kwargs: Any
 ) -> dict[str, Any]:
-    return evaluate_predictions(predictions, train_labels, method, n_boot=50, **kwargs)
+    return evaluate_predictions(predictions, ShotRule(name=rule).regions(train_labels), method, n_boot=50, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def report_dir(
 ) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
     metrics = run_metrics(predictions, train_labels, "dist_loss", splits=("test",))
-    write_report(run_dir, metrics, predictions, train_labels)
+    write_report(run_dir, RunMetrics.model_validate(metrics), predictions)
     return run_dir
 
 
@@ -84,10 +85,13 @@ def test_report_mentions_regions_rule_prevalence_and_plots(report_dir: Path) -> 
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
 
 
-def test_report_rejects_metrics_without_a_rule(tmp_path: Path, predictions: pd.DataFrame,
-                                              train_labels: np.ndarray) -> None:
+def test_report_needs_metrics_with_a_rule_and_its_regions(predictions: pd.DataFrame,
+                                                          train_labels: np.ndarray) -> None:
     with pytest.raises(ValueError, match="shot_rule"):
-        write_report(tmp_path, {"method": "m"}, predictions, train_labels)
+        RunMetrics.model_validate({"method": "m"})
+    metrics = run_metrics(predictions, train_labels, "m")
+    with pytest.raises(ValueError, match="regions of each rule"):
+        RunMetrics.model_validate({**metrics, "shot_regions": {"relative": metrics["shot_regions"]["relative"]}})
 
 
 def test_displays_draw_on_a_given_axes_without_pyplot(tmp_path: Path, train_labels: np.ndarray) -> None:
@@ -134,7 +138,7 @@ def test_comparison_table_has_one_row_per_method(predictions: pd.DataFrame, trai
 
 def test_comparison_refuses_mixed_shot_rules(predictions: pd.DataFrame, train_labels: np.ndarray) -> None:
     runs = {"a": run_metrics(predictions, train_labels, "a"),
-            "b": run_metrics(predictions, train_labels, "b", shot_rule="count")}
+            "b": run_metrics(predictions, train_labels, "b", rule="count")}
     with pytest.raises(ValueError, match="different shot rules"):
         comparison_table(runs)
 

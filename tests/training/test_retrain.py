@@ -22,9 +22,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from ecg_k.cli import app, load_plugins
-from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.lab_comments import LabComment
-from ecg_k.data.store import COHORT, labels_path, read_manifest
+from ecg_k.data.store import COHORT, labels_path
 from ecg_k.db.api_keys import create_api_key
 from ecg_k.db.ecg_store import EcgStore, store_ecg
 from ecg_k.db.migrate import upgrade
@@ -43,7 +42,11 @@ from ecg_k.db.models import (
 )
 from ecg_k.db.registry import get_champion, promote, register_model
 from ecg_k.db.session import create_db_engine, session_scope
+from ecg_k.metrics import shot_regions
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.common import CodeVersion
+from ecg_k.records.dataset import read_manifest
+from ecg_k.records.run import RunDataset, RunRecord, TrainSchedule, write_run_record
 from ecg_k.settings import get_settings
 from tests.ecg_k.db.conftest import PostgresServer, postgres_server  # noqa: F401  (fixture)
 from tests.training.conftest import _labels, _signals, write_toy_dataset
@@ -214,10 +217,11 @@ def test_few_improvement_ci_is_paired_over_subjects() -> None:
     subjects = np.repeat(np.arange(80), 2)
     champion = labels + rng.choice([-1, 1], labels.size) * 0.8
     challenger = labels + np.sign(champion - labels) * 0.5
-    ci = few_improvement_ci(labels, champion, challenger, subjects, train, "relative", 200)
+    regions = shot_regions(train)
+    ci = few_improvement_ci(labels, champion, challenger, subjects, regions, 200)
     assert ci == pytest.approx([0.3, 0.3])
     mixed = np.where(subjects % 2 == 0, labels + np.sign(champion - labels) * 1.1, challenger)
-    low, high = few_improvement_ci(labels, champion, mixed, subjects, train, "relative", 200)
+    low, high = few_improvement_ci(labels, champion, mixed, subjects, regions, 200)
     assert low < 0 < high
 
 
@@ -238,8 +242,7 @@ def test_haemolysed_confirmed_labs_never_feed_retraining(registry: Registry) -> 
     manifest = read_manifest(registry.dataset)
     with session_scope(registry.database_url) as session:
         confirmed = collect_confirmed(session, EcgStore(registry.home / "ecg-store"),
-                                      PreprocessConfig.model_validate(manifest["config"]["preprocess"]),
-                                      CohortConfig.model_validate(manifest["config"]["cohort"]), set(), 0.0)
+                                      manifest.preprocess, manifest.config.cohort, set(), 0.0)
     assert confirmed.skipped == {"hemolysed_lab": 1}
     assert confirmed.cases["subject"].tolist() == ["p-ok", "p-checked"] and len(confirmed.signals) == 2
     assert registry.count(LabConfirmation) == 3  # the haemolysed lab stays on record
@@ -434,8 +437,12 @@ def test_nothing_to_train_on_and_bad_input(registry: Registry, tmp_path: Path) -
 def _fake_run(root: Path, **train: object) -> Path:
     """A run directory with a config.json (the champion's recipe) and a best.pt placeholder."""
     root.mkdir(parents=True)
-    recipe = TrainConfig.model_validate({"data": "/d", "out": root, "model": "tiny", **train}).model_dump(mode="json")
-    (root / "config.json").write_text(json.dumps({"train": recipe}))
+    config = TrainConfig.model_validate({"data": "/d", "out": root, "model": "tiny", **train})
+    _, schedule = config.resolve(n_train=256)
+    write_run_record(root, RunRecord(
+        train=config.model_dump(mode="json"), schedule=TrainSchedule.model_validate(schedule), method_phases=[],
+        stage_phases=[], dataset=RunDataset(path="/d", counts={"train": 256}, preprocess=PreprocessConfig()),
+        runtime={}, code_version=CodeVersion(package="test")))
     (root / "best.pt").write_bytes(b"")
     return root
 

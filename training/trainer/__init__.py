@@ -20,11 +20,11 @@ One module per concern, imported in this order:
 - :mod:`~training.trainer.run`: :class:`Trainer`, which runs a stage's phases in turn.
 """
 
-from training.trainer.checkpoint import BEST, CHECKPOINT, CONFIG, HISTORY, RunState
+from training.trainer.checkpoint import BEST, CHECKPOINT, HISTORY, RunState
 from training.trainer.errors import TrainingError
 from training.trainer.network import Regressor, backbone_features, predict
 from training.trainer.placement import resolve_device
 from training.trainer.run import Trainer
 
-__all__ = ["BEST", "CHECKPOINT", "CONFIG", "HISTORY", "Regressor", "RunState", "Trainer", "TrainingError",
+__all__ = ["BEST", "CHECKPOINT", "HISTORY", "Regressor", "RunState", "Trainer", "TrainingError",
            "backbone_features", "predict", "resolve_device"]

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from ecg_k.models import Net1D
+from ecg_k.records.run import RUN_CONFIG, RunRecord, write_run_record
 from training.trainer.errors import TrainingError
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
-CONFIG = "config.json"
 HISTORY = "history.json"
 FEATURE_CACHE = "stage2_features.pt"
 
@@ -62,13 +62,13 @@ def resumable_checkpoint(out: Path, resume_key: dict[str, Any]) -> dict[str, Any
     return saved
 
 
-def start_run_dir(out: Path, record: dict[str, Any], resume: bool) -> None:
-    """Create ``out`` and write its ``config.json`` (``record``); a TrainingError when ``out`` already holds
+def start_run_dir(out: Path, record: RunRecord, resume: bool) -> None:
+    """Create ``out`` and write its run record (``config.json``); a TrainingError when ``out`` already holds
     a run and ``resume`` is off."""
-    if (out / CONFIG).exists() and not resume:
+    if (out / RUN_CONFIG).exists() and not resume:
         raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    write_run_record(out, record)
 
 
 def restore_phase(saved: dict[str, Any], module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,

@@ -4,7 +4,6 @@ pooled features of a whole split."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -16,9 +15,10 @@ from ecg_k.losses.group_dir import group_edges
 from ecg_k.losses.methods import MethodSpec, Phase, get_method
 from ecg_k.models import Net1D, Net1DConfig, build_net1d
 from ecg_k.models.group_head import GroupHead
+from ecg_k.records.run import read_run_record
 from training.config import TrainConfig
 from training.data import SplitData
-from training.trainer.checkpoint import BEST, CONFIG
+from training.trainer.checkpoint import BEST
 from training.trainer.errors import TrainingError
 from training.trainer.objective import FeatureObjective
 from training.trainer.placement import backbone_autocast, head_fp32
@@ -84,17 +84,15 @@ def build_net(config: TrainConfig, method: MethodSpec, phases: tuple[Phase, ...]
         return net.to(device)
     init_dir = config.init
     assert init_dir is not None
-    init_config = json.loads((init_dir / CONFIG).read_text())
-    init_method = get_method(init_config["train"]["method"])
-    if init_config["train"]["stage"] != 1 or init_method.phases[0] != method.phases[0]:
+    init_record = read_run_record(init_dir)
+    init_method = get_method(init_record.method)
+    if init_record.stage != 1 or init_method.phases[0] != method.phases[0]:
         raise TrainingError(
-            f"--init {init_dir} was trained as {init_config['train']['method']} stage "
-            f"{init_config['train']['stage']}; {config.method} stage 2 needs the stage-1 run of "
-            f"a method whose first phase is {method.phases[0]}"
+            f"--init {init_dir} was trained as {init_record.method} stage {init_record.stage}; {config.method} "
+            f"stage 2 needs the stage-1 run of a method whose first phase is {method.phases[0]}"
         )
-    if init_config["train"]["model"] != config.model:
-        raise TrainingError(f"--init {init_dir} is a {init_config['train']['model']} model, "
-                            f"not {config.model}")
+    if init_record.train["model"] != config.model:
+        raise TrainingError(f"--init {init_dir} is a {init_record.train['model']} model, not {config.model}")
     saved = torch.load(init_dir / BEST, map_location="cpu", weights_only=True)
     net = Net1D(n_leads, Net1DConfig.model_validate(saved["net1d"]))  # the init's head kind (Group-DIR)
     net.load_state_dict(saved["model"])

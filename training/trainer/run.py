@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ecg_k.data.store import read_manifest
 from ecg_k.losses.dist_loss import check_batch
 from ecg_k.losses.methods import get_method
-from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.dataset import read_manifest
+from ecg_k.records.run import RunRecord
 from ecg_k.version import code_version
 from training.config import TrainConfig
 from training.data import SplitData
@@ -35,8 +35,8 @@ class Trainer:
         self.method = get_method(config.method)
         self.phases = self.method.phases[:1] if config.stage == 1 else self.method.phases[1:]
         manifest = read_manifest(config.data)
-        preprocess = PreprocessConfig.model_validate(manifest["config"]["preprocess"])
-        size = sum(manifest["counts"].values()) * len(preprocess.leads) * preprocess.n_samples * 2  # float16
+        preprocess = manifest.preprocess
+        size = sum(manifest.counts.values()) * len(preprocess.leads) * preprocess.n_samples * 2  # float16
         in_memory = config.in_memory if config.in_memory is not None else size < 4 << 30
         self.train_data = SplitData.load(config.data, "train", in_memory)
         self.val_data = SplitData.load(config.data, "val", in_memory)
@@ -73,24 +73,24 @@ class Trainer:
             tqdm.write(f"WARNING: {s['total_steps']} optimiser steps is below min_steps {s['min_steps']}: the model "
                        "may underfit; raise --epochs or lower --batch-size")
 
-    def _run_record(self) -> dict[str, Any]:
+    def _run_record(self) -> RunRecord:
         """``RUN/config.json``: the config as asked (a recipe: automatic batch size and epochs stay automatic),
         the schedule it resolved to, the method's phases, the dataset it saw, where it ran, the code."""
-        return {
+        return RunRecord.model_validate({
             "train": self.request.model_dump(mode="json"),
             "schedule": self.schedule,
             "method_phases": [p.__dict__ for p in self.method.phases],
             "stage_phases": [p.__dict__ for p in self.phases],
             "dataset": {
                 "path": str(self.config.data),
-                "counts": self.dataset_manifest["counts"],
-                "preprocess": self.dataset_manifest["config"]["preprocess"],
-                "checksums": self.dataset_manifest.get("checksums", {}),
+                "counts": self.dataset_manifest.counts,
+                "preprocess": self.dataset_manifest.preprocess,
+                "checksums": self.dataset_manifest.checksums,
             },
             "runtime": {"device": str(self.placement.device), "world_size": self.placement.world,
                         "amp_bf16": self.placement.amp, "torch": torch.__version__},
             "code_version": code_version(),
-        }
+        })
 
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train every phase of this stage; returns a summary (best epoch, val bMAE, timings)."""

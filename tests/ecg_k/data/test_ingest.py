@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -21,9 +20,10 @@ from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor, process_record
 from ecg_k.data.splits import SPLITS
-from ecg_k.data.store import load_split, read_manifest
+from ecg_k.data.store import load_split
 from ecg_k.leads import STANDARD_LEADS
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.dataset import read_manifest
 from ecg_k.synth import generate_dataset
 from tests.conftest import run_ecgk
 
@@ -75,24 +75,22 @@ def reference(synthetic, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _same_bytes(a: Path, b: Path) -> None:
     for name in OUTPUT_FILES:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    ma, mb = read_manifest(a), read_manifest(b)
-    for volatile in ("created", "elapsed_s"):
-        ma.pop(volatile), mb.pop(volatile)
-    assert ma == mb
+    volatile = {"created": None, "elapsed_s": None}
+    assert read_manifest(a).model_copy(update=volatile) == read_manifest(b).model_copy(update=volatile)
 
 
 def test_dataset_contract_and_row_alignment(reference: Path, synthetic) -> None:
     ecg_root, _, _ = synthetic
     manifest = read_manifest(reference)
     cohort = pd.read_parquet(reference / "cohort.parquet")
-    assert manifest["status"] == "complete"
+    assert manifest.status == "complete"
     assert list(cohort.columns[:9]) == ["subject_id", "study_id", "ecg_time", "ecg_path", "k_value", "k_time",
                                         "k_itemid", "delta_min", "split"]
     for split in SPLITS:
         signals, labels = load_split(reference, split)
         rows = cohort[cohort["split"] == split]
-        assert manifest["counts"][split] == len(rows) == len(signals) == len(labels) > 0
-        per_bin = sum(row[split] for row in manifest["per_bin"].values())
+        assert manifest.counts[split] == len(rows) == len(signals) == len(labels) > 0
+        per_bin = sum(row[split] for row in manifest.per_bin.values())
         assert per_bin == len(rows)
         assert signals.dtype == np.float16 and signals.shape[1:] == (1, 5000)
         np.testing.assert_array_equal(labels, rows["k_value"].to_numpy(np.float32))
@@ -101,7 +99,7 @@ def test_dataset_contract_and_row_alignment(reference: Path, synthetic) -> None:
                                       CONFIG.signal_quality).astype(np.float16)
             np.testing.assert_array_equal(signals[i], expected)
     assert set(cohort["k_comment"]) <= {"none", "verified"}  # haemolysed labs never label by default
-    assert {s: sum(n.values()) for s, n in manifest["lab_comments"]["pairs"].items()} == manifest["counts"]
+    assert {s: sum(n.values()) for s, n in manifest.lab_comments["pairs"].items()} == manifest.counts
     subjects = [set(cohort.loc[cohort["split"] == s, "subject_id"]) for s in ("train", "val", "test")]
     assert not (subjects[0] & subjects[1]) and not (subjects[0] & subjects[2]) and not (subjects[1] & subjects[2])
 
@@ -109,17 +107,17 @@ def test_dataset_contract_and_row_alignment(reference: Path, synthetic) -> None:
 def test_default_ingest_reads_the_12_leads_and_keeps_every_bins_share(synthetic, tmp_path: Path) -> None:
     ecg_root, hosp_root, _ = synthetic
     manifest = Ingestor(ecg_root, hosp_root, tmp_path / "ds", IngestConfig()).run(workers=1, progress=False)
-    assert manifest["config"]["preprocess"]["leads"] == list(STANDARD_LEADS)
+    assert manifest.preprocess.leads == STANDARD_LEADS
     for split in SPLITS:
         signals, _ = load_split(tmp_path / "ds", split)
-        assert signals.shape[1:] == (12, 5000) and len(signals) == manifest["counts"][split] > 0
-    per_bin = manifest["per_bin"]
-    assert sum(row["discarded"] for row in per_bin.values()) == manifest["discarded_holdout_pairs"]
+        assert signals.shape[1:] == (12, 5000) and len(signals) == manifest.counts[split] > 0
+    per_bin = manifest.per_bin
+    assert sum(row["discarded"] for row in per_bin.values()) == manifest.discarded_holdout_pairs
     balanced = sum(row[s] for row in per_bin.values() for s in ("val", "cal", "test"))
-    assert balanced <= 0.10 * (sum(manifest["counts"].values()) + manifest["discarded_holdout_pairs"]) + 1
+    assert balanced <= 0.10 * (sum(manifest.counts.values()) + manifest.discarded_holdout_pairs) + 1
     for label, row in per_bin.items():
         total = sum(row.values())
-        assert total < 3 or 3 * row["train"] >= total or any(label in w for w in manifest["warnings"]), label
+        assert total < 3 or 3 * row["train"] >= total or any(label in w for w in manifest.warnings), label
 
 
 def test_damaged_records_are_skipped_with_their_reason(reference: Path, synthetic) -> None:
@@ -133,15 +131,15 @@ def test_damaged_records_are_skipped_with_their_reason(reference: Path, syntheti
             assert got[study] == reason
     manifest = read_manifest(reference)
     for reason, n in pd.Series(list(got.values())).value_counts().items():
-        assert manifest["skipped"][reason] == n
-    assert manifest["skipped"]["no_lab_in_window"] > 0
+        assert manifest.skipped[reason] == n
+    assert manifest.skipped["no_lab_in_window"] > 0
 
 
 def test_interrupted_ingest_resumes_byte_identical(reference: Path, synthetic, tmp_path: Path) -> None:
     ecg_root, hosp_root, _ = synthetic
     out = tmp_path / "ds"
     partial = Ingestor(ecg_root, hosp_root, out, CONFIG).run(workers=1, progress=False, max_shards=2)
-    assert partial["status"] == "partial"
+    assert partial.status == "partial"
     assert len(list((out / ".work" / "shards").glob("*.npz"))) == 2
     Ingestor(ecg_root, hosp_root, out, CONFIG).run(workers=2, progress=False)
     _same_bytes(reference, out)
@@ -193,14 +191,14 @@ def test_rerun_is_a_no_op_and_other_config_is_refused(reference: Path, synthetic
     with pytest.raises(DataInputError, match="other inputs or config"):
         Ingestor(ecg_root, hosp_root, out, other).run(progress=False)
     manifest = Ingestor(ecg_root, hosp_root, out, other).run(progress=False, overwrite=True)
-    assert manifest["config"]["cohort"]["window_min"] == 30
+    assert manifest.config.cohort.window_min == 30
 
 
 def test_cohort_only_then_full(synthetic, reference: Path, tmp_path: Path) -> None:
     ecg_root, hosp_root, _ = synthetic
     out = tmp_path / "ds"
     manifest = Ingestor(ecg_root, hosp_root, out, CONFIG).run(cohort_only=True, progress=False)
-    assert manifest["status"] == "cohort" and (out / "cohort.parquet").is_file()
+    assert manifest.status == "cohort" and (out / "cohort.parquet").is_file()
     assert not (out / "train.signals.npy").exists()
     Ingestor(ecg_root, hosp_root, out, CONFIG).run(progress=False)
     _same_bytes(reference, out)
@@ -213,14 +211,15 @@ def test_cli_ingest_of_real_demo_reports_missing_waveforms(ecg_demo_root: Path, 
     result = runner.invoke(app, ["ingest", "--ecg-root", str(ecg_demo_root), "--hosp-root", str(labs_v1_file),
                                  "--out", str(tmp_path / "ds"), "--no-progress", "--workers", "1", *options])
     assert result.exit_code == 0, result.output
-    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
-    assert manifest["skipped"]["missing_waveform"] == pairs - manifest["discarded_holdout_pairs"]
-    assert manifest["skipped"]["no_lab_in_window"] == 659 - 74
-    assert manifest["skipped"].get("hemolysed_lab", 0) == 74 - pairs  # the lost pair, with its reason
-    assert manifest["counts"] == dict.fromkeys(SPLITS, 0)
-    assert manifest["config"]["preprocess"]["leads"] == list(STANDARD_LEADS)
+    manifest = read_manifest(tmp_path / "ds")
+    assert manifest.skipped["missing_waveform"] == pairs - manifest.discarded_holdout_pairs
+    assert manifest.skipped["no_lab_in_window"] == 659 - 74
+    assert manifest.skipped.get("hemolysed_lab", 0) == 74 - pairs  # the lost pair, with its reason
+    assert manifest.counts == dict.fromkeys(SPLITS, 0)
+    assert manifest.preprocess.leads == STANDARD_LEADS
     assert "missing_waveform" in result.output
-    comments = manifest["lab_comments"]
+    comments = manifest.lab_comments
+    assert comments is not None
     assert comments["hemolysed_labs"] == mode
     assert comments["lab_rows"] == {"none": 1967, "verified": 10, "hemolysed": 35, "unrecognised": 0}
     outcome = "removed" if mode == "exclude" else "kept"

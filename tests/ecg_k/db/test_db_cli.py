@@ -93,7 +93,7 @@ def test_models_register_promote_list(db_url: str, card_path: Path) -> None:
     assert listing.output.split("\t")[1:4] == [card["version"], "champion", card["onnx"]["sha256"]]
     for arguments, message in [
         (["models", "register", str(card_path)], "already registered"),
-        (["models", "register", str(card_path.with_name("nope.json"))], "model card not found"),
+        (["models", "register", str(card_path.with_name("nope.json"))], "no model card at"),
         (["models", "promote", card["name"], card["version"]], "already the champion"),
         (["models", "promote", card["name"], "v0"], "is not registered"),
     ]:

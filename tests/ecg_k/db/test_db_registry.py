@@ -3,8 +3,10 @@ audited, gate decisions are recorded."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +26,29 @@ from ecg_k.db.registry import (
     register_model,
 )
 from ecg_k.db.session import get_engine, session_scope
+from ecg_k.model_card import ModelCard, OnnxSpec, load_model_card, parse_model_card, write_model_card
+from ecgk_demo.traffic import write_synthetic_run
 
 ACTOR = "cli:test"
 
 
-def write_model(root: Path, version: str, content: bytes | None = None, **card_changes: Any) -> Path:
-    """A run directory with ``model.onnx`` (stand-in bytes) and a ``model_card.json`` as export writes it."""
+@functools.cache
+def _synthetic_card() -> ModelCard:
+    """A complete card (the synthetic registry's, written through the card's writer), made once."""
+    with tempfile.TemporaryDirectory() as folder:
+        return load_model_card(write_synthetic_run(Path(folder), "vanilla", per_bin=2, n_boot=0))
+
+
+def write_model(root: Path, version: str, content: bytes | None = None, name: str = "ecg-k-net1d") -> Path:
+    """A run directory with ``model.onnx`` (stand-in bytes) and its ``model_card.json``, written as export
+    writes it (through :func:`ecg_k.model_card.write_model_card`)."""
     root.mkdir(parents=True, exist_ok=True)
     onnx = content if content is not None else f"onnx bytes of {version}".encode()
     (root / "model.onnx").write_bytes(onnx)
-    card: dict[str, Any] = {
-        "format": "ecg-k-model-card/1", "name": "ecg-k-net1d", "version": version,
-        "preprocessing_digest": "f" * 64, "metrics": {"test": {"few": {"mae": 1.3}}},
-        "onnx": {"file": "model.onnx", "sha256": hashlib.sha256(onnx).hexdigest(), "opset": 18},
-    }
-    card.update(card_changes)
-    (root / "model_card.json").write_text(json.dumps(card))
+    card = _synthetic_card().model_copy(update={
+        "name": name, "version": version,
+        "onnx": OnnxSpec(file="model.onnx", sha256=hashlib.sha256(onnx).hexdigest(), opset=18)})
+    write_model_card(root / "model_card.json", card)
     return root / "model_card.json"
 
 
@@ -58,7 +67,8 @@ def test_register_stores_card_and_checked_hash(db_url: str, tmp_path: Path) -> N
         assert stored.status is ModelStatus.CHALLENGER
         assert stored.sha256 == hashlib.sha256(b"onnx bytes of v1").hexdigest()
         assert stored.path == str((tmp_path / "run1" / "model.onnx").resolve())
-        assert stored.preprocessing_digest == "f" * 64 and stored.card["metrics"]["test"]["few"]["mae"] == 1.3
+        assert stored.preprocessing_digest == _synthetic_card().preprocessing_digest
+        assert stored.card == load_model_card(card_path).as_dict() and parse_model_card(stored.card).version == "v1"
         (event,) = _audit(session, "model.register")
         assert (event.actor, event.resource) == (ACTOR, "model_version:ecg-k-net1d/v1")
         assert event.request_id == "req-9"
@@ -85,12 +95,14 @@ def test_register_refuses_a_file_that_does_not_match_the_card(db_url: str, tmp_p
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
-        ("no-card", "model card not found"),
+        ("no-card", "no model card at"),
         ("not-json", "not valid JSON"),
-        ("no-version", "has no version"),
-        ("no-sha", "has no onnx.sha256"),
+        ("no-version", "version: Field required"),
+        ("no-sha", "onnx.sha256: Field required"),
+        ("unknown-key", "surprise: Extra inputs are not permitted"),
+        ("old-format", "has format 'ecg-k-model-card/1'; this code reads 'ecg-k-model-card/2'"),
         ("no-onnx", "ONNX file not found"),
-        ("nan", "not storable JSON"),
+        ("nan", "not valid JSON: NaN is not a JSON number"),
     ],
 )
 def test_register_refuses_broken_cards(db_url: str, tmp_path: Path, breakage: str, message: str) -> None:
@@ -104,6 +116,10 @@ def test_register_refuses_broken_cards(db_url: str, tmp_path: Path, breakage: st
         card_path.write_text(json.dumps({k: v for k, v in card.items() if k != "version"}))
     elif breakage == "no-sha":
         card_path.write_text(json.dumps(card | {"onnx": {"file": "model.onnx"}}))
+    elif breakage == "unknown-key":
+        card_path.write_text(json.dumps(card | {"surprise": 1}))
+    elif breakage == "old-format":
+        card_path.write_text(json.dumps(card | {"format": "ecg-k-model-card/1"}))
     elif breakage == "no-onnx":
         (tmp_path / "run" / "model.onnx").unlink()
     else:
