@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ecg_k.losses import METHODS
 from training.config import AUTO_EPOCHS, TrainConfig, auto_batch_size
 from training.run_io import load_best_net
 from training.trainer import Trainer, TrainingError
+from training.trainer.checkpoint import FEATURE_CACHE
 
 TINY = {"model": "tiny", "batch_size": 32, "lr": 3e-3}
 
@@ -120,11 +122,15 @@ def test_stage2_trains_only_the_head_on_cached_features(toy_dataset: Path, stage
         return original(self, ecg)
 
     monkeypatch.setattr(Net1D, "backbone_features", counting)
+    init = tmp_path / "stage1"  # a copy without the feature cache other tests' stage-2 runs left beside stage1
+    shutil.copytree(stage1, init, ignore=shutil.ignore_patterns(FEATURE_CACHE))
     out = tmp_path / "dist"
-    train(toy_dataset, out, method="dist", stage=2, init=stage1, epochs=5, batch_size=64)
+    train(toy_dataset, out, method="dist", stage=2, init=init, epochs=5, batch_size=64)
     # one pass over train (256 rows) and val (64 rows) in eval batches of 1024: 2 calls, whatever the epochs
     assert calls["n"] == 2
-    before, after = load_best_net(stage1).state_dict(), load_best_net(out).state_dict()
+    train(toy_dataset, tmp_path / "bmse", method="bmse", stage=2, init=init, epochs=1, batch_size=64)
+    assert calls["n"] == 2  # the next stage-2 run from the same stage-1 run reuses the cached features
+    before, after = load_best_net(init).state_dict(), load_best_net(out).state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("dense.") for k in changed)
 
