@@ -151,8 +151,8 @@ def confirmed_errors(session: Session, window: Window) -> pd.DataFrame:
              .where(window.where(), Prediction.k_estimate.is_not(None),
                     LabConfirmation.comment_class != LabComment.HEMOLYSED)
              .group_by(Prediction.model_version_id, k_bin))
-    return pd.DataFrame(list(session.execute(query)),
-                        columns=["model_id", "bin", "n", "abs_error", "error", "covered"])
+    return pd.DataFrame.from_records(session.execute(query).all(),
+                                     columns=["model_id", "bin", "n", "abs_error", "error", "covered"])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, NoReturn
 
 import numpy as np
 import typer
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig, HemolysedLabs
+from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import IngestConfig, Ingestor
 from ecg_k.data.splits import SPLITS
@@ -174,7 +174,7 @@ def ingest(
                 balanced_max_fraction=balanced_max_fraction,
                 natural_test_fraction=natural_test_fraction,
                 seed=seed,
-                hemolysed_labs=cast(HemolysedLabs, hemolysed_labs),
+                hemolysed_labs=hemolysed_labs,
             ),
             preprocess=PreprocessConfig(fs=fs, leads=leads),
             shard_size=shard_size,

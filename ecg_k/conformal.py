@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -211,8 +211,8 @@ class PredictionSet(_Frozen):
                    coverage=coverage, method=method)
 
 
-def _weighted_isotonic(x: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.float64]) -> tuple[
-        NDArray[np.float64], NDArray[np.float64]]:
+def _weighted_isotonic(x: NDArray[np.floating[Any]], y: NDArray[np.floating[Any]], w: NDArray[np.number[Any]]
+                       ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Pool-adjacent-violators on points sorted by ``x``; knots at both ends of every pooled block."""
     means: list[float] = []
     weights: list[float] = []
@@ -296,9 +296,11 @@ def calibrate(
     hyper = bins >= int(round(thresholds.hyperkalemia / LABEL_STEP))
     hypo = bins <= int(round(thresholds.hypokalemia / LABEL_STEP))
     natural = _natural_weights(bins, _grid_bins(train_labels, "train_labels"))
+    prevalences: tuple[tuple[Prevalence, NDArray[np.float64] | None], ...] = (("calibration", None),
+                                                                             ("natural", natural))
     probabilities: dict[Prevalence, dict[Literal["hyper", "hypo"], IsotonicStep]] = {
         prevalence: {"hyper": fit_isotonic(est, hyper, w), "hypo": fit_isotonic(est, hypo, w, "decreasing")}
-        for prevalence, w in (("calibration", None), ("natural", natural))
+        for prevalence, w in prevalences
     }
     return ConformalCalibration(
         method=METHOD, score=SCORE, calibration_split=calibration_split, note=note, n_calibration=int(bins.size),

@@ -30,7 +30,7 @@ GRID_TOLERANCE = 1e-3
 """Largest accepted distance of ``K / LABEL_STEP`` from an integer (float32 labels sit ~1e-6 off)."""
 
 ShotRule = Literal["relative", "count"]
-SHOT_RULES: tuple[str, ...] = get_args(ShotRule)
+SHOT_RULES: tuple[ShotRule, ...] = get_args(ShotRule)
 ESTIMATE_RANGE = (1.5, 10.0)
 """Plausible K+ range (DESIGN.md) an estimate is clipped to before its 0.1 bin is looked up."""
 REGIONS = ("many", "median", "few")
@@ -223,7 +223,8 @@ def shot_regions(
 # ------------------------------------------------------------------------------------ regression metrics
 
 
-def _per_bin(errors: NDArray[np.float64], bins: NDArray[np.int64]) -> tuple[NDArray, NDArray, NDArray]:
+def _per_bin(errors: NDArray[np.float64], bins: NDArray[np.int64]
+             ) -> tuple[NDArray[np.int64], NDArray[np.intp], NDArray[np.float64]]:
     """(unique bins, sample count, mean error) per bin."""
     uniq, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
     return uniq, counts, np.bincount(inverse, weights=errors, minlength=uniq.size) / counts
@@ -293,7 +294,7 @@ def per_bin_errors(y: ArrayLike, y_hat: ArrayLike, regions: ShotRegions) -> pd.D
 
 # -------------------------------------------------------------------------------------- clinical metrics
 
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+_OPERATORS: dict[str, Callable[[Any, Any], NDArray[np.bool_]]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
 }
 

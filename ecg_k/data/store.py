@@ -70,7 +70,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST
     if not path.is_file():
         raise DataInputError(f"{root} is not an ecg-k dataset (no {MANIFEST})")
-    return json.loads(path.read_text())
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    return manifest
 
 
 def present_splits(root: Path) -> tuple[str, ...]:
