@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ecg_k.version import __version__
+from ecg_k import __version__
 from service.auth import Caller, Client
 from service.deps import RuntimeDep
 from service.routes.health import readiness_problem
