@@ -197,6 +197,20 @@ class TrainConfig(BaseModel):
             raise ValueError("lr_milestones are fractions of the epochs, each in (0, 1)")
         return self
 
+    @property
+    def resolved_batch_size(self) -> int:
+        """The batch size of a resolved config."""
+        if self.batch_size is None:
+            raise ValueError("the batch size is not resolved yet; call resolve() with the train split's size")
+        return self.batch_size
+
+    @property
+    def resolved_epochs(self) -> int:
+        """The number of epochs of a resolved config."""
+        if self.epochs is None:
+            raise ValueError("epochs are not resolved yet; call resolve() with the train split's size")
+        return self.epochs
+
     def milestones(self) -> list[int]:
         """Epoch indices (0-based) at which the learning rate decays (of a resolved config)."""
         if self.epochs is None:

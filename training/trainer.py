@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ecg_k.data.store import read_manifest
 from ecg_k.losses import FDS, BalancedMSELoss, ConR, DistLoss, LDSConfig, RankSim, SampleWeights
-from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior, sigma_from_labels
+from ecg_k.losses.balanced_mse import LabelPrior, fit_label_gmm, histogram_prior, sigma_from_labels
 from ecg_k.losses.dist_loss import check_batch
 from ecg_k.losses.focal_r import focal_r
 from ecg_k.losses.group_dir import GroupDIRLoss, group_edges
@@ -171,13 +171,14 @@ def build_objective(phase: Phase, config: TrainConfig, train_labels: np.ndarray,
     criterion: nn.Module | None = None
     if phase.dist_loss:
         criterion = DistLoss.from_train_labels(
-            train_labels, config.batch_size, world_size=world, loss=phase.loss, bw_method=config.dist.bw_method,
-            rounding=config.dist.rounding, dist_weight=config.dist.dist_weight,
+            train_labels, config.resolved_batch_size, world_size=world, loss=phase.loss,
+            bw_method=config.dist.bw_method, rounding=config.dist.rounding, dist_weight=config.dist.dist_weight,
             dist_weighting=config.dist.dist_weighting, sort=config.dist.sort,
             regularization_strength=config.dist.regularization_strength,
         )
     elif phase.loss == "bmse":
-        fit_prior = {"bni": histogram_prior, "gai": fit_label_gmm}.get(r.bmse_mode)
+        priors: dict[str, Callable[[np.ndarray], LabelPrior]] = {"bni": histogram_prior, "gai": fit_label_gmm}
+        fit_prior = priors.get(r.bmse_mode)
         sigma = r.bmse_init_sigma if r.bmse_init_sigma is not None \
             else sigma_from_labels(train_labels, r.bmse_sigma_scale)
         criterion = BalancedMSELoss(r.bmse_mode, init_noise_sigma=sigma, fix_noise_sigma=r.bmse_fix_sigma,
@@ -416,12 +417,12 @@ class Trainer:
             torch.set_rng_state(self._restore["torch_rng"])
             self._restore = None
         n_train = len(self.train_data)
-        steps = steps_per_epoch(n_train, cfg.batch_size, drop_last=True, world=self.runtime.world)
-        for epoch in range(state.next_epoch, cfg.epochs):
+        steps = steps_per_epoch(n_train, cfg.resolved_batch_size, drop_last=True, world=self.runtime.world)
+        for epoch in range(state.next_epoch, cfg.resolved_epochs):
             epoch_started = time.perf_counter()
             parts.epoch_start(epoch)
             losses = []
-            batches = epoch_batches(n_train, cfg.batch_size, cfg.seed, index * 1000 + epoch, shuffle=True,
+            batches = epoch_batches(n_train, cfg.resolved_batch_size, cfg.seed, index * 1000 + epoch, shuffle=True,
                                     drop_last=True, rank=self.runtime.rank, world=self.runtime.world)
             bar = tqdm(batches, total=steps, desc=f"{cfg.method} s{cfg.stage} p{index} e{epoch + 1}/{cfg.epochs}",
                        disable=not (self.progress and self.runtime.is_main), leave=False, unit="step")
@@ -531,8 +532,8 @@ class Trainer:
         labels = torch.as_tensor(self.train_data.labels, device=rt.device)
         regressor.train()
         chunks = []
-        for start in range(0, len(self.train_data), cfg.batch_size):
-            index = np.arange(start, min(start + cfg.batch_size, len(self.train_data)))
+        for start in range(0, len(self.train_data), cfg.resolved_batch_size):
+            index = np.arange(start, min(start + cfg.resolved_batch_size, len(self.train_data)))
             x, y = self.train_data.batch(index)
             chunks.append(regressor(x.to(rt.device), y.to(rt.device), epoch)[1])
         fds.update_last_epoch_stats(epoch)
