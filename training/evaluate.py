@@ -17,6 +17,7 @@ import pandas as pd
 from ecg_k.clinical import Thresholds
 from ecg_k.conformal import (
     ConformalCalibration,
+    Prevalence,
     calibrate_predictions,
     coverage_report,
     event_labels,
@@ -24,7 +25,7 @@ from ecg_k.conformal import (
 )
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.store import COHORT, present_splits, write_json_atomic, write_parquet_atomic
-from ecg_k.metrics import ShotRegions, clinical_metrics, evaluate_predictions, regions_from_metrics
+from ecg_k.metrics import ShotRegions, ShotRule, clinical_metrics, evaluate_predictions, regions_from_metrics
 from training.data import SplitData
 from training.evaluation_report import write_report
 from training.run_io import load_best_net, read_run_config
@@ -35,7 +36,7 @@ PREDICTIONS = "predictions.parquet"
 EVAL_SPLITS = ("val", "cal", "test", "test_natural")
 """Splits predicted and evaluated when the dataset has them (older datasets have only val and test)."""
 VERIFIED_SPLIT, VERIFIED_KEY = "test", "hyper_verified"
-COVERAGE_SPLITS = {"test": "calibration", "test_natural": "natural"}
+COVERAGE_SPLITS: dict[str, Prevalence] = {"test": "calibration", "test_natural": "natural"}
 """Splits whose interval coverage and probability reliability are reported, with the prevalence the
 probabilities are read at (the balanced test at the calibration draw's, the natural test at the natural)."""
 
@@ -64,7 +65,7 @@ def interval_metrics(predictions: pd.DataFrame, calibration: ConformalCalibratio
 
 
 def evaluate_run(
-    run: Path, data: Path | None = None, shot_rule: str = "relative", n_boot: int = 1000, device: str = "auto"
+    run: Path, data: Path | None = None, shot_rule: ShotRule = "relative", n_boot: int = 1000, device: str = "auto"
 ) -> dict[str, Any]:
     """Predict every split the dataset has (but train) with the selected model, compute the metrics and the
     interval coverage, and write the report."""
