@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def _record_paths(synth_root: Path, limit: int) -> list[Path]:
     return [ecg_root / p for p in paths]
 
 
-def _rate(paths: list[Path], work, repeats: int) -> float:
+def _rate(paths: list[Path], work: Callable[[Path], object], repeats: int) -> float:
     """Best-of-``repeats`` records per second of ``work`` over ``paths`` (after one warm-up pass)."""
     for path in paths[:20]:
         work(path)
@@ -121,7 +122,7 @@ def main() -> None:
         paths = _record_paths(large, args.records)
 
         bare = _rate(paths, lambda p: wfdb.rdrecord(str(p)), args.repeats)
-        results = {"records": len(paths), "bare_rdrecord_per_s": round(bare, 1)}
+        results: dict[str, object] = {"records": len(paths), "bare_rdrecord_per_s": round(bare, 1)}
         for leads in ("I", "all"):
             config = PreprocessConfig(leads=leads)
             full = _rate(paths, lambda p, c=config: process_record(p, c, SignalQualityConfig()), args.repeats)
