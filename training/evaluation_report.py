@@ -60,10 +60,10 @@ class _Display:
             figure = Figure(figsize=self.figsize, layout="constrained")
             FigureCanvasAgg(figure)
             ax = figure.add_subplot()
-        figure = ax.get_figure(root=True)
-        if figure is None:
+        root = ax.get_figure(root=True)
+        if root is None:
             raise ValueError("the axes to draw on belong to no figure")
-        self.ax_, self.figure_ = ax, figure
+        self.ax_, self.figure_ = ax, root
         return ax
 
     def savefig(self, path: Path, dpi: int = 110) -> Path:

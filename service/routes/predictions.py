@@ -68,8 +68,8 @@ def prediction_out(row: Prediction, runtime: Runtime) -> PredictionOut:
     card = runtime.card_of(row.model_version)
     value = reported_value(row.k_estimate)
     assert row.shot_region is not None and row.flag is not None
-    # As stored when it was served, from the same card (the DB enum's values are the card's region names).
-    region = cast(Region, row.shot_region.value)
+    # As stored when it was served, from the same card; the DB enum's values are the card's region names.
+    region = cast(Region, str(row.shot_region))
     version = row.model_version
     return PredictionOut(
         id=row.id, request_id=row.request_id, k_estimate=value,
