@@ -127,7 +127,8 @@ class Benchmark:
             self.stopped = True
         return not self.stopped
 
-    def _train(self, out: Path, row: Row, overrides: Overrides, seed: int, epochs: int, init: Path | None) -> bool:
+    def _train(self, out: Path, row: Row, overrides: Overrides, seed: int, epochs: int | None, init: Path | None
+               ) -> bool:
         """Train (or resume) and evaluate one run; False when the time budget stopped it before it ran."""
         if (out / "metrics.json").is_file():
             return True

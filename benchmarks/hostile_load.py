@@ -36,13 +36,13 @@ from benchmarks._api import benchmark_api  # noqa: E402
 from ecg_k.data.waveforms import read_wfdb  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECORD = (REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg"
-                  / "sample-data/cinc2021/E07500")
+DEFAULT_RECORD = REPO_ROOT / "tests" / "data" / "cinc2021" / "E07500"
 WRONG_KEY = "ecgk_" + "0" * 12 + "_" + "x" * 64
 FLOOD_ADDRESS = "127.0.0.2"
 
 
-def _flood(base_url: str, stop: multiprocessing.synchronize.Event, counts: multiprocessing.Queue) -> None:
+def _flood(base_url: str, stop: multiprocessing.synchronize.Event, counts: multiprocessing.Queue[dict[int, int]]
+           ) -> None:
     """Send anonymous requests (a wrong key, then none) from another loopback address than the real client's
     (as an attacker elsewhere would) until ``stop``; report the statuses."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -102,7 +102,8 @@ def main() -> None:
     with benchmark_api(args.model) as api:
         _latencies(api.base_url, api.key, bodies[:10])  # warm-up, and the key verified once
         alone = _latencies(api.base_url, api.key, bodies[10: 10 + args.requests])
-        stop, counts = multiprocessing.Event(), multiprocessing.Queue()
+        stop = multiprocessing.Event()
+        counts: multiprocessing.Queue[dict[int, int]] = multiprocessing.Queue()
         flooders = [multiprocessing.Process(target=_flood, args=(api.base_url, stop, counts))
                     for _ in range(args.flooders)]
         for process in flooders:

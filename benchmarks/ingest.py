@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,7 @@ def _record_paths(synth_root: Path, limit: int) -> list[Path]:
     return [ecg_root / p for p in paths]
 
 
-def _rate(paths: list[Path], work, repeats: int) -> float:
+def _rate(paths: list[Path], work: Callable[[Path], object], repeats: int) -> float:
     """Best-of-``repeats`` records per second of ``work`` over ``paths`` (after one warm-up pass)."""
     for path in paths[:20]:
         work(path)
@@ -57,7 +59,7 @@ def _peak_rss_of_ingest(synth_root: Path, out: Path) -> float:
     code = (
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from ecg_k.data.ingest import IngestConfig, Ingestor\n"
+        "from ecg_k.data.ingest import Ingestor\nfrom ecg_k.records.dataset import IngestConfig\n"
         "from ecg_k.data.cohort import CohortConfig\n"
         "root = Path(sys.argv[1])\n"
         "config = IngestConfig(cohort=CohortConfig(balanced_max_per_bin=5), shard_size=64)\n"
@@ -121,10 +123,10 @@ def main() -> None:
         paths = _record_paths(large, args.records)
 
         bare = _rate(paths, lambda p: wfdb.rdrecord(str(p)), args.repeats)
-        results = {"records": len(paths), "bare_rdrecord_per_s": round(bare, 1)}
+        results: dict[str, object] = {"records": len(paths), "bare_rdrecord_per_s": round(bare, 1)}
         for leads in ("I", "all"):
             config = PreprocessConfig(leads=leads)
-            full = _rate(paths, lambda p, c=config: process_record(p, c, SignalQualityConfig()), args.repeats)
+            full = _rate(paths, partial(process_record, config=config, gate=SignalQualityConfig()), args.repeats)
             results[f"pipeline_leads_{leads}_per_s"] = round(full, 1)
             results[f"time_ratio_pipeline_vs_bare_leads_{leads}"] = round(bare / full, 3)
         results["target_time_ratio_pipeline_vs_bare_leads_all"] = "<= 2.0"

@@ -37,8 +37,7 @@ from ecg_k.inference import OnnxModel  # noqa: E402
 from service.schemas import EcgIn  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECORD = (REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg"
-                  / "sample-data/cinc2021/E07500")
+DEFAULT_RECORD = REPO_ROOT / "tests" / "data" / "cinc2021" / "E07500"
 CONCURRENCY = (1, 8, 32)
 
 

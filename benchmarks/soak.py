@@ -25,18 +25,20 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import numpy as np
-import sqlalchemy as sa
-from _api import benchmark_api
+# Run as a script, this file's folder comes first on sys.path: import the benchmarks package from the checkout.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from ecg_k.data.waveforms import read_wfdb
-from ecg_k.db.models import AuditEvent, Prediction
-from ecg_k.db.session import session_scope
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from benchmarks._api import benchmark_api  # noqa: E402
+from ecg_k.data.waveforms import read_wfdb  # noqa: E402
+from ecg_k.db.models import AuditEvent, Prediction  # noqa: E402
+from ecg_k.db.session import session_scope  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECORD = (REPO_ROOT.parent / "shared/data/real/physionet-challenge-2021__DeepPSP-torch_ecg"
-                  / "sample-data/cinc2021/E07500")
+DEFAULT_RECORD = REPO_ROOT / "tests" / "data" / "cinc2021" / "E07500"
 MEMORY_SAMPLE_S = 5.0
 
 

@@ -177,7 +177,7 @@ def confirmed_error_chart(table: pd.DataFrame) -> alt.Chart:
         height=220, title="Error on lab-confirmed predictions", autosize=PLOT_SIZE)
 
 
-def coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
+def coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart | alt.FacetChart:
     """Share of lab values inside the served prediction set by true-K+ and shot region of the lab value,
     against the nominal coverage (which the sets guarantee in each true-K+ region)."""
     bars = _by_region(table, "coverage", "labs inside the set", alt.Axis(format="%"))
@@ -186,7 +186,7 @@ def coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
         height=220, title=f"Prediction-set coverage (dashed: nominal {nominal:.0%})", autosize=PLOT_SIZE)
 
 
-def set_coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
+def set_coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart | alt.FacetChart:
     """Prediction-set coverage on an evaluation split by true-K+ and shot region (bootstrap 95 % CI as a
     rule), one bar per model, against the nominal level."""
     data = table.dropna(subset=["coverage"])
@@ -203,7 +203,7 @@ def set_coverage_chart(table: pd.DataFrame, nominal: float) -> alt.LayerChart:
         height=240, title=f"Prediction-set coverage (dashed: nominal {nominal:.0%})", autosize=PLOT_SIZE)
 
 
-def reliability_chart(table: pd.DataFrame) -> alt.LayerChart:
+def reliability_chart(table: pd.DataFrame) -> alt.LayerChart | alt.FacetChart:
     """Reliability diagram: observed frequency against mean predicted probability per decile bin, one line
     per model and event; the diagonal is perfect calibration."""
     diagonal = alt.Chart(pd.DataFrame({"p": [0.0, 1.0]})).mark_line(color="grey", strokeDash=[4, 4]).encode(
@@ -217,7 +217,7 @@ def reliability_chart(table: pd.DataFrame) -> alt.LayerChart:
                                                  autosize=PLOT_SIZE)
 
 
-def ecg_chart(trace: pd.DataFrame, height_per_lead: int = 55) -> alt.LayerChart:
+def ecg_chart(trace: pd.DataFrame, height_per_lead: int = 55) -> alt.LayerChart | alt.FacetChart:
     """The stored ECG, leads stacked top to bottom ``LEAD_SPACING_MV`` apart, in mV against seconds."""
     leads = list(dict.fromkeys(trace["lead"]))
     offsets = {lead: -LEAD_SPACING_MV * i for i, lead in enumerate(leads)}

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from ecg_k.clinical import DEFAULT_THRESHOLDS, Thresholds
 from ecg_k.conformal import CLINICAL_REGIONS, clinical_region_of_bins
@@ -61,7 +61,7 @@ def _utc_day(session: Session) -> sa.ColumnElement[object]:
     return sa.func.date(Prediction.created_at)
 
 
-def _bin(column: sa.ColumnElement[float]) -> sa.ColumnElement[int]:
+def _bin(column: QueryableAttribute[float] | QueryableAttribute[float | None]) -> sa.ColumnElement[int]:
     """The 0.1 mmol/L bin index ``round(10·K)`` of a K+ column, computed in the database."""
     return sa.cast(sa.func.round(column / LABEL_STEP), sa.Integer)
 
@@ -102,7 +102,7 @@ def served_counts(session: Session, window: Window) -> pd.DataFrame:
 
 def daily_flag_counts(counts: pd.DataFrame) -> pd.DataFrame:
     """Predictions per UTC day and flag: ``day, flag, n``."""
-    return counts.groupby(["day", "flag"], as_index=False)["n"].sum()
+    return counts.groupby(["day", "flag"])["n"].sum().reset_index()
 
 
 def flag_counts(counts: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +129,7 @@ def flag_rates(counts: pd.DataFrame, names: dict[int, str]) -> pd.DataFrame:
 def prediction_histogram(counts: pd.DataFrame) -> pd.DataFrame:
     """Estimates per model version and 0.1 mmol/L bin: ``model_id, bin, n`` (unable-to-estimate excluded)."""
     estimated = counts.dropna(subset=["bin"])
-    return estimated.groupby(["model_id", "bin"], as_index=False)["n"].sum().astype({"bin": "int64"})
+    return estimated.groupby(["model_id", "bin"])["n"].sum().reset_index().astype({"bin": "int64"})
 
 
 def confirmed_errors(session: Session, window: Window) -> pd.DataFrame:
@@ -150,8 +150,8 @@ def confirmed_errors(session: Session, window: Window) -> pd.DataFrame:
              .where(window.where(), Prediction.k_estimate.is_not(None),
                     LabConfirmation.comment_class != LabComment.HEMOLYSED)
              .group_by(Prediction.model_version_id, k_bin))
-    return pd.DataFrame(list(session.execute(query)),
-                        columns=["model_id", "bin", "n", "abs_error", "error", "covered"])
+    return pd.DataFrame.from_records(session.execute(query).all(),
+                                     columns=["model_id", "bin", "n", "abs_error", "error", "covered"])
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,8 @@ METHOD = "mondrian-label-conditional-split-conformal"
 SCORE = "abs_residual"
 COVERAGES = (0.8, 0.9, 0.95)
 CLINICAL_REGIONS = ("hypo", "normal", "hyper")
-EVENTS = ("hyper", "hypo")
+Event = Literal["hyper", "hypo"]
+EVENTS: tuple[Event, ...] = ("hyper", "hypo")
 GRID_BINS: NDArray[np.int64] = np.arange(
     int(round(ESTIMATE_RANGE[0] / LABEL_STEP)), int(round(ESTIMATE_RANGE[1] / LABEL_STEP)) + 1
 )
@@ -211,8 +212,8 @@ class PredictionSet(_Frozen):
                    coverage=coverage, method=method)
 
 
-def _weighted_isotonic(x: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.float64]) -> tuple[
-        NDArray[np.float64], NDArray[np.float64]]:
+def _weighted_isotonic(x: NDArray[np.floating[Any]], y: NDArray[np.floating[Any]], w: NDArray[np.number[Any]]
+                       ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Pool-adjacent-violators on points sorted by ``x``; knots at both ends of every pooled block."""
     means: list[float] = []
     weights: list[float] = []
@@ -296,9 +297,11 @@ def calibrate(
     hyper = bins >= int(round(thresholds.hyperkalemia / LABEL_STEP))
     hypo = bins <= int(round(thresholds.hypokalemia / LABEL_STEP))
     natural = _natural_weights(bins, _grid_bins(train_labels, "train_labels"))
+    prevalences: tuple[tuple[Prevalence, NDArray[np.float64] | None], ...] = (("calibration", None),
+                                                                             ("natural", natural))
     probabilities: dict[Prevalence, dict[Literal["hyper", "hypo"], IsotonicStep]] = {
         prevalence: {"hyper": fit_isotonic(est, hyper, w), "hypo": fit_isotonic(est, hypo, w, "decreasing")}
-        for prevalence, w in (("calibration", None), ("natural", natural))
+        for prevalence, w in prevalences
     }
     return ConformalCalibration(
         method=METHOD, score=SCORE, calibration_split=calibration_split, note=note, n_calibration=int(bins.size),
@@ -336,6 +339,16 @@ def _bootstrap_mean_ci(values: NDArray[np.float64], n_boot: int, rng: np.random.
     return [float(low), float(high)]
 
 
+class GroupCoverage(TypedDict):
+    """One group's row of :func:`coverage_report` (None where the group is empty)."""
+
+    n: int
+    coverage: float | None
+    coverage_ci95: list[float] | None
+    mean_hull_width: float | None
+    mean_set_size: float | None
+
+
 def coverage_report(
     calibration: ConformalCalibration,
     y: ArrayLike,
@@ -344,7 +357,7 @@ def coverage_report(
     coverage: float = 0.9,
     n_boot: int = 1000,
     seed: int = 0,
-) -> dict[str, dict[str, float | int | list[float] | None]]:
+) -> dict[str, GroupCoverage]:
     """Coverage, mean hull width and mean set size (mmol/L) per true-K+ region, shot region and overall.
 
     Each group's coverage has a percentile bootstrap 95 % CI; an empty group reports ``n = 0`` and Nones.
@@ -364,7 +377,7 @@ def coverage_report(
     groups |= {name: clinical == name for name in CLINICAL_REGIONS}
     groups |= {name: shot == name for name in REGIONS}
     rng = np.random.default_rng(seed)
-    out: dict[str, dict[str, float | int | list[float] | None]] = {}
+    out: dict[str, GroupCoverage] = {}
     for name, mask in groups.items():
         hit = covered[mask].astype(np.float64)
         out[name] = {

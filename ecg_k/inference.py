@@ -149,7 +149,8 @@ class OnnxModel:
                 f"model returned shape {output.shape} (all finite: {bool(np.isfinite(output).all())}) for "
                 f"a batch of {batch.shape[0]}; expected {batch.shape[0]} finite values"
             )
-        return output
+        estimates: np.ndarray = output
+        return estimates
 
     def warm_up(self, batch_size: int = 1) -> float:
         """Run a zero batch of the card's input shape and check the output; return the seconds it took.

@@ -253,7 +253,8 @@ class ShotRule(BaseModel):
 # ------------------------------------------------------------------------------------ regression metrics
 
 
-def _per_bin(errors: NDArray[np.float64], bins: NDArray[np.int64]) -> tuple[NDArray, NDArray, NDArray]:
+def _per_bin(errors: NDArray[np.float64], bins: NDArray[np.int64]
+             ) -> tuple[NDArray[np.int64], NDArray[np.intp], NDArray[np.float64]]:
     """(unique bins, sample count, mean error) per bin."""
     uniq, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
     return uniq, counts, np.bincount(inverse, weights=errors, minlength=uniq.size) / counts
@@ -323,7 +324,7 @@ def per_bin_errors(y: ArrayLike, y_hat: ArrayLike, regions: ShotRegions) -> pd.D
 
 # -------------------------------------------------------------------------------------- clinical metrics
 
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+_OPERATORS: dict[str, Callable[[Any, Any], NDArray[np.bool_]]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
 }
 

@@ -152,7 +152,8 @@ def _bandpass(signal: np.ndarray, fs: float, config: PreprocessConfig) -> np.nda
     )
     forward, _ = sps.sosfilt(design.sos, padded, axis=1, zi=design.zi * padded[:, :1])
     backward, _ = sps.sosfilt(design.sos, forward[:, ::-1], axis=1, zi=design.zi * forward[:, -1:])
-    return backward[:, ::-1][:, edge:-edge]
+    filtered: np.ndarray = backward[:, ::-1][:, edge:-edge]
+    return filtered
 
 
 def _resample(signal: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:

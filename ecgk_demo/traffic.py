@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,7 +140,7 @@ def _store_ecgs(session: Session, store: EcgStore, n_ecgs: int, rng: np.random.G
     return ks, addresses
 
 
-def _bulk_insert(session: Session, model: type[Prediction] | type[LabConfirmation], rows: list[dict]) -> None:
+def _bulk_insert(session: Session, model: type[Prediction] | type[LabConfirmation], rows: list[dict[str, Any]]) -> None:
     for start in range(0, len(rows), _INSERT_CHUNK):
         session.execute(sa.insert(model), rows[start: start + _INSERT_CHUNK])
 
@@ -177,7 +178,8 @@ def seed_traffic(
 
     k = _true_k(rng, n_predictions)
     estimate = _estimates(rng, k, SHRINK, noise_sd)
-    created = end - timedelta(days=days) * rng.uniform(0, 1, n_predictions)
+    # numpy multiplies the timedelta by each float (an object array); its stubs have no such overload.
+    created = end - timedelta(days=days) * rng.uniform(0, 1, n_predictions)  # type: ignore[operator]
     which_model = rng.integers(0, len(models), n_predictions)
     which_ecg = np.abs(k[:, None] - ecg_ks[None, :]).argmin(axis=1)
     ids = [uuid.uuid4() for _ in range(n_predictions)]

@@ -18,4 +18,8 @@ if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command 
 fi
 echo "[test] ruff check"
 .venv/bin/ruff check .
+echo "[test] mypy"
+.venv/bin/mypy
+echo "[test] lint-imports"
+.venv/bin/lint-imports --no-logo
 exec .venv/bin/python -m pytest -q "$@"

@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
+from ecg_k import __version__
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.session import dispose_engines
 from ecg_k.settings import Settings, get_settings
-from ecg_k.version import __version__
 from service.audit import audit_failure
 from service.limits import BlockedSourceMiddleware, BodySizeLimitMiddleware
 from service.metrics import Metrics

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, Strict, model_validator
 
 from ecg_k.clinical import Flag, InterpretationCode
 from ecg_k.data.lab_comments import LabComment
@@ -37,7 +37,7 @@ Number = Annotated[float, Strict()]
 Integer = Annotated[int, Strict()]
 """A JSON integer; never a string, a boolean or a float coerced into one."""
 
-_EXAMPLE_LEAD = [round(0.8 * math.sin(2 * math.pi * 1.2 * i / 500), 3) for i in range(8)]
+_EXAMPLE_LEAD: list[JsonValue] = [round(0.8 * math.sin(2 * math.pi * 1.2 * i / 500), 3) for i in range(8)]
 
 
 class EcgIn(BaseModel):

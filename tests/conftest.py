@@ -1,4 +1,5 @@
-"""Shared fixtures: the real test data beside the checkout (../shared/data/real), verified by sha256."""
+"""Shared fixtures: the real test data, verified by sha256: a few tiny records shipped in tests/data (the core
+tests use those, so they run on a fresh clone) and the larger set beside the checkout (../shared/data/real)."""
 
 from __future__ import annotations
 
@@ -38,30 +39,49 @@ def run_ecgk(args: list[str], max_file_bytes: int | None = None, timeout: float 
                           preexec_fn=None if max_file_bytes is None else storage_limited(max_file_bytes))
 
 
+TINY_DATA = REPO_ROOT / "tests" / "data"
+
+
 def _real_data_root() -> Path:
     return Path(os.environ.get("ECGK_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "real"))
 
 
-@pytest.fixture(scope="session")
-def real_data() -> Path:
-    """Root of the real MIMIC/CinC/PTB fixtures; every data file checked against MANIFEST.sha256.
-
-    Markdown files are documentation, not fixtures (SOURCES.md was edited after the manifest was made).
-    """
-    root = _real_data_root()
-    manifest = root / "MANIFEST.sha256"
-    if not manifest.is_file():
-        pytest.fail(f"real test data not found at {root}; set ECGK_REAL_DATA to the shared/data/real folder")
-    for line in manifest.read_text().splitlines():
+def _check_sums(root: Path, sums: Path) -> None:
+    """Every data file listed in ``sums`` (``sha256sum`` output) is unchanged. Markdown files are documentation,
+    not fixtures (SOURCES.md was edited after the shared manifest was made)."""
+    for line in sums.read_text().splitlines():
         if not line.strip():
             continue
         digest, name = line.split(maxsplit=1)
         if name.endswith(".md"):
             continue
-        path = root / name.lstrip("*")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = hashlib.sha256((root / name.lstrip("*")).read_bytes()).hexdigest()
         assert actual == digest, f"fixture drifted: {name}"
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> Path:
+    """The tiny real records shipped in tests/data (tests/data/README.md: sources, licences), checked."""
+    _check_sums(TINY_DATA, TINY_DATA / "SHA256SUMS")
+    return TINY_DATA
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Root of the larger real MIMIC/CinC/PTB test set (not in the repository); every data file checked against
+    MANIFEST.sha256. Tests that need it skip without it; the core tests use :func:`tiny_data`."""
+    root = _real_data_root()
+    manifest = root / "MANIFEST.sha256"
+    if not manifest.is_file():
+        pytest.skip(f"the larger real test set is not at {root}; set ECGK_REAL_DATA to the shared/data/real folder")
+    _check_sums(root, manifest)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cinc_dir(tiny_data: Path) -> Path:
+    """Three CinC 2021 12-lead records, one per source (E07500 Georgia, HR06000 PTB-XL, JS20000 Ningbo)."""
+    return tiny_data / "cinc2021"
 
 
 @pytest.fixture(scope="session")
@@ -81,5 +101,18 @@ def cinc_dir(real_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mimic_header_dir(real_data: Path) -> Path:
-    return real_data / "mimic-iv-ecg-v1.0-headers__SebPelay0-Mimic-Prep" / "SampleData" / "p10000032"
+def mimic_header_dir(tiny_data: Path) -> Path:
+    """Two real MIMIC-IV-ECG v1.0 headers (no signal files), the same bytes as in the larger set."""
+    return tiny_data / "mimic-iv-ecg" / "p10000032"
+
+
+@pytest.fixture(scope="session")
+def tiny_labs_file(tiny_data: Path) -> Path:
+    """The first 40 potassium rows of the MIMIC-IV clinical demo v1.0 (the head of :func:`labs_v1_file`)."""
+    return tiny_data / "mimic-iv-demo" / "labevents_potassium_head.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_record_list(tiny_data: Path) -> Path:
+    """The first 20 rows of the MIMIC-IV-ECG demo's record_list.csv."""
+    return tiny_data / "mimic-iv-demo" / "record_list_head.csv"

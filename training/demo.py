@@ -19,10 +19,11 @@ from typing import Any
 from rich.table import Table
 
 from ecg_k.cli import console, print_dataset_summary
-from ecg_k.data.ingest import IngestConfig, Ingestor
+from ecg_k.data.ingest import Ingestor
 from ecg_k.db.registry import get_champion
 from ecg_k.db.session import session_scope
 from ecg_k.preprocessing import PreprocessConfig
+from ecg_k.records.dataset import IngestConfig
 from ecg_k.synth import generate_dataset
 from training.config import TrainConfig
 from training.demo_serving import (

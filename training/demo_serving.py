@@ -129,11 +129,12 @@ def send_test_ecgs(services: DemoServices, dataset: Path, n: int = 4) -> list[di
         raise ValueError(f"{dataset} was not ingested from WFDB records (its manifest names no ecg_root)")
     ecg_root = Path(inputs.ecg_root)
     results = []
-    for row in demo_ecgs(dataset, n).itertuples():
-        record = read_wfdb(ecg_root / row.ecg_path)
+    for row in demo_ecgs(dataset, n).to_dict("records"):
+        record = read_wfdb(ecg_root / row["ecg_path"])
         payload = {"sampling_rate": record.fs, "lead_names": list(record.lead_names),
-                   "signal": record.signal.tolist(), "patient_id": str(row.subject_id)}
-        results.append(_post(services, "/v1/predictions", payload, services.client_key) | {"lab_k": float(row.k_value)})
+                   "signal": record.signal.tolist(), "patient_id": str(row["subject_id"])}
+        results.append(_post(services, "/v1/predictions", payload, services.client_key)
+                       | {"lab_k": float(row["k_value"])})
     table = Table(title="API predictions for test ECGs")
     for column in ("lab K+", "estimate", "90 % set", "P(K+>=5.5)", "P(K+<=3.5)", "flag", "code", "shot region"):
         table.add_column(column, justify="right")

@@ -16,6 +16,7 @@ import pandas as pd
 from ecg_k.clinical import Thresholds
 from ecg_k.conformal import (
     ConformalCalibration,
+    Prevalence,
     calibrate_predictions,
     coverage_report,
     event_labels,
@@ -34,7 +35,7 @@ PREDICTIONS = "predictions.parquet"
 EVAL_SPLITS = ("val", "cal", "test", "test_natural")
 """Splits predicted and evaluated when the dataset has them (older datasets have only val and test)."""
 VERIFIED_SPLIT, VERIFIED_KEY = "test", "hyper_verified"
-COVERAGE_SPLITS = {"test": "calibration", "test_natural": "natural"}
+COVERAGE_SPLITS: dict[str, Prevalence] = {"test": "calibration", "test_natural": "natural"}
 """Splits whose interval coverage and probability reliability are reported, with the prevalence the
 probabilities are read at (the balanced test at the calibration draw's, the natural test at the natural)."""
 PAPER_SHOT_RULE = ShotRule()

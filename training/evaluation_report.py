@@ -13,6 +13,7 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -57,7 +58,10 @@ class _Display:
             figure = Figure(figsize=self.figsize, layout="constrained")
             FigureCanvasAgg(figure)
             ax = figure.add_subplot()
-        self.ax_, self.figure_ = ax, ax.get_figure(root=True)
+        root = ax.get_figure(root=True)
+        if root is None:
+            raise ValueError("the axes to draw on belong to no figure")
+        self.ax_, self.figure_ = ax, root
         return ax
 
     def savefig(self, path: Path, dpi: int = 110) -> Path:
@@ -86,7 +90,7 @@ class LabelPredictionHistogramDisplay(_Display):
         ax = self._axes(ax)
         values = np.concatenate([self.y, self.y_hat])
         low, high = np.floor(values.min() / LABEL_STEP), np.ceil(values.max() / LABEL_STEP)
-        edges = (np.arange(low, high + 2) - 0.5) * LABEL_STEP
+        edges = ((np.arange(low, high + 2) - 0.5) * LABEL_STEP).tolist()
         ax.hist(self.y, bins=edges, color=LABEL_COLOUR, alpha=0.55, label="label")
         ax.hist(self.y_hat, bins=edges, color=PREDICTION_COLOUR, alpha=0.55, label="prediction")
         for cutoff in (HYPO, HYPER):
@@ -133,7 +137,7 @@ class PerBinErrorDisplay(_Display):
         twin.axhline(few_cut, color="tab:red", ls=":", lw=0.8, label=f"few if below {few_cut:g}")
         twin.set_ylabel("training samples per bin")
         self.twin_ax_ = twin
-        handles = [Patch(color=REGION_COLOURS[name], alpha=0.3, label=name) for name in REGIONS]
+        handles: list[Artist] = [Patch(color=REGION_COLOURS[name], alpha=0.3, label=name) for name in REGIONS]
         handles += ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize="small",
                   title=f"rule: {self.regions.rule}")
@@ -463,7 +467,7 @@ def published_table() -> pd.DataFrame:
 
 def _frame_markdown(frame: pd.DataFrame) -> str:
     rows = [[str(name), *map(_fmt, row)] for name, row in zip(frame.index, frame.to_numpy(), strict=True)]
-    return _md_table([frame.index.name or "", *frame.columns], rows)
+    return _md_table([str(frame.index.name or ""), *frame.columns], rows)
 
 
 def write_comparison(out: Path, runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> None:

@@ -302,9 +302,9 @@ class Retraining:
         models = {"champion": _open(Path(champion.path), champion.sha256, cfg.device),
                   "challenger": _open(challenger_run / MODEL_FILE, card.onnx.sha256, cfg.device)}
         metrics = {name: evaluate_model(model, sets, regions, cfg.n_boot) for name, model in models.items()}
-        improvement = few_improvement_ci(gate_labels, *(predict_arrays(models[n], gate_signals)
-                                                        for n in ("champion", "challenger")),
-                                         split_subjects(base, split), regions, max(cfg.n_boot, 1))
+        champion_hat, challenger_hat = (predict_arrays(models[n], gate_signals) for n in ("champion", "challenger"))
+        improvement = few_improvement_ci(gate_labels, champion_hat, challenger_hat, split_subjects(base, split),
+                                         regions, max(cfg.n_boot, 1))
         result = gate(metrics["champion"]["gate"], metrics["challenger"]["gate"], cfg.gate, improvement)
         for check in result.checks:
             _say(f"  {'pass' if check.passed else 'FAIL'}  {check.reason}")
@@ -312,7 +312,7 @@ class Retraining:
         with session_scope(self.database_url) as session:
             challenger = find_version(session, card.name, card.version) or register_model(
                 session, challenger_run / MODEL_CARD, actor=self.actor)
-            decision = record_retrain(session, challenger, session.get(ModelVersion, champion.id),
+            decision = record_retrain(session, challenger, session.get_one(ModelVersion, champion.id),
                                       passed=result.passed, forced=cfg.force_promote, criteria=criteria,
                                       actor=self.actor)
             decision_id = decision.id

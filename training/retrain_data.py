@@ -165,9 +165,9 @@ def collect_confirmed(
     skipped[SkipReason.DUPLICATE_ECG] += int(duplicate.sum())
     frame = ordered[~duplicate].drop(columns="_gap").sort_values(["ecg_time", "prediction_id"], kind="stable")
     kept, signals = [], []
-    for row in frame.itertuples(index=False):
+    for row in frame.to_dict("records"):
         try:
-            stored = store.get(row.ecg_sha256)
+            stored = store.get(row["ecg_sha256"])
             signals.append(preprocess(stored.signal, stored.fs, stored.lead_names, preprocessing).astype(np.float16))
         except EcgNotFoundError:
             skipped[SkipReason.MISSING_WAVEFORM] += 1
@@ -178,7 +178,7 @@ def collect_confirmed(
         except QualityError as err:
             skipped[err.reason] += 1
             continue
-        kept.append(row._asdict())
+        kept.append(row)
     cases = pd.DataFrame(kept, columns=[*frame.columns])
     cases["prediction_id"] = cases["prediction_id"].astype(str)
     cases["k_value"] = (label_bin(cases["k_value"], cohort.label_step) * cohort.label_step).round(6).astype("float32")
@@ -192,8 +192,8 @@ def data_fingerprint(base: Path, confirmed: ConfirmedCases, params: dict[str, An
     """sha256 of what the challenger's data is made of: the base dataset's manifest, every usable confirmed
     case (prediction, ECG, label, assignment) and the parameters that select them."""
     cases = sorted(
-        (str(row.prediction_id), str(row.ecg_sha256), f"{float(row.k_value):.1f}", str(row.assignment))
-        for row in confirmed.cases.itertuples(index=False)
+        (str(row["prediction_id"]), str(row["ecg_sha256"]), f"{float(row['k_value']):.1f}", str(row["assignment"]))
+        for row in confirmed.cases.to_dict("records")
     )
     payload = {"base_manifest": sha256_file(base / MANIFEST), "cases": cases, "params": params}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -4,6 +4,7 @@ dashboard/monitoring.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import timedelta
 
 import pandas as pd
@@ -16,7 +17,7 @@ FLAGGED = ("LL", "L", "H", "HH")
 
 
 def _percent(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
-    shares = [column for column in frame.columns if column not in ("model", "predictions")]
+    shares: list[Hashable] = [column for column in frame.columns if column not in ("model", "predictions")]
     return frame.style.format("{:.1%}", subset=shares)
 
 

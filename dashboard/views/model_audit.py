@@ -4,7 +4,8 @@ from the run's predictions (see dashboard/evaluation.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import cast
 
 import pandas as pd
 import streamlit as st
@@ -39,7 +40,7 @@ def _pick_models(models: list[ModelSummary]) -> list[ModelSummary]:
 
 
 def _numbers(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
-    floats = [column for column in frame.columns if frame[column].dtype.kind == "f"]
+    floats: list[Hashable] = [column for column in frame.columns if frame[column].dtype.kind == "f"]
     return frame.style.format("{:.3f}", subset=floats, na_rep="–")
 
 
@@ -145,8 +146,9 @@ def render() -> None:
             chart_column.info(f"No {split} samples in the {region}-shot region (or no predictions file).")
         else:
             chart_column.altair_chart(charts.sorted_error_chart(errors, region), width="stretch")
-            summary = errors.groupby("model", sort=False)["error"].agg(n="size", MAE="mean", median="median",
-                                                                       p90=lambda e: e.quantile(0.9))
+            # Named aggregation gives a frame (pandas-stubs type it as a Series).
+            summary = cast(pd.DataFrame, errors.groupby("model", sort=False)["error"].agg(
+                n="size", MAE="mean", median="median", p90=lambda e: e.quantile(0.9)))
             table_column.dataframe(_numbers(summary), width="stretch")
 
     with tabs[4]:

@@ -130,8 +130,10 @@ def render() -> None:
     if queue.total > len(queue.table):
         st.caption(f"Showing the first {len(queue.table)} of {queue.total}: critical first, then oldest "
                    "first.")
-    options = {row.id: _option(pd.Series(row._asdict())) for row in queue.table.itertuples(index=False)}
-    prediction_id = st.selectbox("Prediction to review", list(options), format_func=options.get)
+    options: dict[uuid.UUID, str] = {row["id"]: _option(pd.Series(row)) for row in queue.table.to_dict("records")}
+    prediction_id = st.selectbox("Prediction to review", list(options), format_func=options.__getitem__)
+    if prediction_id is None:  # only with no options, returned above
+        return
     with ui.database_errors(), session_scope(database_url) as session:
         detail = prediction_detail(session, prediction_id)
     _audit_read(database_url, prediction_id)

@@ -15,10 +15,10 @@ from ecg_k.cli.options import parse_int_list, validation_message
 from ecg_k.cli.output import console, err_console, fail
 from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig
 from ecg_k.data.errors import DataInputError
-from ecg_k.data.ingest import IngestConfig, Ingestor
+from ecg_k.data.ingest import Ingestor
 from ecg_k.data.splits import SPLITS
 from ecg_k.preprocessing import PreprocessConfig
-from ecg_k.records.dataset import DatasetManifest
+from ecg_k.records.dataset import DatasetManifest, IngestConfig
 from ecg_k.settings import get_settings
 
 

@@ -118,7 +118,8 @@ def _shard_rows(cohort: pd.DataFrame, shard_size: int) -> Iterator[tuple[str, in
 
 def _load_shard_signals(work: Path, split: str, index: int) -> np.ndarray:
     with np.load(_shard_file(work, split, index)) as shard:
-        return shard["signals"]
+        signals: np.ndarray = shard["signals"]
+    return signals
 
 
 def _write_npy_streaming(path: Path, shape: tuple[int, ...], blocks: Iterator[np.ndarray]) -> None:
@@ -246,6 +247,7 @@ class Ingestor:
         """Return the manifest when this dataset is already complete; refuse (or clear) foreign dirs."""
         manifest_file, state_file = self.out / MANIFEST, self.work / "state.json"
         previous = read_manifest(self.out) if manifest_file.is_file() else None
+        stored: dict[str, Any] | None
         if previous is not None and previous.inputs is not None:
             stored = {"config": previous.config.model_dump(mode="json"), **previous.inputs.model_dump(mode="json")}
         else:
@@ -378,4 +380,5 @@ class Ingestor:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

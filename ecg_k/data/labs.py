@@ -129,13 +129,9 @@ def naive_times(path: Path, column: str, text: pd.Series) -> pd.Series:
 
 
 def _normalise(path: Path, frame: pd.DataFrame, stats: LabReadStats) -> tuple[pd.DataFrame, LabReadStats]:
-    numeric = pd.to_numeric(frame.get("valuenum"), errors="coerce") if "valuenum" in frame else None
-    from_text = pd.to_numeric(frame.get("value"), errors="coerce") if "value" in frame else None
-    if numeric is None:
-        numeric = from_text
-    elif from_text is not None:
-        numeric = numeric.fillna(from_text)
-    numeric = numeric.astype("float64")
+    # valuenum first, the text value filling its gaps (the reader refused tables with neither column).
+    parsed = [pd.to_numeric(frame[column], errors="coerce") for column in VALUE_COLUMNS if column in frame]
+    numeric = (parsed[0] if len(parsed) == 1 else parsed[0].fillna(parsed[1])).astype("float64")
     no_subject = frame["subject_id"].isna()
     stats.drop("lab_missing_subject", no_subject.sum())
     frame, numeric = frame[~no_subject], numeric[~no_subject]
@@ -158,7 +154,7 @@ def _normalise(path: Path, frame: pd.DataFrame, stats: LabReadStats) -> tuple[pd
     out = out[kept].reset_index(drop=True)
     stats.rows_kept = len(out)
     texts = _texts(frame)[kept.to_numpy()]
-    stats.comments = comment_counts(texts.fillna("").value_counts().to_dict())
+    stats.comments = comment_counts({str(text): n for text, n in texts.fillna("").value_counts().items()})
     return out, stats
 
 
@@ -166,7 +162,9 @@ def _texts(frame: pd.DataFrame) -> pd.Series:
     """The ``comments`` text per row (None where empty or where the table has no such column)."""
     if COMMENTS not in frame:
         return pd.Series(None, index=frame.index, dtype=object)
-    return frame[COMMENTS].astype(object).where(frame[COMMENTS].notna(), None)
+    # pandas-stubs types `other` without None, which pandas accepts (and which keeps the dtype object).
+    texts: pd.Series = frame[COMMENTS].astype(object).where(frame[COMMENTS].notna(), None)  # type: ignore[call-overload]
+    return texts
 
 
 def _comment_classes(frame: pd.DataFrame) -> pd.Series:

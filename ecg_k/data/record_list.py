@@ -29,7 +29,8 @@ def find_record_list(ecg_root: Path) -> Path:
 
 def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, **options)
+        frame: pd.DataFrame = pd.read_csv(path, **options)
+        return frame
     except (ValueError, OSError, EOFError) as err:  # pandas' parser and dtype errors are ValueErrors
         raise DataInputError(f"cannot read {path}: {type(err).__name__}: {err}") from err
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,7 @@ class _Pool:
         frame = pd.DataFrame({"subject": subjects, "bin": bin_codes, "row": np.arange(len(subjects))})
         per_subject = frame.groupby(["subject", "bin"]).size()
         self.touches: dict[int, tuple[np.ndarray, np.ndarray]] = {
-            subject: (group.index.get_level_values("bin").to_numpy(), group.to_numpy())
+            cast(int, subject): (group.index.get_level_values("bin").to_numpy(), group.to_numpy())
             for subject, group in per_subject.groupby(level="subject")
         }
         self.subject_rows = {subject: np.sort(rows.to_numpy()) for subject, rows in frame.groupby("subject")["row"]}
@@ -100,7 +100,8 @@ class _Pool:
 
     def rows_in_bin(self, subject: int, code: int) -> np.ndarray:
         rows = self.subject_rows[subject]
-        return rows[self.codes[rows] == code]
+        in_bin: np.ndarray = rows[self.codes[rows] == code]
+        return in_bin
 
     def removable(self, subject: int) -> bool:
         codes, counts = self.touches[subject]
@@ -151,7 +152,8 @@ def subject_split(
         k_codes, cap, cap_source = np.minimum(room, max_per_bin), max_per_bin, "max_per_bin"
     k_per_bin = {int(pool.bin_values[code]): int(k) for code, k in enumerate(k_codes)}
     candidates = pd.DataFrame({"subject": subjects, "bin": pool.codes})
-    by_bin = {int(code): np.unique(group.to_numpy()) for code, group in candidates.groupby("bin")["subject"]}
+    by_bin = {int(cast(int, code)): np.unique(group.to_numpy())
+              for code, group in candidates.groupby("bin")["subject"]}
     val_picks: dict[int, list[int]] = {}
     for code in sorted(range(len(k_codes)), key=lambda c: (pool.left[c], pool.bin_values[c])):
         k = int(k_codes[code])

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ from ecg_k.db.models import (
     AuditChainHead,
     AuditEvent,
     AuditOutcome,
+    Base,
     LabConfirmation,
     Prediction,
     json_object,
@@ -106,6 +107,11 @@ def named_predictions(resource: str, detail: dict[str, Any] | None) -> list[uuid
     return named
 
 
+def _table(model: type[Base]) -> sa.Table:
+    """A mapped class's table (``__table__`` is typed as any FROM clause; these models map one table)."""
+    return cast(sa.Table, model.__table__)
+
+
 def _rows(connection: sa.Connection | Session, table: sa.Table, fields: Sequence[str], ids: list[Any]
           ) -> dict[Any, Any]:
     query = sa.select(*(table.c[name] for name in fields)).where(table.c.id.in_(ids))
@@ -123,8 +129,8 @@ def records_hash(connection: sa.Connection | Session, event: Any) -> str | None:
     labs = [lab_id] if isinstance(lab_id, int) and not isinstance(lab_id, bool) else []
     if not predictions and not labs:
         return None
-    found = _rows(connection, Prediction.__table__, PREDICTION_FIELDS, predictions)
-    found_labs = _rows(connection, LabConfirmation.__table__, LAB_FIELDS, labs)
+    found = _rows(connection, _table(Prediction), PREDICTION_FIELDS, predictions)
+    found_labs = _rows(connection, _table(LabConfirmation), LAB_FIELDS, labs)
     parts = [prediction_digest(found[i]) if i in found else f"missing prediction:{i}" for i in predictions]
     parts += [_digest(LAB_FIELDS, found_labs[i]) if i in found_labs else f"missing lab:{i}" for i in labs]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -155,7 +161,7 @@ def record_audit(
         raise ValueError(f"audit outcome must be one of {allowed}, got {outcome!r}") from None
     if detail is not None:
         json_object(detail, "audit detail")
-    head = AuditChainHead.__table__
+    head = _table(AuditChainHead)
     seq, previous = session.execute(
         sa.update(head).where(head.c.id == 1).values(seq=head.c.seq + 1).returning(head.c.seq, head.c.entry_hash)
     ).one()  # first: the head's lock queues concurrent writers, so the chain stays linear
@@ -214,6 +220,8 @@ def _walk(session: Session) -> ChainReport:
     previous, expected, last_id, last_time, count = GENESIS_HASH, 1, 0, None, 0
     query = sa.select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)
     for event in session.scalars(query):
+        # _first_unchained ruled out rows without seq or entry_hash.
+        assert event.seq is not None and event.entry_hash is not None
         where = f"audit event id={event.id} seq={event.seq} ({event.action} {event.resource})"
         broken = None
         if event.seq != expected:

@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -163,7 +163,9 @@ def store_ecg(
 def record_ecg(session: Session, sha256: str, shape: tuple[int, ...], fs: float, lead_names: Sequence[str]) -> None:
     """Insert the ``ecg_records`` row of an ECG already put in the file store, unless it exists (one Core
     statement, no read back: the hot path of a prediction)."""
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[session.get_bind().dialect.name]
+    inserts: dict[str, Callable[[type[EcgRecord]], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    insert = inserts[session.get_bind().dialect.name]
     row = {"sha256": _check_address(sha256), "n_leads": shape[0], "n_samples": shape[1], "fs": float(fs),
            "lead_names": list(lead_names)}
     session.execute(insert(EcgRecord).values(**row).on_conflict_do_nothing(index_elements=["sha256"]))

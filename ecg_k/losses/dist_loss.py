@@ -56,7 +56,11 @@ def check_batch(global_batch: int) -> None:
         )
 
 
-def _kde(train_labels: ArrayLike, min_label: float, max_label: float, bw_method: float | str) -> gaussian_kde:
+# A KDE bandwidth: the factor on the label std, or scipy's rule by name.
+Bandwidth = float | Literal["scott", "silverman"]
+
+
+def _kde(train_labels: ArrayLike, min_label: float, max_label: float, bw_method: Bandwidth) -> gaussian_kde:
     """``gaussian_kde`` of the training labels inside [min_label, max_label] (3.1: a theoretical range)."""
     labels = np.asarray(train_labels, dtype=np.float64).ravel()
     if not np.all(np.isfinite(labels)):
@@ -75,7 +79,7 @@ def label_density(
     min_label: float = MIN_LABEL,
     max_label: float = MAX_LABEL,
     step: float = LABEL_STEP,
-    bw_method: float | str = 0.5,
+    bw_method: Bandwidth = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """KDE of the training labels on the label grid, normalised to a pmf: ``(grid, pmf)`` (method.md 3.1).
 
@@ -164,7 +168,7 @@ def make_pseudo_labels(
     min_label: float = MIN_LABEL,
     max_label: float = MAX_LABEL,
     step: float = LABEL_STEP,
-    bw_method: float | str = 0.5,
+    bw_method: Bandwidth = 0.5,
     rounding: Rounding = "official",
 ) -> np.ndarray:
     """The M = ``batch_size`` ascending pseudo-labels (float64) matched to the sorted predictions (3.2).
@@ -224,7 +228,8 @@ def _distributed() -> bool:
 
 def _gather(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenation over ranks (rank order), differentiable; the tensor itself outside DDP."""
-    return _GatherWithGrad.apply(tensor) if _distributed() else tensor
+    # torch leaves autograd.Function.apply untyped.
+    return _GatherWithGrad.apply(tensor) if _distributed() else tensor  # type: ignore[no-untyped-call]
 
 
 def soft_sort_supported(device: torch.device) -> bool:
@@ -322,7 +327,7 @@ class DistLoss(torch.nn.Module):
         min_label: float = MIN_LABEL,
         max_label: float = MAX_LABEL,
         step: float = LABEL_STEP,
-        bw_method: float | str = 0.5,
+        bw_method: Bandwidth = 0.5,
         rounding: Rounding = "official",
         **options: object,
     ) -> DistLoss:

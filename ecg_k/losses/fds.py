@@ -39,6 +39,7 @@ from ecg_k.losses.weighting import LABEL_STEP, MAX_LABEL, MIN_LABEL, Kernel, ker
 class FDS(torch.nn.Module):
     """Feature statistics per label bucket and their smoothed calibration (see the module docstring)."""
 
+    window: torch.Tensor
     running_mean: torch.Tensor
     running_var: torch.Tensor
     smoothed_mean: torch.Tensor

@@ -72,7 +72,8 @@ def ranking_regularizer(
     x = F.normalize(features[keep].reshape(keep.shape[0], -1), dim=1)
     bins = torch.round(labels.reshape(-1)[keep].double() / step)  # integer bins: equal distances tie exactly
     label_ranks = normalised_ranks(-(bins[:, None] - bins[None, :]).abs()).to(x.dtype)
-    feature_ranks = _BlackboxRanks.apply(x @ x.T, interpolation_lambda)
+    # torch leaves autograd.Function.apply untyped.
+    feature_ranks = _BlackboxRanks.apply(x @ x.T, interpolation_lambda)  # type: ignore[no-untyped-call]
     return (feature_ranks - label_ranks).square().mean(dim=1).sum()
 
 

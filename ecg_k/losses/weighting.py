@@ -92,10 +92,13 @@ def kernel_window(kernel: Kernel, ks: int, sigma: float, norm: WindowNorm) -> np
         window = np.exp(-np.abs(np.arange(-half, half + 1)) / sigma) / (2.0 * sigma)
     else:
         raise ValueError(f"unknown kernel {kernel!r}; choose gaussian, triang or laplace")
+    normalised: np.ndarray
     if norm == "peak":
-        return window / window.max()
+        normalised = window / window.max()
+        return normalised
     if norm == "sum":
-        return window / window.sum()
+        normalised = window / window.sum()
+        return normalised
     raise ValueError(f"unknown window normalisation {norm!r}; choose peak or sum")
 
 
@@ -188,7 +191,8 @@ class SampleWeights:
 
     def for_array(self, labels: ArrayLike) -> np.ndarray:
         """Weights of ``labels`` as a float64 array of the same number of elements (flattened)."""
-        return self.bin_weights[bin_index(labels, self.min_label, self.max_label, self.step)]
+        weights: np.ndarray = self.bin_weights[bin_index(labels, self.min_label, self.max_label, self.step)]
+        return weights
 
     def for_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Weights of a label tensor: same shape and device, float32 (looked up on the tensor's device)."""

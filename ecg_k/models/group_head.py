@@ -39,6 +39,8 @@ def validate_edges(edges: Sequence[float]) -> None:
 class GroupHead(nn.Module):
     """``(B, n_features)`` features -> ``(B, 1)`` K+ through the expert of the predicted group."""
 
+    edges: torch.Tensor  # a buffer (register_buffer), typed for mypy
+
     def __init__(self, n_features: int, edges: Sequence[float], routing: Routing = "hard") -> None:
         super().__init__()
         validate_edges(edges)

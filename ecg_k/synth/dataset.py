@@ -103,7 +103,8 @@ def _request(n_ecgs: int, seed: int, params: SynthParams) -> dict[str, Any]:
         "generator_sha256": _generator_digest(),
         "model": dataclasses.asdict(params),
     }
-    return json.loads(json.dumps(request))
+    plain: dict[str, Any] = json.loads(json.dumps(request))
+    return plain
 
 
 def _validate(n_ecgs: int, seed: int, workers: int) -> None:

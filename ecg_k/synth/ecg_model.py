@@ -89,7 +89,8 @@ class Subject:
 
 def _unit(v: np.ndarray) -> np.ndarray:
     """Normalise the last axis to unit length."""
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    unit: np.ndarray = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return unit
 
 
 def _frontal(angle_deg: float, z: float) -> np.ndarray:
@@ -268,7 +269,8 @@ def _electrode_noise(rng: np.random.Generator, params: SynthParams) -> np.ndarra
     mains_phase = rng.uniform(0.0, 2.0 * np.pi, per_electrode)
     omega_t = 2.0 * np.pi * rc.mains_hz * t
     mains = mains_amp * (np.cos(mains_phase) * np.sin(omega_t) + np.sin(mains_phase) * np.cos(omega_t))
-    return white + wander + mains
+    noise: np.ndarray = white + wander + mains
+    return noise
 
 
 def _limb_and_chest_to_mimic(independent: np.ndarray) -> np.ndarray:

@@ -96,7 +96,8 @@ def format_time(times: np.ndarray) -> np.ndarray:
 
 def _minutes(values: np.ndarray) -> np.ndarray:
     """Minutes (float) -> ``timedelta64[m]``, rounded: MIMIC times are to the minute."""
-    return np.rint(values).astype(np.int64).astype("timedelta64[m]")
+    minutes: np.ndarray = np.rint(values).astype(np.int64).astype("timedelta64[m]")
+    return minutes
 
 
 def _unique_ids(rng: np.random.Generator, low: int, n: int, span: int = 10_000_000) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import cast
 
 import sqlalchemy as sa
 from alembic import context, op
@@ -36,7 +37,7 @@ def _backfill(connection: sa.Connection) -> tuple[int, str]:
     """Chain the events already recorded, in id order; the head's (seq, entry_hash)."""
     from ecg_k.db.models import AuditEvent  # the typed columns (UTC times, JSON), selected by name only
 
-    table = AuditEvent.__table__
+    table = cast(sa.Table, AuditEvent.__table__)  # typed as any FROM clause; the model maps one table
     rows = connection.execute(sa.select(*(table.c[name] for name in EVENT_COLUMNS)).order_by(table.c.id)).all()
     previous, seq = GENESIS_HASH, 0
     for row in rows:

@@ -33,14 +33,14 @@ CHECKS = {
 }
 
 
-NEW_PREDICTION_COLUMNS = (
+NEW_PREDICTION_COLUMNS: tuple[sa.Column[object], ...] = (
     sa.Column("interval_segments", JSON_DOC, nullable=True),
     sa.Column("interval_coverage", sa.Double(), nullable=True),
     sa.Column("interval_method", sa.String(length=64), nullable=True),
     sa.Column("p_hyper", sa.Double(), nullable=True),
     sa.Column("p_hypo", sa.Double(), nullable=True),
 )
-IN_SET = sa.Column("in_prediction_set", sa.Boolean(), nullable=True)
+IN_SET: sa.Column[bool] = sa.Column("in_prediction_set", sa.Boolean(), nullable=True)
 
 
 def upgrade() -> None:

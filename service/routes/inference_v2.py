@@ -14,6 +14,7 @@ critical flag and interval coverage. Errors are ``{"error": "..."}`` with the HT
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ecg_k.version import __version__
+from ecg_k import __version__
 from service.auth import Caller, Client
 from service.deps import RuntimeDep
 from service.routes.health import readiness_problem
@@ -32,7 +33,7 @@ from service.schemas import EcgIn, PredictionOut
 
 PREFIX = "/v2"
 INPUT = "ECG"
-INPUT_DATATYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+INPUT_DATATYPES: dict[str, np.dtype[np.floating[Any]]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 OUTPUTS = {"K_ESTIMATE": "FP64", "INTERVAL_LOW": "FP64", "INTERVAL_HIGH": "FP64", "FLAG": "BYTES"}
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "onnxruntime_onnx"
@@ -70,7 +71,7 @@ class InferIn(BaseModel):
     outputs: list[OutputIn] | None = None
 
 
-def protocol_error(status_code: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+def protocol_error(status_code: int, detail: object, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """An error in the protocol's shape, ``{"error": message}``, from an HTTP error's detail."""
     if isinstance(detail, dict) and "message" in detail:  # an unusable ECG: "<reason>: <message>"
         message = f"{detail.get('reason', 'unusable')}: {detail['message']}"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -26,7 +26,7 @@ from ecg_k.db.models import Flag as DbFlag
 from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion, utcnow
 from ecg_k.db.session import session_scope
 from ecg_k.leads import repeated_leads
-from ecg_k.model_card import RELIABILITY_NOTES, event_probabilities, prediction_set, shot_region_of_estimate
+from ecg_k.model_card import RELIABILITY_NOTES, Region, event_probabilities, prediction_set, shot_region_of_estimate
 from ecg_k.quality import QualityError, SkipReason, check_finite
 from service.audit import AuditScope, audit_failures, audited, commit_audited, request_id_of
 from service.auth import Caller, Client, Principal
@@ -50,7 +50,7 @@ from service.strict import JsonBody
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
-UNUSABLE = {status.HTTP_422_UNPROCESSABLE_CONTENT: {
+UNUSABLE: dict[int | str, dict[str, Any]] = {status.HTTP_422_UNPROCESSABLE_CONTENT: {
     "model": UnusableResponse, "description": "Unusable ECG (reason) or invalid request."}}
 WFDB_RECORD = "record"
 WFDB_SIGNAL_SUFFIXES = (".dat", ".mat")
@@ -68,7 +68,8 @@ def prediction_out(row: Prediction, runtime: Runtime) -> PredictionOut:
     card = runtime.card_of(row.model_version)
     value = reported_value(row.k_estimate)
     assert row.shot_region is not None and row.flag is not None
-    region = row.shot_region.value  # as stored when it was served, from the same card
+    # As stored when it was served, from the same card; the DB enum's values are the card's region names.
+    region = cast(Region, str(row.shot_region))
     version = row.model_version
     return PredictionOut(
         id=row.id, request_id=row.request_id, k_estimate=value,

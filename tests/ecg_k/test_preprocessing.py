@@ -192,11 +192,11 @@ def test_a_record_longer_than_the_cap_is_refused_as_too_long() -> None:
     assert refused.value.reason is SkipReason.TOO_LONG and "60 s" in str(refused.value)
 
 
-def test_cropping_before_the_filter_changes_the_output_by_under_1e_3_sd(cinc_dir: Path) -> None:
+def test_cropping_before_the_filter_changes_the_output_by_under_1e_3_sd(tiny_cinc_dir: Path) -> None:
     """The real 10 s record tiled to 60 s: the output of the first 10 s, cropped with the filter's margin before
     filtering, against the same steps on the whole 60 s (the order before this change)."""
     config = PreprocessConfig(leads="all")
-    record = read_wfdb(cinc_dir / "E07500")
+    record = read_wfdb(tiny_cinc_dir / "E07500")
     long = np.tile(record.signal, (1, 6))
     cropped = crop_for_filter(long, record.fs, config)
     assert cropped.shape[1] == int((10 + 3 / 0.5) * record.fs)

@@ -153,8 +153,8 @@ class RawEcg:
 
 
 @pytest.fixture(scope="session")
-def cinc_record(cinc_dir: Path) -> Path:
-    return cinc_dir / "E07500"
+def cinc_record(tiny_cinc_dir: Path) -> Path:
+    return tiny_cinc_dir / "E07500"
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,9 @@ import pandas as pd
 import pytest
 
 from ecg_k.data.cohort import CohortConfig
-from ecg_k.data.ingest import IngestConfig
 from ecg_k.data.store import labels_path, signals_path
 from ecg_k.preprocessing import PreprocessConfig
-from ecg_k.records.dataset import DatasetManifest, write_manifest
+from ecg_k.records.dataset import DatasetManifest, IngestConfig, write_manifest
 
 N_SAMPLES = 5000
 

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 from ecg_k.cli import app
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.errors import DataInputError
-from ecg_k.data.ingest import IngestConfig, Ingestor, process_record
+from ecg_k.data.ingest import Ingestor, process_record
 from ecg_k.data.splits import SPLITS
 from ecg_k.data.store import load_split
 from ecg_k.leads import STANDARD_LEADS
 from ecg_k.preprocessing import PreprocessConfig
-from ecg_k.records.dataset import read_manifest
+from ecg_k.records.dataset import IngestConfig, read_manifest
 from ecg_k.synth import generate_dataset
 from tests.conftest import run_ecgk
 

@@ -100,3 +100,21 @@ def test_comments_column_is_read_when_present(tmp_path: Path) -> None:
     labs, stats = read_potassium_labs(path, [50971])
     assert labs["comment"].tolist() == ["hemolysed", "verified", "none", "none"]
     assert stats.comments == {"none": 2, "verified": 1, "hemolysed": 1, "unrecognised": 1}
+
+
+def test_tiny_demo_rows_read_without_the_larger_set(tiny_labs_file: Path) -> None:
+    """The 40 demo rows shipped in tests/data: all serum, all kept, one hyper pair of rows, one 'verified'."""
+    labs, stats = read_potassium_labs(tiny_labs_file, [50971, 50822])
+    assert stats.rows_scanned == 40 and stats.dropped == {} and len(labs) == 40
+    assert labs["itemid"].value_counts().to_dict() == {50971: 40}
+    assert labs["subject_id"].nunique() == 4
+    assert labs["valuenum"].min() == 3.5 and labs["valuenum"].max() == 6.9
+    assert (labs["valuenum"] >= 5.5).sum() == 2 and (labs["valuenum"] <= 3.5).sum() == 1
+    assert stats.comments == {"none": 39, "verified": 1, "hemolysed": 0, "unrecognised": 0}
+
+
+def test_tiny_excerpts_are_the_heads_of_the_real_tables(tiny_labs_file: Path, tiny_record_list: Path,
+                                                       labs_v1_file: Path, ecg_demo_root: Path) -> None:
+    for tiny, full in ((tiny_labs_file, labs_v1_file), (tiny_record_list, ecg_demo_root / "record_list.csv")):
+        lines = tiny.read_bytes().splitlines(keepends=True)
+        assert full.read_bytes().splitlines(keepends=True)[:len(lines)] == lines

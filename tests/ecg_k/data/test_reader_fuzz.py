@@ -217,10 +217,11 @@ def mutate(seed: Seed, changes: Sequence[Edit], canary: Path) -> tuple[bytes, by
 
 
 @pytest.fixture(scope="module")
-def wfdb_seeds(cinc_dir: Path, mimic_header_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Seed, ...]:
+def wfdb_seeds(tiny_cinc_dir: Path, mimic_header_dir: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[Seed, ...]:
     """CinC E07500 (.mat, 16x1+24); the real MIMIC header 40689238 over the same samples (the .mat after
     its 24-byte preamble is a format-16 .dat of 12 x 5000); leads I and II re-encoded as FLAC (format 516)."""
-    cinc = cinc_dir / "E07500"
+    cinc = tiny_cinc_dir / "E07500"
     mat = cinc.with_suffix(".mat").read_bytes()
     record = read_wfdb(cinc)
     folder = tmp_path_factory.mktemp("flac")
@@ -461,8 +462,8 @@ def assert_valid_labs(labs: pd.DataFrame) -> None:
     assert set(labs["itemid"]) <= set(ITEMIDS)
 
 
-def test_hostile_labevents_tables_read_or_fail_clearly(labs_v1_file: Path, tmp_path: Path) -> None:
-    rows = real_rows(labs_v1_file, 40)
+def test_hostile_labevents_tables_read_or_fail_clearly(tiny_labs_file: Path, tmp_path: Path) -> None:
+    rows = real_rows(tiny_labs_file, 40)
     path = tmp_path / "labevents.csv"
     tally: Counter[str] = Counter()
 
@@ -488,8 +489,8 @@ def test_hostile_labevents_tables_read_or_fail_clearly(labs_v1_file: Path, tmp_p
     assert tally["valid"] >= 30 and tally["DataInputError"] >= 30, tally
 
 
-def test_hostile_record_lists_read_or_fail_clearly(ecg_demo_root: Path, tmp_path: Path) -> None:
-    rows = real_rows(ecg_demo_root / "record_list.csv", 20)
+def test_hostile_record_lists_read_or_fail_clearly(tiny_record_list: Path, tmp_path: Path) -> None:
+    rows = real_rows(tiny_record_list, 20)
     (tmp_path / "ecg").mkdir()
     path = tmp_path / "ecg" / "record_list.csv"
     tally: Counter[str] = Counter()

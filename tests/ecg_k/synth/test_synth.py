@@ -119,9 +119,8 @@ def test_every_record_reads_as_mimic(dataset: SynthSummary) -> None:
         assert header.comments == [f"<subject_id>: {row.subject_id}"]
 
 
-def test_header_has_the_shape_of_a_real_mimic_header(dataset: SynthSummary, real_data: Path) -> None:
-    real = (real_data / "mimic-iv-ecg-v1.0-headers__SebPelay0-Mimic-Prep" / "SampleData" / "p10000032"
-            / "s40689238" / "40689238.hea").read_text().splitlines()
+def test_header_has_the_shape_of_a_real_mimic_header(dataset: SynthSummary, mimic_header_dir: Path) -> None:
+    real = (mimic_header_dir / "s40689238" / "40689238.hea").read_text().splitlines()
     path = read_record_list(_ecg_root(dataset))["ecg_path"][0]
     ours = (_ecg_root(dataset) / f"{path}.hea").read_text().splitlines()
 
