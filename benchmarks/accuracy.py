@@ -35,8 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecg_k.evaluation.bootstrap import bootstrap_errors, percentile_ci
+from ecg_k.evaluation.regions import regions_from_metrics
 from ecg_k.losses import METHODS
-from ecg_k.metrics import REGIONS, bootstrap_errors, percentile_ci, regions_from_metrics
+from ecg_k.potassium import REGIONS
 from training.config import TrainConfig
 from training.demo import DemoPlan, prepare_dataset
 from training.evaluate import PREDICTIONS, evaluate_run, read_metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ecg_k.clinical import DEFAULT_THRESHOLDS, Thresholds
+from ecg_k.potassium import DEFAULT_THRESHOLDS, Thresholds
 
 REGION_COLOURS = {"many": "#1b9e77", "median": "#7570b3", "few": "#d95f02"}
 LABEL_COLOUR, PREDICTION_COLOUR = "#ff7f0e", "#1f77b4"

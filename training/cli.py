@@ -14,7 +14,7 @@ import typer
 
 from ecg_k.cli import console, fail, parse_options, validation_message
 from ecg_k.db.cli import UrlOption
-from ecg_k.metrics import ShotRule
+from ecg_k.evaluation.regions import ShotRule
 from ecg_k.settings import get_settings
 
 # Listed here, not imported, so that `ecgk --help` never imports torch; a test checks them against

@@ -20,22 +20,13 @@ from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
 from ecg_k.display import CLINICAL_ZONES, K_AXIS, LABEL_COLOUR, PREDICTION_COLOUR, REGION_COLOURS
-from ecg_k.metrics import (
-    DETECTION_STATS,
-    HYPER,
-    HYPO,
-    LABEL_STEP,
-    PUBLISHED_ECG_KA_DIR,
-    PUBLISHED_SOURCE,
-    REGIONS,
-    SHOT_RULES,
-    ShotRegions,
-    bin_value,
-    per_bin_errors,
-    regions_from_metrics,
-    shot_regions,
-    validate_predictions,
-)
+from ecg_k.evaluation.detection import DETECTION_STATS
+from ecg_k.evaluation.inputs import validate_predictions
+from ecg_k.evaluation.plot_data import label_prediction_counts, region_spans, sorted_region_errors
+from ecg_k.evaluation.published import PUBLISHED_ECG_KA_DIR, PUBLISHED_SOURCE
+from ecg_k.evaluation.regions import SHOT_RULES, ShotRegions, regions_from_metrics, shot_regions
+from ecg_k.evaluation.regression import per_bin_errors
+from ecg_k.potassium import DEFAULT_THRESHOLDS, LABEL_STEP, REGIONS, Thresholds, bin_value, detection_cutoffs
 
 COMPARISON_COLUMNS = (
     "MAE all", "MAE many", "MAE median", "MAE few", "GM all", "GM many", "GM median", "GM few",
@@ -74,24 +65,25 @@ class LabelPredictionHistogramDisplay(_Display):
     Shows the distribution mismatch Dist Loss targets: a plain model's predictions crowd the normal range.
     """
 
-    def __init__(self, y: ArrayLike, y_hat: ArrayLike, name: str | None = None) -> None:
+    def __init__(self, y: ArrayLike, y_hat: ArrayLike, name: str | None = None,
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
         self.y, self.y_hat = validate_predictions(y, y_hat)
-        self.name = name
+        self.name, self.thresholds = name, thresholds
 
     @classmethod
     def from_predictions(
-        cls, y: ArrayLike, y_hat: ArrayLike, *, name: str | None = None, ax: Axes | None = None
+        cls, y: ArrayLike, y_hat: ArrayLike, *, name: str | None = None, ax: Axes | None = None,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
     ) -> Self:
-        return cls(y, y_hat, name).plot(ax)
+        return cls(y, y_hat, name, thresholds).plot(ax)
 
     def plot(self, ax: Axes | None = None) -> Self:
         ax = self._axes(ax)
-        values = np.concatenate([self.y, self.y_hat])
-        low, high = np.floor(values.min() / LABEL_STEP), np.ceil(values.max() / LABEL_STEP)
-        edges = (np.arange(low, high + 2) - 0.5) * LABEL_STEP
-        ax.hist(self.y, bins=edges, color=LABEL_COLOUR, alpha=0.55, label="label")
-        ax.hist(self.y_hat, bins=edges, color=PREDICTION_COLOUR, alpha=0.55, label="prediction")
-        for cutoff in (HYPO, HYPER):
+        counts = label_prediction_counts(self.y, self.y_hat)
+        for series, colour in (("label", LABEL_COLOUR), ("prediction", PREDICTION_COLOUR)):
+            rows = counts[counts["series"] == series]
+            ax.bar(rows["k"], rows["n"], width=LABEL_STEP, color=colour, alpha=0.55, label=series)
+        for cutoff in detection_cutoffs(self.thresholds):
             ax.axvline(cutoff.value, color="0.4", ls=":", lw=1)
         ax.set(xlabel=K_AXIS, ylabel="count", title=_title("Labels vs predictions", self.name))
         ax.legend()
@@ -116,19 +108,17 @@ class PerBinErrorDisplay(_Display):
 
     def plot(self, ax: Axes | None = None) -> Self:
         ax = self._axes(ax)
-        known = np.fromiter(self.regions.train_counts, dtype=np.int64)
-        tested = self.table["bin"].to_numpy()
-        bins = np.arange(min(known.min(), tested.min()), max(known.max(), tested.max()) + 1)
-        region = self.regions.region_of_bins(bins)
+        spans = region_spans(self.regions, self.table["bin"])
+        region = spans["region"].to_numpy()
         change = np.flatnonzero(region[1:] != region[:-1]) + 1
-        for start, stop in zip(np.r_[0, change], np.r_[change, bins.size], strict=True):
-            ax.axvspan((bins[start] - 0.5) * LABEL_STEP, (bins[stop - 1] + 0.5) * LABEL_STEP,
+        for start, stop in zip(np.r_[0, change], np.r_[change, region.size], strict=True):
+            ax.axvspan(spans["low"].iloc[start], spans["high"].iloc[stop - 1],
                        color=REGION_COLOURS[region[start]], alpha=0.15, lw=0)
         ax.bar(self.table["k"], self.table["mae"], width=0.8 * LABEL_STEP, color="0.25", label="test MAE")
         ax.set(xlabel=K_AXIS, ylabel="MAE (mmol/L)", title=_title("MAE per 0.1 mmol/L bin", self.name))
 
         twin = ax.twinx()
-        twin.plot(bin_value(bins), self.regions.counts_of_bins(bins), drawstyle="steps-mid",
+        twin.plot(spans["k"], spans["train_count"], drawstyle="steps-mid",
                   color="tab:red", lw=1.2, label="train count")
         many_cut, few_cut = self.regions.cuts
         twin.axhline(many_cut, color="tab:red", ls="--", lw=0.8, label=f"many if above {many_cut:g}")
@@ -159,13 +149,7 @@ class SortedErrorDisplay(_Display):
         ax: Axes | None = None,
     ) -> Self:
         """``runs``: method name -> (y, y_hat); keeps the errors of samples whose label bin is ``region``."""
-        if region not in REGIONS:
-            raise ValueError(f"unknown region {region!r}; expected one of {REGIONS}")
-        errors = {}
-        for method, (y, y_hat) in runs.items():
-            y_arr, y_hat_arr = validate_predictions(y, y_hat)
-            mask = regions.region_of(y_arr) == region
-            errors[method] = np.sort(np.abs(y_hat_arr - y_arr)[mask])
+        errors = {method: sorted_region_errors(y, y_hat, regions, region) for method, (y, y_hat) in runs.items()}
         return cls(errors, region).plot(ax)
 
     def plot(self, ax: Axes | None = None) -> Self:

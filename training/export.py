@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecg_k.clinical import Thresholds
 from ecg_k.conformal import calibrate_predictions
 from ecg_k.data.store import read_manifest, sha256_file, write_json
-from ecg_k.metrics import shot_regions
+from ecg_k.evaluation.regions import shot_regions
 from ecg_k.model_card import CARD_FORMAT
 from ecg_k.models import Net1D
 from ecg_k.models.group_head import GroupHead
+from ecg_k.potassium import Thresholds
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.version import code_version

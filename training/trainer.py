@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ecg_k.data.store import read_manifest
+from ecg_k.evaluation.regression import balanced_mae
 from ecg_k.losses import FDS, BalancedMSELoss, ConR, DistLoss, LDSConfig, RankSim, SampleWeights
 from ecg_k.losses.balanced_mse import fit_label_gmm, histogram_prior, sigma_from_labels
 from ecg_k.losses.dist_loss import check_batch
@@ -37,7 +38,6 @@ from ecg_k.losses.focal_r import focal_r
 from ecg_k.losses.group_dir import GroupDIRLoss, group_edges
 from ecg_k.losses.methods import Phase, get_method
 from ecg_k.losses.srl import SRL
-from ecg_k.metrics import balanced_mae
 from ecg_k.models import Net1D, Net1DConfig, build_net1d
 from ecg_k.models.group_head import GroupHead
 from ecg_k.preprocessing import PreprocessConfig

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ecg_k.data.lab_comments import LabComment
+from ecg_k.potassium import Interpretation, ShotRegion
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -76,24 +77,6 @@ class Role(enum.StrEnum):
     CLIENT = "client"
     REVIEWER = "reviewer"
     ADMIN = "admin"
-
-
-class Flag(enum.StrEnum):
-    """HL7 v3 interpretation of a K+ estimate (conventions.md section 5)."""
-
-    CRITICAL_LOW = "LL"
-    LOW = "L"
-    NORMAL = "N"
-    HIGH = "H"
-    CRITICAL_HIGH = "HH"
-
-
-class ShotRegion(enum.StrEnum):
-    """Training-label density region of an estimate (many/median/few-shot)."""
-
-    MANY = "many"
-    MEDIAN = "median"
-    FEW = "few"
 
 
 class Verdict(enum.StrEnum):
@@ -291,7 +274,8 @@ class Prediction(Base):
     """Calibrated P(K+ >= hyperkalemia) at the natural prevalence."""
     p_hypo: Mapped[float | None]
     """Calibrated P(K+ <= hypokalemia) at the natural prevalence."""
-    flag: Mapped[Flag | None] = mapped_column(_enum(Flag, "flag"))
+    flag: Mapped[Interpretation | None] = mapped_column(_enum(Interpretation, "flag"))
+    """The estimate's interpretation code (LL/L/N/H/HH) under the model card's thresholds."""
     critical: Mapped[bool] = mapped_column(default=False)
     shot_region: Mapped[ShotRegion | None] = mapped_column(_enum(ShotRegion, "shot_region"))
     quality: Mapped[dict[str, Any]]

@@ -29,7 +29,7 @@ from dashboard.evaluation import (
 )
 from ecg_k.db.registry import register_model
 from ecg_k.db.session import session_scope
-from ecg_k.metrics import ShotRegions
+from ecg_k.evaluation.regions import ShotRegions
 from tests.dashboard.conftest import ACTOR, Seeded
 
 

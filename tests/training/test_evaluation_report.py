@@ -13,7 +13,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ecg_k.metrics import evaluate_predictions, shot_regions
+from ecg_k.evaluation.regions import shot_regions
+from ecg_k.evaluation.report import evaluate_predictions
 from training.evaluation_report import (
     COMPARISON_COLUMNS,
     LabelPredictionHistogramDisplay,
