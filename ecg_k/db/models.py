@@ -253,6 +253,10 @@ class Prediction(Base):
         sa.CheckConstraint("interval_low <= interval_high", name="interval_ordered"),
         sa.CheckConstraint("latency_ms >= 0", name="latency_non_negative"),
         sa.CheckConstraint("interval_coverage > 0 AND interval_coverage < 1", name="interval_coverage_range"),
+        sa.CheckConstraint(
+            "interval_segments IS NULL OR (interval_coverage IS NOT NULL AND interval_method IS NOT NULL)",
+            name="set_states_coverage",
+        ),
         sa.CheckConstraint("p_hyper >= 0 AND p_hyper <= 1", name="p_hyper_range"),
         sa.CheckConstraint("p_hypo >= 0 AND p_hypo <= 1", name="p_hypo_range"),
     )
@@ -269,6 +273,8 @@ class Prediction(Base):
     interval_segments: Mapped[list[list[float]] | None] = mapped_column(JsonDocument)
     """The prediction set as ``[low, high]`` K+ segments (interval_low/high are its hull)."""
     interval_coverage: Mapped[float | None]
+    """The coverage level the set was built with (stored with every set; None only for rows served before
+    sets were stored, whose hull is read as "coverage not recorded")."""
     interval_method: Mapped[str | None] = mapped_column(sa.String(64))
     p_hyper: Mapped[float | None]
     """Calibrated P(K+ >= hyperkalemia) at the natural prevalence."""
