@@ -42,15 +42,13 @@ from ecg_k.db.models import ModelVersion
 from ecg_k.evaluation import plot_data
 from ecg_k.evaluation.detection import clinical_metrics
 from ecg_k.evaluation.regions import ShotRegions
-from ecg_k.evaluation.regression import per_bin_errors, regression_metrics
+from ecg_k.evaluation.regression import ALL_REGIONS, per_bin_errors, regression_metrics
 from ecg_k.model_card import CARD_FORMAT
-from ecg_k.potassium import REGIONS, Thresholds, operating_points
+from ecg_k.potassium import REGIONS, Thresholds, event_names, operating_points
 
 PREDICTIONS_FILE = "predictions.parquet"
-ALL_REGIONS = ("overall", *REGIONS)
 CLINICAL_STATS = ("sensitivity", "specificity", "ppv", "npv")
 CHECK_TOLERANCE = 1e-9
-EVENT_NAMES = {"hyper": "P(K⁺ ≥ 5.5)", "hypo": "P(K⁺ ≤ 3.5)"}
 """Largest difference between a card metric and the same metric recomputed from the predictions."""
 
 
@@ -341,6 +339,6 @@ def reliability_table(evaluations: Mapping[str, Evaluation], split: str) -> pd.D
         events = event_labels(pairs[0], evaluation.calibration.thresholds)
         for event in EVENTS:
             probability = evaluation.calibration.probability(event, pairs[1], prevalence)
-            rows += [{"model": name, "event": EVENT_NAMES[event], **row}
+            rows += [{"model": name, "event": event_names(evaluation.calibration.thresholds)[event], **row}
                      for row in reliability(probability, events[event])]
     return pd.DataFrame(rows, columns=["model", "event", "bin", "n", "predicted", "observed"])

@@ -233,6 +233,11 @@ def detection_cutoffs(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[Cuto
     return Cutoff("hyper", ">=", thresholds.hyperkalemia), Cutoff("hypo", "<=", thresholds.hypokalemia)
 
 
+def event_names(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, str]:
+    """Display names of the two calibrated events, by detection key: ``P(K⁺ ≥ 5.5)`` and ``P(K⁺ ≤ 3.5)``."""
+    return {"hyper": f"P(K⁺ ≥ {thresholds.hyperkalemia:g})", "hypo": f"P(K⁺ ≤ {thresholds.hypokalemia:g})"}
+
+
 def operating_points(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[Cutoff, ...]:
     """The other operating points of conventions.md section 2 (strict, as there): K > 6.0, K > critical_high,
     K < 3.0, K < critical_low."""

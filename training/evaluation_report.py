@@ -25,14 +25,23 @@ from ecg_k.evaluation.inputs import validate_predictions
 from ecg_k.evaluation.plot_data import label_prediction_counts, region_spans, sorted_region_errors
 from ecg_k.evaluation.published import PUBLISHED_ECG_KA_DIR, PUBLISHED_SOURCE
 from ecg_k.evaluation.regions import SHOT_RULES, ShotRegions, regions_from_metrics, shot_regions
-from ecg_k.evaluation.regression import per_bin_errors
-from ecg_k.potassium import DEFAULT_THRESHOLDS, LABEL_STEP, REGIONS, Thresholds, bin_value, detection_cutoffs
+from ecg_k.evaluation.regression import ALL_REGIONS, per_bin_errors
+from ecg_k.potassium import (
+    CLINICAL_REGIONS,
+    DEFAULT_THRESHOLDS,
+    LABEL_STEP,
+    REGIONS,
+    Thresholds,
+    bin_value,
+    detection_cutoffs,
+    event_names,
+    label_bin,
+)
 
 COMPARISON_COLUMNS = (
     "MAE all", "MAE many", "MAE median", "MAE few", "GM all", "GM many", "GM median", "GM few",
     "bMAE", "AUROC hyper", "AUROC hypo",
 )
-_ALL_REGIONS = ("overall", *REGIONS)
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -236,7 +245,7 @@ def _bin_ranges(ks: Sequence[float]) -> str:
     """Compact K+ list, e.g. '2.0–2.9, 5.4–6.6'; consecutive 0.1 bins merge into one range."""
     if not ks:
         return "none"
-    bins = np.rint(np.asarray(ks) / LABEL_STEP).astype(np.int64)
+    bins = label_bin(ks)
     breaks = np.flatnonzero(np.diff(bins) != 1) + 1
     parts = []
     for run in np.split(bins, breaks):
@@ -272,7 +281,7 @@ def _split_section(
     return "\n\n".join([
         f"## Split `{split}` (n = {split_metrics['overall']['n']})",
         f"### Regression, shot rule `{rule}`",
-        _region_table(split_metrics, _ALL_REGIONS),
+        _region_table(split_metrics, ALL_REGIONS),
         f"bMAE (mean of the per-bin MAEs over this split's label bins): {_fmt(split_metrics['bmae'])}; "
         f"Pearson r: {_fmt(split_metrics['pearson'])}.",
         f"The same split under the `{other_rule}` rule (key `{other_key}`):",
@@ -315,7 +324,7 @@ class ReliabilityDisplay(_Display):
     def plot(self, ax: Axes | None = None) -> Self:
         ax = self._axes(ax)
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-        for event, label in (("hyper", "P(K⁺ ≥ 5.5)"), ("hypo", "P(K⁺ ≤ 3.5)")):
+        for event, label in event_names().items():
             rows = self.rows.get(event, [])
             if rows:
                 ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], marker="o", label=label)
@@ -325,7 +334,7 @@ class ReliabilityDisplay(_Display):
         return self
 
 
-_COVERAGE_GROUPS = ("overall", "hypo", "normal", "hyper", "many", "median", "few")
+_COVERAGE_GROUPS = ("overall", *CLINICAL_REGIONS, *REGIONS)
 
 
 def _coverage_section(intervals: Mapping[str, Any], plots_dir: Path) -> str:
@@ -418,7 +427,7 @@ def comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test")
         if split not in metrics:
             raise ValueError(f"run {name!r} has no {split!r} metrics")
         m = metrics[split]
-        errors = [m[region][metric] for metric in ("mae", "gm") for region in _ALL_REGIONS]
+        errors = [m[region][metric] for metric in ("mae", "gm") for region in ALL_REGIONS]
         rows[name] = [*errors, m["bmae"], m["hyper"]["auroc"], m["hypo"]["auroc"]]
     frame = _frame(rows)
     frame.attrs.update(split=split, shot_rule=next(iter(rules.values())))
@@ -435,9 +444,9 @@ def ci_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> pd.D
     rows = {}
     for name, metrics in runs.items():
         m = metrics[split]
-        cells = [_ci_text(m[region].get(f"{stat}_ci95")) for stat in ("mae", "gm") for region in _ALL_REGIONS]
+        cells = [_ci_text(m[region].get(f"{stat}_ci95")) for stat in ("mae", "gm") for region in ALL_REGIONS]
         rows[name] = [*cells, _ci_text(m.get("bmae_ci95"))]
-    columns = [f"{stat} {region} 95% CI" for stat in ("MAE", "GM") for region in _ALL_REGIONS] + ["bMAE 95% CI"]
+    columns = [f"{stat} {region} 95% CI" for stat in ("MAE", "GM") for region in ALL_REGIONS] + ["bMAE 95% CI"]
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     frame.index.name = "method"
     unit = {metrics[split].get("ci_unit", "sample") for metrics in runs.values()}
@@ -447,7 +456,7 @@ def ci_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> pd.D
 
 def published_table() -> pd.DataFrame:
     """The paper's ECG-Ka-DIR numbers (real MIMIC-IV) in the comparison columns; NaN where not published."""
-    blank = [None] * (len(COMPARISON_COLUMNS) - 2 * len(_ALL_REGIONS))
+    blank = [None] * (len(COMPARISON_COLUMNS) - 2 * len(ALL_REGIONS))
     return _frame({name: [*row["mae"], *row["gm"], *blank] for name, row in PUBLISHED_ECG_KA_DIR.items()})
 
 

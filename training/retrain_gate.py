@@ -30,13 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from ecg_k.data.store import COHORT, labels_path
 from ecg_k.evaluation.bootstrap import bootstrap_errors, percentile_ci
 from ecg_k.evaluation.regions import ShotRule, shot_regions
+from ecg_k.evaluation.regression import ALL_REGIONS
 from ecg_k.evaluation.report import evaluate_predictions
 from ecg_k.inference import OnnxModel
 
 FLOAT_SLACK = 1e-9
 """Tolerance of the comparisons, so that a boundary case (1.30 - 0.02 vs 1.28) is decided as written."""
 EVAL_BATCH = 256
-SUMMARY_REGIONS = ("overall", "many", "median", "few")
+SUMMARY_REGIONS = ALL_REGIONS
 SUMMARY_DETECTIONS = ("hyper", "hypo")
 
 

@@ -15,7 +15,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from ecg_k.evaluation.inputs import validate_predictions
 from ecg_k.evaluation.regions import ShotRegions
-from ecg_k.potassium import REGIONS, finite_1d, grid_bins
+from ecg_k.evaluation.regression import ALL_REGIONS
+from ecg_k.potassium import finite_1d, grid_bins
 
 CI_PERCENTILES = (2.5, 97.5)
 ERROR_STATS = ("mae", "gm")
@@ -59,7 +60,7 @@ def _weighted_errors(weights: NDArray[np.float64], errors: NDArray[np.float64], 
     out: dict[str, NDArray[np.float64]] = {}
     zero = errors == 0
     logs = np.log(np.where(zero, 1.0, errors))
-    for name in ("overall", *REGIONS):
+    for name in ALL_REGIONS:
         mask = np.ones(errors.size, bool) if name == "overall" else region == name
         w = weights[:, mask]
         total = w.sum(axis=1)
@@ -115,7 +116,7 @@ def bootstrap_errors(
 
 def add_error_cis(split_metrics: dict[str, Any], boot: Mapping[str, NDArray[np.float64]]) -> None:
     """Add ``mae_ci95``/``gm_ci95`` to each region dict and ``bmae_ci95`` to the split (in place)."""
-    for name in ("overall", *REGIONS):
+    for name in ALL_REGIONS:
         for stat in ERROR_STATS:
             split_metrics[name][f"{stat}_ci95"] = percentile_ci(boot[f"{name}.{stat}"])
     split_metrics["bmae_ci95"] = percentile_ci(boot["bmae"])

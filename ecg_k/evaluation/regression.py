@@ -15,6 +15,9 @@ from ecg_k.evaluation.inputs import JSONValue, none_if_nan, validate_predictions
 from ecg_k.evaluation.regions import ShotRegions
 from ecg_k.potassium import REGIONS, bin_value, grid_bins
 
+ALL_REGIONS: tuple[str, ...] = ("overall", *REGIONS)
+"""The groups :func:`regression_metrics` reports: every sample, then each shot region."""
+
 
 def _per_bin(errors: NDArray[np.float64], bins: NDArray[np.int64]) -> tuple[
         NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
