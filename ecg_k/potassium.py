@@ -157,7 +157,7 @@ def grid_bins(labels: ArrayLike, name: str) -> NDArray[np.int64]:
     off = np.abs(scaled - np.rint(scaled))
     if off.size and off.max() > GRID_TOLERANCE:
         raise ValueError(
-            f"{name} must lie on the {LABEL_STEP} mmol/L grid; {values[off.argmax()]!r} does not"
+            f"{name} must lie on the {LABEL_STEP} mmol/L grid; {float(values[off.argmax()])!r} does not"
         )
     return label_bin(values)
 
@@ -240,10 +240,14 @@ def event_names(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, str]:
 
 def operating_points(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[Cutoff, ...]:
     """The other operating points of conventions.md section 2 (strict, as there): K > 6.0, K > critical_high,
-    K < 3.0, K < critical_low."""
-    return (
+    K < 3.0, K < critical_low (a critical cut-off equal to 6.0 or 3.0 is listed once)."""
+    points = (
         Cutoff("hyper_gt_6.0", ">", 6.0),
         Cutoff(f"hyper_gt_{thresholds.critical_high:g}", ">", thresholds.critical_high),
         Cutoff("hypo_lt_3.0", "<", 3.0),
         Cutoff(f"hypo_lt_{thresholds.critical_low:g}", "<", thresholds.critical_low),
     )
+    unique: dict[tuple[str, float], Cutoff] = {}
+    for point in points:
+        unique.setdefault((point.op, point.value), point)
+    return tuple(unique.values())
