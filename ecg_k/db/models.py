@@ -32,6 +32,8 @@ NAMING_CONVENTION = {
 
 JsonDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 """A JSON column: JSONB on PostgreSQL, JSON text on SQLite."""
+NullableJsonDocument = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+"""A :data:`JsonDocument` where Python None is SQL NULL (not the JSON ``null``), so ``IS NULL`` rules hold."""
 
 
 def utcnow() -> datetime:
@@ -270,7 +272,7 @@ class Prediction(Base):
     k_estimate: Mapped[float | None]
     interval_low: Mapped[float | None]
     interval_high: Mapped[float | None]
-    interval_segments: Mapped[list[list[float]] | None] = mapped_column(JsonDocument)
+    interval_segments: Mapped[list[list[float]] | None] = mapped_column(NullableJsonDocument)
     """The prediction set as ``[low, high]`` K+ segments (interval_low/high are its hull)."""
     interval_coverage: Mapped[float | None]
     """The coverage level the set was built with (stored with every set; None only for rows served before

@@ -116,7 +116,7 @@ def test_reads_return_what_the_row_holds(service: Service, raw_ecg: RawEcg) -> N
         other_region = next(r for r in ("many", "median", "few") if r != created["shot_region"])
         with session_scope(service.database_url) as session:
             session.execute(sa.update(Prediction).where(Prediction.id == uuid.UUID(created["id"]))
-                            .values(interval_segments=sa.null(), interval_coverage=None, interval_method=None,
+                            .values(interval_segments=None, interval_coverage=None, interval_method=None,
                                     shot_region=other_region))
         body = client.get(f"/v1/predictions/{created['id']}").json()
         observation = client.get(f"/v1/predictions/{created['id']}/fhir").json()

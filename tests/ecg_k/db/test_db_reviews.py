@@ -87,7 +87,8 @@ def test_confirmation_records_whether_the_lab_is_in_the_stored_set(
 ) -> None:
     prediction_id, keys = _seed(db_url)
     with session_scope(db_url) as session:
-        session.get(Prediction, prediction_id).interval_segments = segments
+        row = session.get(Prediction, prediction_id)
+        row.interval_segments, row.interval_coverage, row.interval_method = segments, 0.9, "m"
     with session_scope(db_url) as session:
         confirm_lab(session, prediction_id, lab, LAB_TIME, reviewer_id=keys[Role.REVIEWER], source="api")
     with session_scope(db_url) as session:

@@ -181,7 +181,7 @@ def test_a_stored_set_keeps_its_coverage_from_revision_0006(db_url: str) -> None
     downgrade(db_url, "0005")
     with session_scope(db_url) as session:
         session.execute(erase)
-        session.execute(sa.update(Prediction).where(Prediction.id == served_id).values(interval_segments=sa.null()))
+        session.execute(sa.update(Prediction).where(Prediction.id == served_id).values(interval_segments=None))
     upgrade(db_url)
     with session_scope(db_url) as session:
         rows = session.scalars(sa.select(Prediction).order_by(Prediction.request_id)).all()
