@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecg_k.evaluation.bootstrap import bootstrap_errors, percentile_ci
 from ecg_k.leads import STANDARD_LEADS, parse_leads
 from ecg_k.losses import METHODS
-from ecg_k.metrics import REGIONS, bootstrap_errors, percentile_ci
+from ecg_k.potassium import REGIONS
 from ecg_k.records.run import read_run_metrics
 from training.config import TrainConfig
 from training.demo import DemoPlan, prepare_dataset

@@ -9,14 +9,13 @@ import math
 import altair as alt
 import pandas as pd
 
-from ecg_k.clinical import Thresholds
-from ecg_k.conformal import CLINICAL_REGIONS
 from ecg_k.display import K_AXIS, LABEL_COLOUR, PREDICTION_COLOUR, REGION_COLOURS, clinical_zones
-from ecg_k.metrics import LABEL_STEP, REGIONS
+from ecg_k.potassium import CLINICAL_REGIONS, LABEL_STEP, REGIONS, Interpretation, Thresholds
 
 REGION_SCALE = alt.Scale(domain=list(REGIONS), range=[REGION_COLOURS[name] for name in REGIONS])
-FLAG_COLOURS = {"LL": "#2166ac", "L": "#92c5de", "N": "#bdbdbd", "H": "#f4a582", "HH": "#b2182b",
-                "unable": "#636363"}
+FLAG_COLOURS = {Interpretation.CRITICAL_LOW.value: "#2166ac", Interpretation.LOW.value: "#92c5de",
+                Interpretation.NORMAL.value: "#bdbdbd", Interpretation.HIGH.value: "#f4a582",
+                Interpretation.CRITICAL_HIGH.value: "#b2182b", "unable": "#636363"}
 FLAG_SCALE = alt.Scale(domain=list(FLAG_COLOURS), range=list(FLAG_COLOURS.values()))
 COUNT_COLOUR = "#d62728"
 REGION_AXIS_ORDER = ["overall", *REGIONS, "bMAE"]

@@ -13,7 +13,7 @@ Where the numbers come from (a decision, documented in docs/dashboard.md):
   evaluated again after export), the evaluation carries a warning. Without the file (the model was copied
   elsewhere), the tables still show and the charts say why they are missing.
 
-Everything here is plain pandas/numpy on ``ecg_k.metrics`` (no Streamlit), so it is unit-tested directly.
+Everything here is plain pandas/numpy on ``ecg_k.evaluation`` (no Streamlit), so it is unit-tested directly.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecg_k.clinical import Thresholds
 from ecg_k.conformal import (
     EVENTS,
     ConformalCalibration,
@@ -40,23 +39,16 @@ from ecg_k.conformal import (
     reliability,
 )
 from ecg_k.db.models import ModelVersion
-from ecg_k.metrics import (
-    EXTRA_CUTOFFS,
-    LABEL_STEP,
-    REGIONS,
-    ShotRegions,
-    bin_value,
-    clinical_metrics,
-    per_bin_errors,
-    regression_metrics,
-)
+from ecg_k.evaluation import plot_data
+from ecg_k.evaluation.detection import clinical_metrics
+from ecg_k.evaluation.regions import ShotRegions
+from ecg_k.evaluation.regression import ALL_REGIONS, per_bin_errors, regression_metrics
 from ecg_k.model_card import ModelCard, parse_model_card
+from ecg_k.potassium import REGIONS, Thresholds, event_names, operating_points
 
 PREDICTIONS_FILE = "predictions.parquet"
-ALL_REGIONS = ("overall", *REGIONS)
 CLINICAL_STATS = ("sensitivity", "specificity", "ppv", "npv")
 CHECK_TOLERANCE = 1e-9
-EVENT_NAMES = {"hyper": "P(K⁺ ≥ 5.5)", "hypo": "P(K⁺ ≤ 3.5)"}
 """Largest difference between a card metric and the same metric recomputed from the predictions."""
 
 
@@ -217,25 +209,13 @@ def per_bin_table(evaluation: Evaluation, split: str) -> pd.DataFrame | None:
 def region_spans(evaluation: Evaluation, per_bin: pd.DataFrame) -> pd.DataFrame:
     """Every 0.1 bin from the lowest to the highest training or test bin: ``k, low, high, region,
     train_count`` (for shading regions and drawing training counts)."""
-    known = np.fromiter(evaluation.regions.train_counts, dtype=np.int64)
-    tested = per_bin["bin"].to_numpy(dtype=np.int64)
-    bins = np.arange(min(known.min(), tested.min()), max(known.max(), tested.max()) + 1)
-    k = bin_value(bins)
-    return pd.DataFrame({"k": k, "low": k - LABEL_STEP / 2, "high": k + LABEL_STEP / 2,
-                         "region": evaluation.regions.region_of_bins(bins),
-                         "train_count": evaluation.regions.counts_of_bins(bins)})
+    return plot_data.region_spans(evaluation.regions, per_bin["bin"]).drop(columns="bin")
 
 
 def distributions(evaluation: Evaluation, split: str) -> pd.DataFrame | None:
     """Counts of labels and of predictions per 0.1 mmol/L bin (the paper's Fig. 1b/1c): ``k, series, n``."""
     pair = evaluation.predictions_of(split)
-    if pair is None:
-        return None
-    frames = []
-    for series, values in zip(("label", "prediction"), pair, strict=True):
-        bins, counts = np.unique(np.rint(values / LABEL_STEP).astype(np.int64), return_counts=True)
-        frames.append(pd.DataFrame({"k": bin_value(bins), "series": series, "n": counts}))
-    return pd.concat(frames, ignore_index=True)
+    return None if pair is None else plot_data.label_prediction_counts(*pair)
 
 
 def sorted_errors(evaluations: Mapping[str, Evaluation], split: str, region: str) -> pd.DataFrame:
@@ -248,8 +228,7 @@ def sorted_errors(evaluations: Mapping[str, Evaluation], split: str, region: str
         pair = evaluation.predictions_of(split)
         if pair is None:
             continue
-        y, y_hat = pair
-        errors = np.sort(np.abs(y_hat - y)[evaluation.regions.region_of(y) == region])
+        errors = plot_data.sorted_region_errors(*pair, evaluation.regions, region)
         frames.append(pd.DataFrame({"model": name, "rank": np.arange(1, errors.size + 1), "error": errors}))
     if not frames:
         return pd.DataFrame(columns=["model", "rank", "error"])
@@ -292,8 +271,10 @@ def clinical_table(evaluations: Mapping[str, Evaluation], split: str, extra: boo
             rows += _stat_rows(name, key, metrics[key])
         pair = evaluation.predictions_of(split)
         if extra and pair is not None:
-            computed = clinical_metrics(*pair, n_boot=n_boot, seed=seed, thresholds=EXTRA_CUTOFFS)
-            for cutoff in EXTRA_CUTOFFS:
+            extra_points = operating_points(evaluation.thresholds)
+            computed = clinical_metrics(*pair, n_boot=n_boot, seed=seed, thresholds=evaluation.thresholds,
+                                        extra=extra_points)
+            for cutoff in extra_points:
                 rows += _stat_rows(name, cutoff.key, computed[cutoff.key])
     columns = ["model", "cutoff", "rule", "stat", "value", "low", "high", "prevalence", "n_positive", "n"]
     return pd.DataFrame(rows, columns=columns).astype({"value": float, "low": float, "high": float})
@@ -353,6 +334,6 @@ def reliability_table(evaluations: Mapping[str, Evaluation], split: str) -> pd.D
         events = event_labels(pairs[0], evaluation.calibration.thresholds)
         for event in EVENTS:
             probability = evaluation.calibration.probability(event, pairs[1], prevalence)
-            rows += [{"model": name, "event": EVENT_NAMES[event], **row}
+            rows += [{"model": name, "event": event_names(evaluation.calibration.thresholds)[event], **row}
                      for row in reliability(probability, events[event])]
     return pd.DataFrame(rows, columns=["model", "event", "bin", "n", "predicted", "observed"])

@@ -18,14 +18,22 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from ecg_k.clinical import DEFAULT_THRESHOLDS, Thresholds
-from ecg_k.conformal import CLINICAL_REGIONS, clinical_region_of_bins
 from ecg_k.data.lab_comments import LabComment
-from ecg_k.db.models import Flag, LabConfirmation, ModelVersion, Prediction
-from ecg_k.metrics import LABEL_STEP, REGIONS, ShotRegions, bin_value
+from ecg_k.db.models import LabConfirmation, ModelVersion, Prediction
+from ecg_k.evaluation.regions import ShotRegions
 from ecg_k.model_card import parse_model_card
+from ecg_k.potassium import (
+    CLINICAL_REGIONS,
+    DEFAULT_THRESHOLDS,
+    LABEL_STEP,
+    REGIONS,
+    Interpretation,
+    Thresholds,
+    bin_value,
+    clinical_region_of_bins,
+)
 
-FLAG_ORDER = ("LL", "L", "N", "H", "HH", "unable")
+FLAG_ORDER = (*(code.value for code in Interpretation), "unable")
 """Interpretation codes in K+ order; ``unable`` = no estimate (quality gate)."""
 PSI_FLOOR = 1e-4
 """Share given to an empty bin in the population stability index (which is undefined at 0)."""
@@ -81,7 +89,7 @@ def model_regions(session: Session, model_id: int) -> ShotRegions:
     return parse_model_card(card, source=f"the card of model version {model_id}").shot_regions
 
 
-def _flag_name(flag: Flag | None) -> str:
+def _flag_name(flag: Interpretation | None) -> str:
     return "unable" if flag is None else flag.value
 
 

@@ -23,7 +23,7 @@ from dashboard.auth import ANONYMOUS, SOURCE, SignedIn
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.audit import record_audit
 from ecg_k.db.ecg_store import EcgStore
-from ecg_k.db.models import AuditOutcome, Flag, LabConfirmation, ModelVersion, Prediction, Review, Verdict
+from ecg_k.db.models import AuditOutcome, LabConfirmation, ModelVersion, Prediction, Review, Verdict
 from ecg_k.db.reviews import (
     ReviewPermissionError,
     add_review,
@@ -33,8 +33,9 @@ from ecg_k.db.reviews import (
     parse_verdict,
 )
 from ecg_k.db.session import session_scope
+from ecg_k.potassium import Interpretation
 
-QUEUE_FLAGS = (Flag.CRITICAL_LOW, Flag.LOW, Flag.HIGH, Flag.CRITICAL_HIGH)
+QUEUE_FLAGS = tuple(code for code in Interpretation if code is not Interpretation.NORMAL)
 QUEUE_LIMIT = 200
 """Most rows the queue lists at once (critical first, then oldest first)."""
 TRACE_POINTS = 2500

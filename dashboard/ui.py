@@ -21,7 +21,7 @@ from dashboard.auth import SignedIn, sign_in
 from dashboard.evaluation import Evaluation, ModelSummary, clinical_table, list_models, load_evaluation
 from ecg_k.db.ecg_store import EcgStore
 from ecg_k.db.session import session_scope
-from ecg_k.metrics import ShotRegions
+from ecg_k.evaluation.regions import ShotRegions
 from ecg_k.settings import Settings, get_settings
 
 REGISTRY_TTL_S = 300

@@ -29,19 +29,24 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ecg_k.clinical import Thresholds
-from ecg_k.metrics import ESTIMATE_RANGE, LABEL_STEP, REGIONS, ShotRegions, _grid_bins, bin_value
+from ecg_k.evaluation.regions import ShotRegions
+from ecg_k.potassium import (
+    CLINICAL_REGIONS,
+    LABEL_STEP,
+    PLAUSIBLE_BINS,
+    PLAUSIBLE_RANGE,
+    REGIONS,
+    Thresholds,
+    bin_value,
+    clinical_region_of_bins,
+    grid_bins,
+)
 
 METHOD = "mondrian-label-conditional-split-conformal"
 SCORE = "abs_residual"
 COVERAGES = (0.8, 0.9, 0.95)
-CLINICAL_REGIONS = ("hypo", "normal", "hyper")
 Event = Literal["hyper", "hypo"]
 EVENTS: tuple[Event, ...] = ("hyper", "hypo")
-GRID_BINS: NDArray[np.int64] = np.arange(
-    int(round(ESTIMATE_RANGE[0] / LABEL_STEP)), int(round(ESTIMATE_RANGE[1] / LABEL_STEP)) + 1
-)
-"""The K+ values a prediction set is drawn from: the plausible range on the 0.1 label grid (bin indices)."""
 _PROBABILITY_STEP = 0.01
 """Estimates are grouped to this step before the isotonic fit, which bounds the card's size at any n."""
 Partition = Literal["clinical", "shot"]
@@ -66,14 +71,6 @@ def conformal_quantile(scores: ArrayLike, coverage: float) -> float | None:
         return None
     rank = math.ceil(round((values.size + 1) * coverage, 9))
     return float(values[rank - 1])
-
-
-def clinical_region_of_bins(bins: ArrayLike, thresholds: Thresholds) -> NDArray[np.str_]:
-    """hypo (K+ <= hypokalemia), hyper (K+ >= hyperkalemia) or normal, for 0.1-grid bin indices."""
-    bins = np.asarray(bins, dtype=np.int64)
-    hypo = int(round(thresholds.hypokalemia / LABEL_STEP))
-    hyper = int(round(thresholds.hyperkalemia / LABEL_STEP))
-    return np.where(bins <= hypo, "hypo", np.where(bins >= hyper, "hyper", "normal")).astype("<U6")
 
 
 class RegionQuantiles(_Frozen):
@@ -134,8 +131,8 @@ class ConformalCalibration(_Frozen):
                                  f"the card {list(self.coverages)}")
         for partition in ("clinical", "shot"):
             bins = sorted(b for r in self.regions if r.partition == partition for b in r.bins)
-            if bins != GRID_BINS.tolist():
-                raise ValueError(f"the {partition} regions must tile the K+ grid {ESTIMATE_RANGE} exactly once")
+            if bins != PLAUSIBLE_BINS.tolist():
+                raise ValueError(f"the {partition} regions must tile the K+ grid {PLAUSIBLE_RANGE} exactly once")
         return self
 
     def under_calibrated(self, coverage: float) -> list[str]:
@@ -149,7 +146,7 @@ class ConformalCalibration(_Frozen):
         raise ValueError(f"the model card holds no {coverage:g} interval; available: {list(self.coverages)}")
 
     def membership(self, estimates: ArrayLike, coverage: float) -> NDArray[np.bool_]:
-        """``(n, len(GRID_BINS))``: whether each grid K+ is in each estimate's prediction set.
+        """``(n, len(PLAUSIBLE_BINS))``: whether each grid K+ is in each estimate's prediction set.
 
         The reported value (the estimate on the grid, clipped to the plausible range) is always added, so a
         set is never empty; adding values can only raise coverage.
@@ -158,16 +155,16 @@ class ConformalCalibration(_Frozen):
         est = np.asarray(estimates, dtype=np.float64).reshape(-1, 1)
         if not np.isfinite(est).all():
             raise ValueError("estimates must be finite K+ values in mmol/L")
-        distance = np.abs(bin_value(GRID_BINS)[None, :] - est)
-        band = np.zeros(len(GRID_BINS))
+        distance = np.abs(bin_value(PLAUSIBLE_BINS)[None, :] - est)
+        band = np.zeros(len(PLAUSIBLE_BINS))
         inside = np.zeros(distance.shape, dtype=bool)
         for partition in ("clinical", "shot"):
             for region in (r for r in self.regions if r.partition == partition):
                 q = region.quantiles[level]
-                band[np.isin(GRID_BINS, region.bins)] = np.inf if q is None else q + 1e-9
+                band[np.isin(PLAUSIBLE_BINS, region.bins)] = np.inf if q is None else q + 1e-9
             inside |= distance <= band[None, :]
-        nearest = np.clip(np.rint(est[:, 0] / LABEL_STEP).astype(np.int64), GRID_BINS[0], GRID_BINS[-1])
-        inside[np.arange(len(est)), nearest - GRID_BINS[0]] = True
+        nearest = np.clip(np.rint(est[:, 0] / LABEL_STEP).astype(np.int64), PLAUSIBLE_BINS[0], PLAUSIBLE_BINS[-1])
+        inside[np.arange(len(est)), nearest - PLAUSIBLE_BINS[0]] = True
         return inside
 
     def interval(self, estimate: float, coverage: float) -> PredictionSet:
@@ -206,7 +203,7 @@ class PredictionSet(_Frozen):
     def from_membership(cls, inside: NDArray[np.bool_], coverage: float, method: str) -> PredictionSet:
         edges = np.diff(np.concatenate(([0], inside.astype(np.int8), [0])))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-        values = bin_value(GRID_BINS)
+        values = bin_value(PLAUSIBLE_BINS)
         return cls(segments=tuple((round(float(values[s]), 1), round(float(values[e]), 1))
                                   for s, e in zip(starts, ends, strict=True)),
                    coverage=coverage, method=method)
@@ -277,26 +274,26 @@ def calibrate(
     The pairs must not have chosen the model (``calibration_split`` names where they come from; ``note``
     states any fallback).
     """
-    bins = _grid_bins(y, "y")
+    bins = grid_bins(y, "y")
     est = np.asarray(y_hat, dtype=np.float64)
     if bins.size == 0 or bins.shape != est.shape or not np.isfinite(est).all():
         raise ValueError(f"need as many finite estimates as labels and at least one pair, got {bins.size}/"
                          f"{est.size}")
     score = np.abs(bin_value(bins) - est)
     members: list[tuple[str, Partition, NDArray[np.str_], NDArray[np.str_]]] = [
-        (name, "clinical", clinical_region_of_bins(GRID_BINS, thresholds), clinical_region_of_bins(bins,
+        (name, "clinical", clinical_region_of_bins(PLAUSIBLE_BINS, thresholds), clinical_region_of_bins(bins,
                                                                                                    thresholds))
         for name in CLINICAL_REGIONS
-    ] + [(name, "shot", regions.region_of_bins(GRID_BINS), regions.region_of_bins(bins)) for name in REGIONS]
+    ] + [(name, "shot", regions.region_of_bins(PLAUSIBLE_BINS), regions.region_of_bins(bins)) for name in REGIONS]
     quantiles = tuple(
-        RegionQuantiles(name=name, partition=partition, bins=tuple(GRID_BINS[grid == name].tolist()),
+        RegionQuantiles(name=name, partition=partition, bins=tuple(PLAUSIBLE_BINS[grid == name].tolist()),
                         n=int((pairs == name).sum()),
                         quantiles={c: conformal_quantile(score[pairs == name], c) for c in coverages})
         for name, partition, grid, pairs in members
     )
     hyper = bins >= int(round(thresholds.hyperkalemia / LABEL_STEP))
     hypo = bins <= int(round(thresholds.hypokalemia / LABEL_STEP))
-    natural = _natural_weights(bins, _grid_bins(train_labels, "train_labels"))
+    natural = _natural_weights(bins, grid_bins(train_labels, "train_labels"))
     prevalences: tuple[tuple[Prevalence, NDArray[np.float64] | None], ...] = (("calibration", None),
                                                                              ("natural", natural))
     probabilities: dict[Prevalence, dict[Literal["hyper", "hypo"], IsotonicStep]] = {
@@ -362,11 +359,11 @@ def coverage_report(
 
     Each group's coverage has a percentile bootstrap 95 % CI; an empty group reports ``n = 0`` and Nones.
     """
-    bins = _grid_bins(y, "y")
+    bins = grid_bins(y, "y")
     inside = calibration.membership(y_hat, coverage)
-    column = np.clip(bins, GRID_BINS[0], GRID_BINS[-1]) - GRID_BINS[0]
-    covered = inside[np.arange(bins.size), column] & (bins >= GRID_BINS[0]) & (bins <= GRID_BINS[-1])
-    values = bin_value(GRID_BINS)
+    column = np.clip(bins, PLAUSIBLE_BINS[0], PLAUSIBLE_BINS[-1]) - PLAUSIBLE_BINS[0]
+    covered = inside[np.arange(bins.size), column] & (bins >= PLAUSIBLE_BINS[0]) & (bins <= PLAUSIBLE_BINS[-1])
+    values = bin_value(PLAUSIBLE_BINS)
     first = inside.argmax(axis=1)
     last = inside.shape[1] - 1 - inside[:, ::-1].argmax(axis=1)
     hull = values[last] - values[first]
@@ -408,5 +405,5 @@ def reliability(
 
 def event_labels(y: ArrayLike, thresholds: Thresholds) -> Mapping[str, NDArray[np.bool_]]:
     """Whether each label is hyperkalemia / hypokalemia under ``thresholds`` (label-bin comparison)."""
-    region = clinical_region_of_bins(_grid_bins(y, "y"), thresholds)
+    region = clinical_region_of_bins(grid_bins(y, "y"), thresholds)
     return {"hyper": region == "hyper", "hypo": region == "hypo"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
-from ecg_k.clinical import DEFAULT_THRESHOLDS, Thresholds
+from ecg_k.potassium import DEFAULT_THRESHOLDS, ShotRegion, Thresholds
 
-REGION_COLOURS = {"many": "#1b9e77", "median": "#7570b3", "few": "#d95f02"}
+REGION_COLOURS: dict[str, str] = {ShotRegion.MANY: "#1b9e77", ShotRegion.MEDIAN: "#7570b3", ShotRegion.FEW: "#d95f02"}
 LABEL_COLOUR, PREDICTION_COLOUR = "#ff7f0e", "#1f77b4"
 K_AXIS = "K⁺ (mmol/L)"
 

@@ -40,8 +40,9 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
-from ecg_k.clinical import REPORT_DECIMALS, Thresholds, interpretation_code, reported_value
-from ecg_k.model_card import RELIABILITY_NOTES, ModelCard, shot_region_of_estimate
+from ecg_k.clinical import REPORT_DECIMALS, reported_value
+from ecg_k.model_card import ModelCard
+from ecg_k.potassium import RELIABILITY_NOTES, Interpretation, ShotRegion, Thresholds
 
 FHIR_PACKAGE = "fhir.resources.R4B"
 
@@ -155,8 +156,10 @@ def observation_for_prediction(
     *,
     observation_id: str,
     estimate: float,
+    interpretation: Interpretation,
+    shot_region: ShotRegion,
     interval: tuple[float, float],
-    coverage: float,
+    coverage: float | None,
     card: ModelCard,
     subject_key: str | None,
     ecg_sha256: str,
@@ -167,9 +170,12 @@ def observation_for_prediction(
     ecg_time: datetime | None = None,
     ecg_reference: str | None = None,
 ) -> dict[str, Any]:
-    """A validated FHIR R4 ``Observation`` (JSON dict) for one K+ estimate of model ``card``.
+    """A validated FHIR R4 ``Observation`` (JSON dict) for one K+ estimate of model ``card``, as it was scored
+    (:mod:`ecg_k.scoring`) and stored: its ``interpretation`` code and ``shot_region`` are taken as given, not
+    recomputed.
 
-    ``interval`` is the hull of the ``coverage`` prediction set (:func:`ecg_k.model_card.prediction_set`),
+    ``interval`` is the hull of the ``coverage`` prediction set (None for a prediction stored without its
+    coverage level: the set is then labelled "coverage not recorded", never with today's setting),
     ``segments`` its parts and ``method`` its construction, when known; ``probabilities`` are
     (P(K+ >= hyperkalemia), P(K+ <= hypokalemia)). ``subject_key`` is a pseudonymous key, or None for no
     ``subject``; ``ecg_sha256`` names the stored source ECG, and ``ecg_reference`` (e.g.
@@ -179,21 +185,20 @@ def observation_for_prediction(
     low, high = (float(v) for v in interval)
     if not (math.isfinite(low) and math.isfinite(high) and low <= high):
         raise ValueError(f"interval must be finite with low <= high, got {interval}")
-    if not 0 < coverage < 1:
+    if coverage is not None and not 0 < coverage < 1:
         raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
     if subject_key is not None and not _SUBJECT_KEY.fullmatch(subject_key):
         raise ValueError("subject_key must be a pseudonymous key (1-128 of A-Z a-z 0-9 . _ : -), not a name")
     if not _SHA256.fullmatch(ecg_sha256):
         raise ValueError(f"ecg_sha256 must be 64 lower-case hex digits, got {ecg_sha256!r}")
     value = reported_value(estimate)
-    code = interpretation_code(value, card.thresholds)
-    region = shot_region_of_estimate(card, estimate)
+    code, region = Interpretation(interpretation), ShotRegion(shot_region)
     thresholds = card.thresholds
     normal_low, normal_high = normal_range(thresholds)
-    level = f"{coverage:.0%}"
-    components = [_set_component("hull", f"{level} prediction set of K+ (hull)", low, high)]
+    set_name = "prediction set (coverage not recorded)" if coverage is None else f"{coverage:.0%} prediction set"
+    components = [_set_component("hull", f"{set_name} of K+ (hull)", low, high)]
     if segments is not None and len(segments) > 1:
-        components += [_set_component("segment", f"{level} prediction set of K+ (segment {i + 1})", a, b)
+        components += [_set_component("segment", f"{set_name} of K+ (segment {i + 1})", a, b)
                        for i, (a, b) in enumerate(segments)]
     if probabilities is not None:
         components += [
@@ -231,7 +236,7 @@ def observation_for_prediction(
         }]}],
         "note": [{"text": (
             f"Estimated from the ECG by {card.name} {card.version}; not a laboratory measurement. "
-            f"{level} prediction set{construction}: "
+            f"{set_name[0].upper()}{set_name[1:]}{construction}: "
             f"{', '.join(f'{a:.1f}-{b:.1f}' for a, b in (segments or [(low, high)]))} {UNIT}. "
             f"Shot region '{region}': {RELIABILITY_NOTES[region]}. Alert thresholds: critical below "
             f"{thresholds.critical_low:g} (LL) and above {thresholds.critical_high:g} (HH) {UNIT}."

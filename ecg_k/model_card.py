@@ -14,10 +14,9 @@ signal-quality gate's method and thresholds (:mod:`ecg_k.signal_quality`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,25 +28,15 @@ from pydantic import (
     model_validator,
 )
 
-from ecg_k.clinical import Thresholds
-from ecg_k.conformal import GRID_BINS, ConformalCalibration, PredictionSet
-from ecg_k.metrics import ShotRegions, ShotRuleName
+from ecg_k.conformal import ConformalCalibration
+from ecg_k.evaluation.regions import ShotRegions, ShotRuleName
+from ecg_k.potassium import PLAUSIBLE_BINS, Thresholds
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.records.common import CodeVersion
 from ecg_k.records.dataset import IngestConfig
 from ecg_k.records.jsonio import RecordError, describe, read_object, record_payload, write_record
 from ecg_k.records.run import TrainSchedule
 from ecg_k.signal_quality import SignalQualityConfig
-
-Region = Literal["many", "median", "few"]
-
-RELIABILITY_NOTES: dict[Region, str] = {
-    "many": "the model saw many training ECGs near this value; its error is lowest here",
-    "median": "the model saw a moderate number of training ECGs near this value",
-    "few": "the model saw few training ECGs near this value; treat with caution",
-}
-"""Plain-language reliability note for each shot region of an estimate."""
-
 
 CARD_FORMAT: Final = "ecg-k-model-card/2"
 """The card format this code writes and reads (/2: label-conditional intervals and the signal-quality gate)."""
@@ -219,9 +208,9 @@ class ModelCard(BaseModel):
             )
         if self.prediction_intervals.thresholds != self.thresholds:
             raise ValueError("prediction_intervals were calibrated with other thresholds than the card's")
-        tagged = self.shot_regions.region_of_bins(GRID_BINS)
+        tagged = self.shot_regions.region_of_bins(PLAUSIBLE_BINS)
         for region in (r for r in self.prediction_intervals.regions if r.partition == "shot"):
-            if list(region.bins) != GRID_BINS[tagged == region.name].tolist():
+            if list(region.bins) != PLAUSIBLE_BINS[tagged == region.name].tolist():
                 raise ValueError(f"prediction_intervals' {region.name}-shot bins differ from the card's shot_regions")
         if self.preprocessing_digest != config.digest():
             raise ValueError(
@@ -257,28 +246,3 @@ def load_model_card(path: str | Path) -> ModelCard:
 def write_model_card(path: Path, card: ModelCard) -> None:
     """Write ``card`` to ``path`` (atomically)."""
     write_record(path, card)
-
-
-def _finite_estimate(estimate: float) -> float:
-    value = float(estimate)
-    if not math.isfinite(value):
-        raise ValueError(f"estimate must be a finite K+ in mmol/L, got {estimate!r}")
-    return value
-
-
-def shot_region_of_estimate(card: ModelCard, estimate: float) -> Region:
-    """Shot region of the 0.1 bin of ``estimate`` under the card's rule (see
-    :meth:`~ecg_k.metrics.ShotRegions.region_of_estimates`); :data:`RELIABILITY_NOTES` says what it means."""
-    return cast(Region, str(card.shot_regions.region_of_estimates([_finite_estimate(estimate)])[0]))
-
-
-def prediction_set(card: ModelCard, estimate: float, coverage: float = 0.9) -> PredictionSet:
-    """The card's label-conditional conformal prediction set of ``estimate`` (segments and hull)."""
-    return card.prediction_intervals.interval(_finite_estimate(estimate), coverage)
-
-
-def event_probabilities(card: ModelCard, estimate: float) -> tuple[float, float]:
-    """Calibrated (P(K+ >= hyperkalemia), P(K+ <= hypokalemia)) of ``estimate`` at the natural prevalence."""
-    value = _finite_estimate(estimate)
-    intervals = card.prediction_intervals
-    return float(intervals.probability("hyper", [value])[0]), float(intervals.probability("hypo", [value])[0])

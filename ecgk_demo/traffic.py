@@ -27,13 +27,13 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecg_k.clinical import Thresholds, interpretation_code, is_critical, reported_value
-from ecg_k.conformal import PredictionSet, calibrate_predictions, in_segments
+from ecg_k.conformal import calibrate_predictions, in_segments
 from ecg_k.data.store import sha256_file, write_parquet_atomic
 from ecg_k.db.ecg_store import EcgStore, store_ecg
 from ecg_k.db.models import LabConfirmation, ModelVersion, Prediction
+from ecg_k.evaluation.regions import ShotRule
+from ecg_k.evaluation.report import evaluate_predictions
 from ecg_k.leads import MIMIC_LEAD_ORDER
-from ecg_k.metrics import ESTIMATE_RANGE, LABEL_STEP, ShotRule, evaluate_predictions
 from ecg_k.model_card import (
     InputSpec,
     ModelCard,
@@ -43,8 +43,10 @@ from ecg_k.model_card import (
     parse_model_card,
     write_model_card,
 )
+from ecg_k.potassium import LABEL_STEP, PLAUSIBLE_RANGE, Thresholds
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.records.run import RunMetrics, write_run_metrics
+from ecg_k.scoring import Scorer
 from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
@@ -70,7 +72,7 @@ def _true_k(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _estimates(rng: np.random.Generator, k: np.ndarray, shrink: float, noise_sd: float) -> np.ndarray:
     noise = rng.normal(0.0, noise_sd, k.size)
-    return np.clip(SHRINK_TOWARD + shrink * (k - SHRINK_TOWARD) + noise, *ESTIMATE_RANGE)
+    return np.clip(SHRINK_TOWARD + shrink * (k - SHRINK_TOWARD) + noise, *PLAUSIBLE_RANGE)
 
 
 def write_synthetic_run(run: Path, method: str, *, shrink: float = SHRINK, noise_sd: float = 0.45,
@@ -79,7 +81,7 @@ def write_synthetic_run(run: Path, method: str, *, shrink: float = SHRINK, noise
 
     Training labels come from the clinic mixture (the same for every ``seed``: one dataset, several
     models); val, cal and test are balanced, ``per_bin`` labels per 0.1 bin over :data:`TEST_BINS`. The
-    metrics are ``ecg_k.metrics.evaluate_predictions`` of the estimates and the card's intervals the
+    metrics are ``ecg_k.evaluation.report.evaluate_predictions`` of the estimates and the card's intervals the
     calibration of the ``cal`` estimates, so the card holds real-format numbers.
     """
     if not 0 < shrink <= 1 or noise_sd <= 0 or n_train < 1 or per_bin < 1:
@@ -187,26 +189,21 @@ def seed_traffic(
     for index, model in enumerate(models):
         assert model is not None
         card = parse_model_card(model.card, source=f"model card of {model.version}")
-        regions, thresholds, calibration = card.shot_regions, card.thresholds, card.prediction_intervals
+        scorer = Scorer(card.thresholds, card.shot_regions, card.prediction_intervals)
         mine = np.flatnonzero(which_model == index)
-        region_of = regions.region_of_estimates(estimate[mine])
-        inside = calibration.membership(estimate[mine], coverage)
-        p_hyper = calibration.probability("hyper", estimate[mine])
-        p_hypo = calibration.probability("hypo", estimate[mine])
         quality = {"fs": 500.0, "n_samples": 5000, "leads": list(MIMIC_LEAD_ORDER),
                    "preprocessing_digest": model.preprocessing_digest}
-        for j, (i, region) in enumerate(zip(mine, region_of, strict=True)):
-            value = reported_value(estimate[i])
-            prediction = PredictionSet.from_membership(inside[j], coverage, calibration.method)
+        for i, score in zip(mine, scorer.score(estimate[mine], coverage), strict=True):
+            prediction = score.prediction_set
             rows.append({
                 "id": ids[i], "model_version_id": model.id, "model_status": model.status,
-                "ecg_sha256": addresses[which_ecg[i]], "k_estimate": float(estimate[i]),
+                "ecg_sha256": addresses[which_ecg[i]], "k_estimate": score.estimate,
                 "interval_low": prediction.low, "interval_high": prediction.high,
                 "interval_segments": [list(segment) for segment in prediction.segments],
-                "interval_coverage": coverage, "interval_method": prediction.method,
-                "p_hyper": float(p_hyper[j]), "p_hypo": float(p_hypo[j]),
-                "flag": interpretation_code(value, thresholds), "critical": is_critical(value, thresholds),
-                "shot_region": str(region), "quality": quality,
+                "interval_coverage": prediction.coverage, "interval_method": prediction.method,
+                "p_hyper": score.p_hyper, "p_hypo": score.p_hypo,
+                "flag": score.interpretation, "critical": score.critical,
+                "shot_region": score.region, "quality": quality,
                 "patient_id": f"synthetic-{rng.integers(0, n_predictions // 3 + 1)}",
                 "ecg_time": created[i] - timedelta(minutes=2), "latency_ms": float(rng.gamma(4.0, 5.0)),
                 "created_at": created[i],

@@ -9,11 +9,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, Strict, model_validator
 
-from ecg_k.clinical import Flag, InterpretationCode
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import Verdict, storable_text
 from ecg_k.db.reviews import COMMENT_MAX_CHARS, ITEMID_MAX, K_MAX
-from ecg_k.model_card import Region
+from ecg_k.potassium import Flag, Interpretation, ShotRegion
 from ecg_k.quality import SkipReason
 
 PSEUDONYM_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -146,9 +145,9 @@ class PredictionOut(BaseModel):
     interval: Interval
     probabilities: Probabilities
     flag: Flag
-    interpretation: InterpretationCode
+    interpretation: Interpretation
     critical: bool
-    shot_region: Region
+    shot_region: ShotRegion
     reliability_note: str
     model: ModelRef
     ecg_sha256: str

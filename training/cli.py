@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ecg_k.cli import console, fail, parse_options, validation_message
 from ecg_k.cli.database import UrlOption
-from ecg_k.metrics import ShotRuleName
+from ecg_k.evaluation.regions import ShotRuleName
 from ecg_k.settings import get_settings
 
 # Listed here, not imported, so that `ecgk --help` never imports torch; a test checks them against
@@ -84,7 +84,7 @@ def evaluate(
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the clinical CIs.")] = 1000,
 ) -> None:
     """Write predictions.parquet, metrics.json (with the run's shot regions), report.md and plots for a run."""
-    from ecg_k.metrics import ShotRule
+    from ecg_k.evaluation.regions import ShotRule
     from training.evaluate import evaluate_run
 
     try:

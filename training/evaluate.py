@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from ecg_k.clinical import Thresholds
 from ecg_k.conformal import (
     ConformalCalibration,
     Prevalence,
@@ -24,7 +23,10 @@ from ecg_k.conformal import (
 )
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.store import COHORT, present_splits, write_parquet_atomic
-from ecg_k.metrics import ShotRegions, ShotRule, clinical_metrics, evaluate_predictions
+from ecg_k.evaluation.detection import clinical_metrics
+from ecg_k.evaluation.regions import ShotRegions, ShotRule
+from ecg_k.evaluation.report import evaluate_predictions
+from ecg_k.potassium import Thresholds
 from ecg_k.records.run import RunMetrics, read_run_record, write_run_metrics
 from training.data import SplitData
 from training.evaluation_report import write_report

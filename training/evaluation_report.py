@@ -21,18 +21,22 @@ from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
 from ecg_k.display import CLINICAL_ZONES, K_AXIS, LABEL_COLOUR, PREDICTION_COLOUR, REGION_COLOURS
-from ecg_k.metrics import (
-    DETECTION_STATS,
-    HYPER,
-    HYPO,
+from ecg_k.evaluation.detection import DETECTION_STATS
+from ecg_k.evaluation.inputs import validate_predictions
+from ecg_k.evaluation.plot_data import label_prediction_counts, region_spans, sorted_region_errors
+from ecg_k.evaluation.published import PUBLISHED_ECG_KA_DIR, PUBLISHED_SOURCE
+from ecg_k.evaluation.regions import ShotRegions
+from ecg_k.evaluation.regression import ALL_REGIONS, per_bin_errors
+from ecg_k.potassium import (
+    CLINICAL_REGIONS,
+    DEFAULT_THRESHOLDS,
     LABEL_STEP,
-    PUBLISHED_ECG_KA_DIR,
-    PUBLISHED_SOURCE,
     REGIONS,
-    ShotRegions,
+    Thresholds,
     bin_value,
-    per_bin_errors,
-    validate_predictions,
+    detection_cutoffs,
+    event_names,
+    label_bin,
 )
 from ecg_k.records.run import RunMetrics
 
@@ -40,7 +44,6 @@ COMPARISON_COLUMNS = (
     "MAE all", "MAE many", "MAE median", "MAE few", "GM all", "GM many", "GM median", "GM few",
     "bMAE", "AUROC hyper", "AUROC hypo",
 )
-_ALL_REGIONS = ("overall", *REGIONS)
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -76,24 +79,25 @@ class LabelPredictionHistogramDisplay(_Display):
     Shows the distribution mismatch Dist Loss targets: a plain model's predictions crowd the normal range.
     """
 
-    def __init__(self, y: ArrayLike, y_hat: ArrayLike, name: str | None = None) -> None:
+    def __init__(self, y: ArrayLike, y_hat: ArrayLike, name: str | None = None,
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
         self.y, self.y_hat = validate_predictions(y, y_hat)
-        self.name = name
+        self.name, self.thresholds = name, thresholds
 
     @classmethod
     def from_predictions(
-        cls, y: ArrayLike, y_hat: ArrayLike, *, name: str | None = None, ax: Axes | None = None
+        cls, y: ArrayLike, y_hat: ArrayLike, *, name: str | None = None, ax: Axes | None = None,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
     ) -> Self:
-        return cls(y, y_hat, name).plot(ax)
+        return cls(y, y_hat, name, thresholds).plot(ax)
 
     def plot(self, ax: Axes | None = None) -> Self:
         ax = self._axes(ax)
-        values = np.concatenate([self.y, self.y_hat])
-        low, high = np.floor(values.min() / LABEL_STEP), np.ceil(values.max() / LABEL_STEP)
-        edges = ((np.arange(low, high + 2) - 0.5) * LABEL_STEP).tolist()
-        ax.hist(self.y, bins=edges, color=LABEL_COLOUR, alpha=0.55, label="label")
-        ax.hist(self.y_hat, bins=edges, color=PREDICTION_COLOUR, alpha=0.55, label="prediction")
-        for cutoff in (HYPO, HYPER):
+        counts = label_prediction_counts(self.y, self.y_hat)
+        for series, colour in (("label", LABEL_COLOUR), ("prediction", PREDICTION_COLOUR)):
+            rows = counts[counts["series"] == series]
+            ax.bar(rows["k"], rows["n"], width=LABEL_STEP, color=colour, alpha=0.55, label=series)
+        for cutoff in detection_cutoffs(self.thresholds):
             ax.axvline(cutoff.value, color="0.4", ls=":", lw=1)
         ax.set(xlabel=K_AXIS, ylabel="count", title=_title("Labels vs predictions", self.name))
         ax.legend()
@@ -118,19 +122,17 @@ class PerBinErrorDisplay(_Display):
 
     def plot(self, ax: Axes | None = None) -> Self:
         ax = self._axes(ax)
-        known = np.fromiter(self.regions.train_counts, dtype=np.int64)
-        tested = self.table["bin"].to_numpy()
-        bins = np.arange(min(known.min(), tested.min()), max(known.max(), tested.max()) + 1)
-        region = self.regions.region_of_bins(bins)
+        spans = region_spans(self.regions, self.table["bin"])
+        region = spans["region"].to_numpy()
         change = np.flatnonzero(region[1:] != region[:-1]) + 1
-        for start, stop in zip(np.r_[0, change], np.r_[change, bins.size], strict=True):
-            ax.axvspan((bins[start] - 0.5) * LABEL_STEP, (bins[stop - 1] + 0.5) * LABEL_STEP,
+        for start, stop in zip(np.r_[0, change], np.r_[change, region.size], strict=True):
+            ax.axvspan(spans["low"].iloc[start], spans["high"].iloc[stop - 1],
                        color=REGION_COLOURS[region[start]], alpha=0.15, lw=0)
         ax.bar(self.table["k"], self.table["mae"], width=0.8 * LABEL_STEP, color="0.25", label="test MAE")
         ax.set(xlabel=K_AXIS, ylabel="MAE (mmol/L)", title=_title("MAE per 0.1 mmol/L bin", self.name))
 
         twin = ax.twinx()
-        twin.plot(bin_value(bins), self.regions.counts_of_bins(bins), drawstyle="steps-mid",
+        twin.plot(spans["k"], spans["train_count"], drawstyle="steps-mid",
                   color="tab:red", lw=1.2, label="train count")
         many_cut, few_cut = self.regions.cuts
         twin.axhline(many_cut, color="tab:red", ls="--", lw=0.8, label=f"many if above {many_cut:g}")
@@ -161,13 +163,7 @@ class SortedErrorDisplay(_Display):
         ax: Axes | None = None,
     ) -> Self:
         """``runs``: method name -> (y, y_hat); keeps the errors of samples whose label bin is ``region``."""
-        if region not in REGIONS:
-            raise ValueError(f"unknown region {region!r}; expected one of {REGIONS}")
-        errors = {}
-        for method, (y, y_hat) in runs.items():
-            y_arr, y_hat_arr = validate_predictions(y, y_hat)
-            mask = regions.region_of(y_arr) == region
-            errors[method] = np.sort(np.abs(y_hat_arr - y_arr)[mask])
+        errors = {method: sorted_region_errors(y, y_hat, regions, region) for method, (y, y_hat) in runs.items()}
         return cls(errors, region).plot(ax)
 
     def plot(self, ax: Axes | None = None) -> Self:
@@ -254,7 +250,7 @@ def _bin_ranges(ks: Sequence[float]) -> str:
     """Compact K+ list, e.g. '2.0–2.9, 5.4–6.6'; consecutive 0.1 bins merge into one range."""
     if not ks:
         return "none"
-    bins = np.rint(np.asarray(ks) / LABEL_STEP).astype(np.int64)
+    bins = label_bin(ks)
     breaks = np.flatnonzero(np.diff(bins) != 1) + 1
     parts = []
     for run in np.split(bins, breaks):
@@ -290,7 +286,7 @@ def _split_section(
     return "\n\n".join([
         f"## Split `{split}` (n = {split_metrics['overall']['n']})",
         f"### Regression, shot rule `{rule}`",
-        _region_table(split_metrics, _ALL_REGIONS),
+        _region_table(split_metrics, ALL_REGIONS),
         f"bMAE (mean of the per-bin MAEs over this split's label bins): {_fmt(split_metrics['bmae'])}; "
         f"Pearson r: {_fmt(split_metrics['pearson'])}.",
         f"The same split under the `{other_rule}` rule (key `{other_key}`):",
@@ -333,7 +329,7 @@ class ReliabilityDisplay(_Display):
     def plot(self, ax: Axes | None = None) -> Self:
         ax = self._axes(ax)
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-        for event, label in (("hyper", "P(K⁺ ≥ 5.5)"), ("hypo", "P(K⁺ ≤ 3.5)")):
+        for event, label in event_names().items():
             rows = self.rows.get(event, [])
             if rows:
                 ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], marker="o", label=label)
@@ -343,7 +339,7 @@ class ReliabilityDisplay(_Display):
         return self
 
 
-_COVERAGE_GROUPS = ("overall", "hypo", "normal", "hyper", "many", "median", "few")
+_COVERAGE_GROUPS = ("overall", *CLINICAL_REGIONS, *REGIONS)
 
 
 def _coverage_section(intervals: Mapping[str, Any], plots_dir: Path) -> str:
@@ -432,7 +428,7 @@ def comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test")
         if split not in metrics:
             raise ValueError(f"run {name!r} has no {split!r} metrics")
         m = metrics[split]
-        errors = [m[region][metric] for metric in ("mae", "gm") for region in _ALL_REGIONS]
+        errors = [m[region][metric] for metric in ("mae", "gm") for region in ALL_REGIONS]
         rows[name] = [*errors, m["bmae"], m["hyper"]["auroc"], m["hypo"]["auroc"]]
     frame = _frame(rows)
     frame.attrs.update(split=split, shot_rule=next(iter(rules.values())))
@@ -449,9 +445,9 @@ def ci_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> pd.D
     rows = {}
     for name, metrics in runs.items():
         m = metrics[split]
-        cells = [_ci_text(m[region].get(f"{stat}_ci95")) for stat in ("mae", "gm") for region in _ALL_REGIONS]
+        cells = [_ci_text(m[region].get(f"{stat}_ci95")) for stat in ("mae", "gm") for region in ALL_REGIONS]
         rows[name] = [*cells, _ci_text(m.get("bmae_ci95"))]
-    columns = [f"{stat} {region} 95% CI" for stat in ("MAE", "GM") for region in _ALL_REGIONS] + ["bMAE 95% CI"]
+    columns = [f"{stat} {region} 95% CI" for stat in ("MAE", "GM") for region in ALL_REGIONS] + ["bMAE 95% CI"]
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     frame.index.name = "method"
     unit = {metrics[split].get("ci_unit", "sample") for metrics in runs.values()}
@@ -461,7 +457,7 @@ def ci_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> pd.D
 
 def published_table() -> pd.DataFrame:
     """The paper's ECG-Ka-DIR numbers (real MIMIC-IV) in the comparison columns; NaN where not published."""
-    blank = [None] * (len(COMPARISON_COLUMNS) - 2 * len(_ALL_REGIONS))
+    blank = [None] * (len(COMPARISON_COLUMNS) - 2 * len(ALL_REGIONS))
     return _frame({name: [*row["mae"], *row["gm"], *blank] for name, row in PUBLISHED_ECG_KA_DIR.items()})
 
 

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecg_k.clinical import Thresholds
 from ecg_k.conformal import calibrate_predictions
 from ecg_k.data.store import sha256_file
 from ecg_k.model_card import GroupRouting, ModelCard, RetrainProvenance, write_model_card
 from ecg_k.models import Net1D
 from ecg_k.models.group_head import GroupHead
+from ecg_k.potassium import Thresholds
 from ecg_k.records.dataset import read_manifest
 from ecg_k.records.run import RunError, read_run_metrics, read_run_record
 from ecg_k.version import code_version

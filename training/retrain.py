@@ -39,9 +39,9 @@ from ecg_k.db.registry import (
     register_model,
 )
 from ecg_k.db.session import session_scope
+from ecg_k.evaluation.regions import ShotRule
 from ecg_k.inference import OnnxModel
 from ecg_k.losses.methods import METHODS, get_method
-from ecg_k.metrics import ShotRule
 from ecg_k.model_card import RetrainProvenance, load_model_card, parse_model_card
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.records.common import CodeVersion

@@ -35,7 +35,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecg_k.data.cohort import CohortConfig, label_bin
+from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.splits import HELD_OUT
 from ecg_k.data.store import (
@@ -48,6 +48,7 @@ from ecg_k.data.store import (
 )
 from ecg_k.db.ecg_store import EcgCorruptError, EcgNotFoundError, EcgStore
 from ecg_k.db.models import LabConfirmation, Prediction, Review, Verdict
+from ecg_k.potassium import label_bin
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError, SkipReason
 from ecg_k.records.common import CodeVersion

@@ -2,7 +2,7 @@
 
 Both models are evaluated the way they are served: through their exported ONNX files (sha256-verified by
 :class:`ecg_k.inference.OnnxModel`), on the same preprocessed arrays, with the same shot regions (those of
-the base dataset's training labels, i.e. the champion's) and :func:`ecg_k.metrics.evaluate_predictions`.
+the base dataset's training labels, i.e. the champion's) and :func:`ecg_k.evaluation.report.evaluate_predictions`.
 
 The gate decides on the **gate split** of the base dataset: ``cal`` (the calibration half of the balanced
 val draw, never used for model selection), or ``val`` for a dataset without ``cal`` (recorded). The locked
@@ -28,13 +28,16 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecg_k.data.store import COHORT, labels_path
+from ecg_k.evaluation.bootstrap import bootstrap_errors, percentile_ci
+from ecg_k.evaluation.regions import ShotRegions
+from ecg_k.evaluation.regression import ALL_REGIONS
+from ecg_k.evaluation.report import evaluate_predictions
 from ecg_k.inference import OnnxModel
-from ecg_k.metrics import ShotRegions, bootstrap_errors, evaluate_predictions, percentile_ci
 
 FLOAT_SLACK = 1e-9
 """Tolerance of the comparisons, so that a boundary case (1.30 - 0.02 vs 1.28) is decided as written."""
 EVAL_BATCH = 256
-SUMMARY_REGIONS = ("overall", "many", "median", "few")
+SUMMARY_REGIONS = ALL_REGIONS
 SUMMARY_DETECTIONS = ("hyper", "hypo")
 
 

@@ -11,9 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, monitoring, ui
+from ecg_k.potassium import Interpretation
 
 DEFAULT_DAYS = 30  # the date filter starts this many days before the last prediction
-FLAGGED = ("LL", "L", "H", "HH")
+FLAGGED = tuple(code.value for code in Interpretation if code is not Interpretation.NORMAL)
 
 
 def _percent(frame: pd.DataFrame) -> pd.io.formats.style.Styler:

@@ -25,7 +25,7 @@ from dashboard.evaluation import (
     scatter_points,
     sorted_errors,
 )
-from ecg_k.metrics import REGIONS
+from ecg_k.potassium import REGIONS
 
 
 def _pick_models(models: list[ModelSummary]) -> list[ModelSummary]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import cast
 
 import pandas as pd
 import streamlit as st
@@ -25,7 +24,7 @@ from ecg_k.db.ecg_store import EcgStoreError
 from ecg_k.db.models import Verdict
 from ecg_k.db.reviews import ITEMID_MAX, K_MAX
 from ecg_k.db.session import session_scope
-from ecg_k.model_card import RELIABILITY_NOTES, Region
+from ecg_k.potassium import RELIABILITY_NOTES, ShotRegion
 
 READ = "predictions_read"  # session key: predictions whose opening this session already audited
 NOTICE = "review_notice"
@@ -60,7 +59,7 @@ def _show_prediction(detail: PredictionDetail) -> None:
     if detail.critical:
         st.error("Critical value (LL/HH).")
     if detail.shot_region is not None:
-        note = RELIABILITY_NOTES[cast(Region, detail.shot_region)]
+        note = RELIABILITY_NOTES[ShotRegion(detail.shot_region)]
         st.write(f"Shot region: **{detail.shot_region}**: {note}.")
     ecg_time = "unknown" if detail.ecg_time is None else f"{detail.ecg_time:%Y-%m-%d %H:%M} UTC"
     st.caption(f"Model {detail.model} · patient {detail.patient_id or '–'} · ECG recorded {ecg_time} · "

@@ -17,6 +17,7 @@ from ecg_k.data.cohort import HEMOLYSED_LAB_MODES, CohortConfig
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.ingest import Ingestor
 from ecg_k.data.splits import SPLITS
+from ecg_k.potassium import detection_cutoffs, label_bin
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.records.dataset import DatasetManifest, IngestConfig
 from ecg_k.settings import get_settings
@@ -99,7 +100,9 @@ def print_dataset_summary(root: Path, manifest: DatasetManifest) -> None:
     if manifest.per_bin:
         print_per_bin(manifest.per_bin)
     table = Table(title=f"ECG-K-DIR dataset {root} ({manifest.status})")
-    for column in ("split", "pairs", "subjects", "K+ <= 3.5", "K+ >= 5.5", "K+ range"):
+    hyper, hypo = detection_cutoffs()
+    tails = (f"K+ {hypo.op} {hypo.value:g}", f"K+ {hyper.op} {hyper.value:g}")
+    for column in ("split", "pairs", "subjects", *tails, "K+ range"):
         table.add_column(column, justify="right")
     subjects = manifest.subjects or {}
     for split in (s for s in SPLITS if s in manifest.counts):
@@ -109,7 +112,8 @@ def print_dataset_summary(root: Path, manifest: DatasetManifest) -> None:
         span = f"{values.min():.1f}-{values.max():.1f}" if len(values) else "-"
         table.add_row(
             split, str(manifest.counts[split]), str(subjects.get(split, "-")),
-            str(int(counts[values <= 3.5 + 1e-9].sum())), str(int(counts[values >= 5.5 - 1e-9].sum())), span,
+            str(int(counts[hypo.label_positive(label_bin(values))].sum())),
+            str(int(counts[hyper.label_positive(label_bin(values))].sum())), span,
         )
     console.print(table)
     skipped = ", ".join(f"{k}={v}" for k, v in (manifest.skipped or {}).items()) or "none"

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.data.splits import DISCARDED, MAX_PER_BIN, SPLITS, per_bin_counts, subject_split
+from ecg_k.potassium import LABEL_STEP, MAX_LABEL, MIN_LABEL, label_bin
 from ecg_k.quality import SkipReason
 
 COHORT_COLUMNS = (
@@ -44,9 +45,9 @@ class CohortConfig(BaseModel):
 
     window_min: float = Field(default=60.0, gt=0, description="Pairing window, minutes either side of the ECG.")
     itemids: tuple[int, ...] = Field(default=(50971,), min_length=1, description="K+ lab itemids (serum).")
-    k_min: float = Field(default=1.5, description="Lowest plausible K+ (mmol/L).")
-    k_max: float = Field(default=10.0, description="Highest plausible K+ (mmol/L).")
-    label_step: float = Field(default=0.1, gt=0, description="Label grid (mmol/L).")
+    k_min: float = Field(default=MIN_LABEL, description="Lowest plausible K+ (mmol/L).")
+    k_max: float = Field(default=MAX_LABEL, description="Highest plausible K+ (mmol/L).")
+    label_step: float = Field(default=LABEL_STEP, gt=0, description="Label grid (mmol/L).")
     natural_test_fraction: float = Field(
         default=0.05, ge=0, lt=1, description="Share of subjects in test_natural (drawn first, at random).")
     balanced_max_fraction: float = Field(
@@ -83,11 +84,6 @@ class CohortResult:
     per_bin: dict[str, dict[str, int]] = field(default_factory=dict)
     cap_per_bin: int = 0
     cap_source: str = "auto"
-
-
-def label_bin(k_value: pd.Series | np.ndarray, step: float = 0.1) -> np.ndarray:
-    """Integer bin index ``round(K / step)`` (never ``int(10*K)``: 4.1*10 = 40.999...)."""
-    return np.rint(np.asarray(k_value, dtype=np.float64) / step).astype(np.int64)
 
 
 def _nearest_lab(ecgs: pd.DataFrame, labs: pd.DataFrame, window: pd.Timedelta) -> pd.DataFrame:

@@ -28,12 +28,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from ecg_k.data import store
-from ecg_k.data.cohort import CohortConfig, build_cohort, label_bin
+from ecg_k.data.cohort import CohortConfig, build_cohort
 from ecg_k.data.errors import DataInputError
 from ecg_k.data.labs import find_labevents, read_patients, read_potassium_labs
 from ecg_k.data.record_list import find_record_list, read_record_list
 from ecg_k.data.splits import DISCARDED, PER_BIN_COLUMNS, SPLITS, per_bin_counts, share_warnings
 from ecg_k.data.waveforms import read_wfdb
+from ecg_k.potassium import label_bin
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError
 from ecg_k.records.dataset import MANIFEST, DatasetManifest, IngestConfig, read_manifest, write_manifest

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ecg_k.data.lab_comments import LabComment
+from ecg_k.potassium import Interpretation, ShotRegion
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -31,6 +32,8 @@ NAMING_CONVENTION = {
 
 JsonDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 """A JSON column: JSONB on PostgreSQL, JSON text on SQLite."""
+NullableJsonDocument = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+"""A :data:`JsonDocument` where Python None is SQL NULL (not the JSON ``null``), so ``IS NULL`` rules hold."""
 
 
 def utcnow() -> datetime:
@@ -76,24 +79,6 @@ class Role(enum.StrEnum):
     CLIENT = "client"
     REVIEWER = "reviewer"
     ADMIN = "admin"
-
-
-class Flag(enum.StrEnum):
-    """HL7 v3 interpretation of a K+ estimate (conventions.md section 5)."""
-
-    CRITICAL_LOW = "LL"
-    LOW = "L"
-    NORMAL = "N"
-    HIGH = "H"
-    CRITICAL_HIGH = "HH"
-
-
-class ShotRegion(enum.StrEnum):
-    """Training-label density region of an estimate (many/median/few-shot)."""
-
-    MANY = "many"
-    MEDIAN = "median"
-    FEW = "few"
 
 
 class Verdict(enum.StrEnum):
@@ -270,6 +255,10 @@ class Prediction(Base):
         sa.CheckConstraint("interval_low <= interval_high", name="interval_ordered"),
         sa.CheckConstraint("latency_ms >= 0", name="latency_non_negative"),
         sa.CheckConstraint("interval_coverage > 0 AND interval_coverage < 1", name="interval_coverage_range"),
+        sa.CheckConstraint(
+            "interval_segments IS NULL OR (interval_coverage IS NOT NULL AND interval_method IS NOT NULL)",
+            name="set_states_coverage",
+        ),
         sa.CheckConstraint("p_hyper >= 0 AND p_hyper <= 1", name="p_hyper_range"),
         sa.CheckConstraint("p_hypo >= 0 AND p_hypo <= 1", name="p_hypo_range"),
     )
@@ -283,15 +272,18 @@ class Prediction(Base):
     k_estimate: Mapped[float | None]
     interval_low: Mapped[float | None]
     interval_high: Mapped[float | None]
-    interval_segments: Mapped[list[list[float]] | None] = mapped_column(JsonDocument)
+    interval_segments: Mapped[list[list[float]] | None] = mapped_column(NullableJsonDocument)
     """The prediction set as ``[low, high]`` K+ segments (interval_low/high are its hull)."""
     interval_coverage: Mapped[float | None]
+    """The coverage level the set was built with (stored with every set; None only for rows served before
+    sets were stored, whose hull is read as "coverage not recorded")."""
     interval_method: Mapped[str | None] = mapped_column(sa.String(64))
     p_hyper: Mapped[float | None]
     """Calibrated P(K+ >= hyperkalemia) at the natural prevalence."""
     p_hypo: Mapped[float | None]
     """Calibrated P(K+ <= hypokalemia) at the natural prevalence."""
-    flag: Mapped[Flag | None] = mapped_column(_enum(Flag, "flag"))
+    flag: Mapped[Interpretation | None] = mapped_column(_enum(Interpretation, "flag"))
+    """The estimate's interpretation code (LL/L/N/H/HH) under the model card's thresholds."""
     critical: Mapped[bool] = mapped_column(default=False)
     shot_region: Mapped[ShotRegion | None] = mapped_column(_enum(ShotRegion, "shot_region"))
     quality: Mapped[dict[str, Any]]

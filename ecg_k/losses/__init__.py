@@ -27,9 +27,6 @@ from ecg_k.losses.methods import DIST_HEAD, METHODS, VANILLA, MethodSpec, Phase,
 from ecg_k.losses.ranksim import RankSim, ranking_regularizer
 from ecg_k.losses.srl import SRL, centroid_contrastive_loss, enveloping_loss, homogeneity_loss
 from ecg_k.losses.weighting import (
-    LABEL_STEP,
-    MAX_LABEL,
-    MIN_LABEL,
     LDSConfig,
     SampleWeights,
     bin_counts,
@@ -42,10 +39,7 @@ from ecg_k.losses.weighting import (
 __all__ = [
     "DIST_HEAD",
     "FDS",
-    "LABEL_STEP",
-    "MAX_LABEL",
     "METHODS",
-    "MIN_LABEL",
     "SRL",
     "TORCHSORT_HAS_CUDA",
     "VANILLA",

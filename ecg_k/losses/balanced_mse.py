@@ -28,15 +28,8 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from scipy.ndimage import convolve1d
 
-from ecg_k.losses.weighting import (
-    LABEL_STEP,
-    MAX_LABEL,
-    MIN_LABEL,
-    LDSConfig,
-    bin_counts,
-    kernel_window,
-    label_grid,
-)
+from ecg_k.losses.weighting import LDSConfig, bin_counts, kernel_window, label_grid
+from ecg_k.potassium import LABEL_STEP, MAX_LABEL, MIN_LABEL
 
 BalancedMode = Literal["bmc", "bni", "gai"]
 SIGMA_PER_LABEL_STD = 10.0 / 13.0

@@ -26,7 +26,8 @@ from numpy.typing import ArrayLike
 from scipy.special import ndtr
 from scipy.stats import gaussian_kde
 
-from ecg_k.losses.weighting import LABEL_STEP, MAX_LABEL, MIN_LABEL, label_grid
+from ecg_k.losses.weighting import label_grid
+from ecg_k.potassium import LABEL_STEP, MAX_LABEL, MIN_LABEL
 
 Rounding = Literal["official", "quantile"]
 ElementLoss = Literal["l1", "l2"]

@@ -33,7 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ecg_k.losses.weighting import LABEL_STEP, MAX_LABEL, MIN_LABEL, Kernel, kernel_window, label_grid
+from ecg_k.losses.weighting import Kernel, kernel_window, label_grid
+from ecg_k.potassium import LABEL_STEP, MAX_LABEL, MIN_LABEL
 
 
 class FDS(torch.nn.Module):

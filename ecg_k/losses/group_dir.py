@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch import nn
 
-from ecg_k.losses.weighting import LABEL_STEP
 from ecg_k.models.group_head import GroupHead
+from ecg_k.potassium import LABEL_STEP
 
 
 def group_edges(train_labels: ArrayLike, n_groups: int, step: float = LABEL_STEP) -> tuple[float, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ecg_k.losses.weighting import LABEL_STEP
+from ecg_k.potassium import LABEL_STEP
 
 
 def normalised_ranks(values: torch.Tensor) -> torch.Tensor:

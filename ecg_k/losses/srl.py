@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch import nn
 
-from ecg_k.losses.weighting import LABEL_STEP
+from ecg_k.potassium import LABEL_STEP
 
 
 def random_unit_vectors(n: int, dim: int, seed: int = 0) -> torch.Tensor:

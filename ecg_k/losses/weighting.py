@@ -18,12 +18,7 @@ from numpy.typing import ArrayLike
 from scipy.ndimage import convolve1d, gaussian_filter1d
 from scipy.signal.windows import triang
 
-MIN_LABEL = 1.5
-"""Lowest plausible K+ (mmol/L); labels outside [MIN_LABEL, MAX_LABEL] are dropped at ingestion."""
-MAX_LABEL = 10.0
-"""Highest plausible K+ (mmol/L)."""
-LABEL_STEP = 0.1
-"""Label resolution and bin width (mmol/L)."""
+from ecg_k.potassium import LABEL_STEP, MAX_LABEL, MIN_LABEL
 
 Kernel = Literal["gaussian", "triang", "laplace"]
 Scheme = Literal["none", "inverse", "sqrt_inv"]

@@ -2,7 +2,7 @@
 ``R/metrics.json`` (:class:`RunMetrics`, written by ``ecgk evaluate``).
 
 ``RunMetrics`` holds the run's shot regions, computed once by ``ecgk evaluate`` with its
-:class:`~ecg_k.metrics.ShotRule` (custom cut-offs included); export, the report, retraining and the dashboard
+:class:`~ecg_k.evaluation.regions.ShotRule` (custom cut-offs included); export, the report, retraining and the dashboard
 load them from here or from the model card and never recompute them from the training labels.
 
 Files written before these records had a ``format`` (the same layout without it) are read as the current
@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
-from ecg_k.metrics import SHOT_RULES, ShotRegions, ShotRuleName
+from ecg_k.evaluation.regions import SHOT_RULES, ShotRegions, ShotRuleName
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.records.common import CodeVersion
 from ecg_k.records.jsonio import RecordError, check_format, describe, read_object, record_payload, write_record
@@ -99,8 +99,8 @@ class RunRecord(_Record):
 
 class RunMetrics(_Record):
     """``R/metrics.json`` (DESIGN.md): per evaluated split the region, regression and detection metrics (as
-    :func:`ecg_k.metrics.evaluate_predictions` lays them out), the shot rule and the regions of both rules on the
-    training labels, the interval report and what was evaluated."""
+    :func:`ecg_k.evaluation.report.evaluate_predictions` lays them out), the shot rule and the regions of both
+    rules on the training labels, the interval report and what was evaluated."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 

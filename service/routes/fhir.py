@@ -27,12 +27,14 @@ class FhirResponse(JSONResponse):
 
 
 def _observation(row: Prediction, runtime: Runtime) -> dict[str, Any]:
-    """The stored prediction as an Observation, from the stored set and probabilities (never recomputed)."""
+    """The stored prediction as an Observation: its interpretation, shot region, set, coverage level and
+    probabilities as stored when it was served (never recomputed, nor labelled with today's coverage setting)."""
     assert row.k_estimate is not None and row.interval_low is not None and row.interval_high is not None
+    assert row.flag is not None and row.shot_region is not None
     probabilities = None if row.p_hyper is None or row.p_hypo is None else (row.p_hyper, row.p_hypo)
     return observation_for_prediction(
-        observation_id=str(row.id), estimate=row.k_estimate, interval=(row.interval_low, row.interval_high),
-        coverage=row.interval_coverage or runtime.settings.interval_coverage,
+        observation_id=str(row.id), estimate=row.k_estimate, interpretation=row.flag, shot_region=row.shot_region,
+        interval=(row.interval_low, row.interval_high), coverage=row.interval_coverage,
         card=runtime.card_of(row.model_version),
         subject_key=row.patient_id, ecg_sha256=row.ecg_sha256, issued=row.created_at, ecg_time=row.ecg_time,
         segments=None if row.interval_segments is None else [(a, b) for a, b in row.interval_segments],

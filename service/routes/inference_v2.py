@@ -238,8 +238,8 @@ async def infer(request: Request, runtime: RuntimeDep, principal: Client, name: 
     out = await run_in_threadpool(predict_ecg, request, runtime, principal, ecg)
     card = runtime.model.card
     body = {"model_name": card.name, "model_version": card.version, "id": infer_in.id or out.request_id,
-            "parameters": {"prediction_id": str(out.id), "interpretation": out.interpretation,
-                           "shot_region": out.shot_region, "critical": out.critical,
+            "parameters": {"prediction_id": str(out.id), "interpretation": out.interpretation.value,
+                           "shot_region": out.shot_region.value, "critical": out.critical,
                            "coverage": out.interval.coverage, "unit": "mmol/L"},
             "outputs": _outputs(out, names)}
     return Response(json.dumps(body), media_type="application/json")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -19,15 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, defer
 
-from ecg_k.clinical import flag, interpretation_code, is_critical, reported_value
+from ecg_k.clinical import reported_value
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.db.ecg_store import record_ecg
-from ecg_k.db.models import Flag as DbFlag
-from ecg_k.db.models import ModelVersion, Prediction, Role, ShotRegion, utcnow
+from ecg_k.db.models import ModelVersion, Prediction, Role, utcnow
 from ecg_k.db.session import session_scope
 from ecg_k.leads import repeated_leads
-from ecg_k.model_card import RELIABILITY_NOTES, Region, event_probabilities, prediction_set, shot_region_of_estimate
+from ecg_k.potassium import RELIABILITY_NOTES
 from ecg_k.quality import QualityError, SkipReason, check_finite
+from ecg_k.scoring import score_estimate
 from service.audit import AuditScope, audit_failures, audited, commit_audited, request_id_of
 from service.auth import Caller, Client, Principal
 from service.deps import RuntimeDep
@@ -62,14 +62,13 @@ def unusable(reason: SkipReason | str, message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {"reason": str(reason), "message": message})
 
 
-def prediction_out(row: Prediction, runtime: Runtime) -> PredictionOut:
-    """The response form of a stored prediction."""
+def prediction_out(row: Prediction) -> PredictionOut:
+    """The response form of a stored prediction: every field as stored when it was served (its interpretation,
+    region, set and coverage), never scored again."""
     assert row.k_estimate is not None and row.interval_low is not None and row.interval_high is not None
-    card = runtime.card_of(row.model_version)
     value = reported_value(row.k_estimate)
     assert row.shot_region is not None and row.flag is not None
-    # As stored when it was served, from the same card; the DB enum's values are the card's region names.
-    region = cast(Region, str(row.shot_region))
+    region = row.shot_region
     version = row.model_version
     return PredictionOut(
         id=row.id, request_id=row.request_id, k_estimate=value,
@@ -78,7 +77,7 @@ def prediction_out(row: Prediction, runtime: Runtime) -> PredictionOut:
                               (low, high) for low, high in row.interval_segments],
                           coverage=row.interval_coverage, method=row.interval_method),
         probabilities=Probabilities(hyperkalemia=row.p_hyper, hypokalemia=row.p_hypo),
-        flag=flag(value, card.thresholds), interpretation=row.flag.value,
+        flag=row.flag.flag, interpretation=row.flag,
         critical=row.critical, shot_region=region, reliability_note=RELIABILITY_NOTES[region],
         model=ModelRef(name=version.name, version=version.version, sha256=version.sha256,
                        status=row.model_status.value),
@@ -138,18 +137,16 @@ def _prediction_values(runtime: Runtime, item: Scored, version: ModelVersion, sh
                        request: Request, started: float) -> dict[str, Any]:
     """The ``predictions`` row of a scored ECG whose blob is stored under ``sha256``."""
     card = runtime.model.card
-    value = reported_value(item.estimate)
-    coverage = runtime.settings.interval_coverage
-    prediction = prediction_set(card, item.estimate, coverage)
-    p_hyper, p_hypo = event_probabilities(card, item.estimate)
+    score = score_estimate(card, item.estimate, runtime.settings.interval_coverage)
+    prediction = score.prediction_set
     return {
         "id": uuid.uuid4(), "model_version_id": version.id, "model_status": version.status,
         "api_key_id": principal.key_id, "ecg_sha256": sha256, "request_id": request_id_of(request),
-        "k_estimate": item.estimate, "interval_low": prediction.low, "interval_high": prediction.high,
-        "interval_segments": [list(segment) for segment in prediction.segments], "interval_coverage": coverage,
-        "interval_method": prediction.method, "p_hyper": p_hyper, "p_hypo": p_hypo,
-        "flag": DbFlag(interpretation_code(value, card.thresholds)), "critical": is_critical(value, card.thresholds),
-        "shot_region": ShotRegion(shot_region_of_estimate(card, item.estimate)),
+        "k_estimate": score.estimate, "interval_low": prediction.low, "interval_high": prediction.high,
+        "interval_segments": [list(segment) for segment in prediction.segments],
+        "interval_coverage": prediction.coverage, "interval_method": prediction.method,
+        "p_hyper": score.p_hyper, "p_hypo": score.p_hypo,
+        "flag": score.interpretation, "critical": score.critical, "shot_region": score.region,
         "quality": {"fs": item.fs, "n_samples": int(item.signal.shape[1]), "leads": item.lead_names,
                     "preprocessing_digest": card.preprocessing_digest},
         "patient_id": item.patient_id, "ecg_time": item.ecg_time, "created_at": utcnow(),
@@ -190,16 +187,16 @@ def _serve_one(request: Request, runtime: Runtime, principal: Principal, item: S
     with _stage(request, "blob"):
         sha256 = runtime.store.put(item.signal, item.fs, item.lead_names)
     values = _prediction_values(runtime, item, version, sha256, principal, request, started)
-    out = prediction_out(Prediction(**values, model_version=version), runtime)  # transient: never added
+    out = prediction_out(Prediction(**values, model_version=version))  # transient: never added
 
     def write(scope: AuditScope) -> None:
         record_ecg(scope.session, sha256, item.signal.shape, item.fs, item.lead_names)
         scope.session.execute(sa.insert(Prediction).values(**values))
-        scope.detail = {"model_version_id": version.id, "interpretation": out.interpretation}
+        scope.detail = {"model_version_id": version.id, "interpretation": out.interpretation.value}
 
     with _stage(request, "commit"):
         commit_audited(request, database_url, "prediction.create", f"prediction:{values['id']}", write)
-    request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation).inc()
+    request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation.value).inc()
     return out
 
 
@@ -326,8 +323,8 @@ def create_predictions_batch(batch: BatchIn, request: Request, runtime: RuntimeD
             _estimate(runtime, [item for _, item in usable])
         for index, item in usable:
             row = _store(scope.session, runtime, item, principal, request, started)
-            out = prediction_out(row, runtime)
-            request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation).inc()
+            out = prediction_out(row)
+            request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation.value).inc()
             results.append(BatchItemOut(index=index, prediction=out))
         results.sort(key=lambda result: result.index)
         scope.detail = {"n": len(batch.ecgs), "scored": len(usable),
@@ -359,6 +356,6 @@ def read_prediction(prediction_id: uuid.UUID, request: Request, runtime: Runtime
     """A stored prediction (clients see only their own key's)."""
     with audited(request, runtime.settings.database_url, "prediction.read",
                  f"prediction:{prediction_id}") as scope:
-        return prediction_out(read_audited(scope, prediction_id, principal), runtime)
+        return prediction_out(read_audited(scope, prediction_id, principal))
 
 

@@ -17,7 +17,7 @@ from ecg_k.conformal import in_segments
 from ecg_k.data.lab_comments import LabComment
 from ecg_k.db.models import LabConfirmation, Prediction
 from ecg_k.db.session import session_scope
-from ecg_k.metrics import ShotRegions
+from ecg_k.evaluation.regions import ShotRegions
 from tests.dashboard.conftest import N_PREDICTIONS, SEED_END, Seeded
 
 FIRST_DAY, LAST_DAY = date(2025, 3, 10), date(2025, 3, 24)

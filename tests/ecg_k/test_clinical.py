@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ecg_k.clinical import Flag, Thresholds, flag, interpretation_code, is_critical, reported_value
+from ecg_k.clinical import flag, interpretation_code, is_critical, reported_value
+from ecg_k.potassium import Flag, Thresholds
 
 EPS = 1e-6
 # (K+, interpretation code): each boundary, and just either side of it.

@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecg_k.clinical import Thresholds
 from ecg_k.conformal import (
-    GRID_BINS,
     calibrate,
     conformal_quantile,
     coverage_report,
@@ -16,7 +14,8 @@ from ecg_k.conformal import (
     min_calibration_pairs,
     reliability,
 )
-from ecg_k.metrics import shot_regions
+from ecg_k.evaluation.regions import shot_regions
+from ecg_k.potassium import PLAUSIBLE_BINS, Thresholds
 
 MEAN_K = 4.3
 
@@ -98,7 +97,7 @@ def test_sets_are_segments_on_the_grid_and_widen_when_a_region_is_thin(world: di
                      world["train"], Thresholds(), "val")
     assert "hyper" in thin.under_calibrated(0.9) and "hypo" in thin.under_calibrated(0.9)
     wide = thin.interval(4.1, 0.9)
-    assert wide.low == GRID_BINS[0] / 10 and wide.high == GRID_BINS[-1] / 10
+    assert wide.low == PLAUSIBLE_BINS[0] / 10 and wide.high == PLAUSIBLE_BINS[-1] / 10
     with pytest.raises(ValueError, match="no 0.5 interval"):
         thin.interval(4.0, 0.5)
 

@@ -22,7 +22,9 @@ from ecg_k.fhir import (
     observation_for_prediction,
     provenance_for_observation,
 )
-from ecg_k.model_card import ModelCard, event_probabilities, prediction_set
+from ecg_k.model_card import ModelCard
+from ecg_k.potassium import Interpretation, ShotRegion
+from ecg_k.scoring import score_estimate
 
 ECG_SHA = "ab" * 32
 ECG_TIME = datetime(2180, 3, 4, 10, 15, tzinfo=timezone(timedelta(hours=-5)))
@@ -43,10 +45,12 @@ def _observation(card: ModelCard, estimate: float = 4.237, **overrides: Any) -> 
         "ecg_time": ECG_TIME,
         "ecg_reference": "DocumentReference/ecg-7",
     } | overrides
+    score = score_estimate(card, estimate, 0.9)
+    arguments = {"interpretation": score.interpretation, "shot_region": score.region} | arguments
     if "interval" not in arguments:
-        prediction = prediction_set(card, estimate, 0.9)
+        prediction = score.prediction_set
         arguments |= {"interval": (prediction.low, prediction.high), "segments": list(prediction.segments),
-                      "method": prediction.method, "probabilities": event_probabilities(card, estimate)}
+                      "method": prediction.method, "probabilities": (score.p_hyper, score.p_hypo)}
     return observation_for_prediction(**arguments)
 
 
@@ -104,14 +108,14 @@ def test_observation_carries_every_element(card: ModelCard) -> None:
     assert source["reference"] == "DocumentReference/ecg-7"
 
     (confidence,) = obs["extension"]
-    prediction = prediction_set(card, 4.237, 0.9)
+    score = score_estimate(card, 4.237, 0.9)
+    prediction = score.prediction_set
     hull = {"low": {"value": prediction.low, **QUANTITY}, "high": {"value": prediction.high, **QUANTITY}}
     assert confidence["url"] == AICONFIDENCE_URL and confidence["valueRange"] == hull
     components = {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
     assert components["hull"]["valueRange"] == hull and "90% prediction set" in components["hull"]["code"]["text"]
-    p_hyper, p_hypo = event_probabilities(card, 4.237)
-    assert components["p-hyperkalemia"]["valueQuantity"]["value"] == round(p_hyper, 3)
-    assert components["p-hypokalemia"]["valueQuantity"]["value"] == round(p_hypo, 3)
+    assert components["p-hyperkalemia"]["valueQuantity"]["value"] == round(score.p_hyper, 3)
+    assert components["p-hypokalemia"]["valueQuantity"]["value"] == round(score.p_hypo, 3)
     assert "K+ >= 5.5" in components["p-hyperkalemia"]["code"]["text"]
     assert obs["subject"] == {"identifier": {"system": "urn:ecg-k:subject-key", "value": "sk_3f9a1c"}}
     assert datetime.fromisoformat(obs["effectiveDateTime"]) == ECG_TIME
@@ -140,6 +144,22 @@ def test_optional_elements(card: ModelCard) -> None:
     assert "subject" not in obs  # never a shared "unknown" patient
     (source,) = obs["derivedFrom"]
     assert "reference" not in source and source["identifier"]["value"] == ECG_SHA
+
+
+def test_a_set_stored_without_its_coverage_is_labelled_so(card: ModelCard) -> None:
+    """A prediction served before coverage levels were stored keeps its set, never labelled with a level."""
+    obs = _observation(card, coverage=None)
+    components = {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
+    assert components["hull"]["code"]["text"] == "prediction set (coverage not recorded) of K+ (hull)"
+    assert "Prediction set (coverage not recorded) (mondrian" in obs["note"][0]["text"]
+    assert "%" not in obs["note"][0]["text"]
+
+
+def test_interpretation_and_region_are_taken_as_stored(card: ModelCard) -> None:
+    """What the row holds is what the Observation says: no second scoring of the estimate."""
+    obs = _observation(card, 4.237, interpretation=Interpretation.HIGH, shot_region=ShotRegion.MANY)
+    assert obs["interpretation"][0]["coding"][0]["code"] == "H"
+    assert "Shot region 'many'" in obs["note"][0]["text"]
 
 
 def test_every_contained_resource_is_referenced(card: ModelCard) -> None:

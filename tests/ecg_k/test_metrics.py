@@ -1,4 +1,4 @@
-"""ecg_k.metrics on tiny hand-computed cases: shot regions under both rules, DIR errors, clinical cut-offs."""
+"""ecg_k.evaluation on tiny hand-computed cases: shot regions under both rules, DIR errors, clinical cut-offs."""
 
 from __future__ import annotations
 
@@ -12,18 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from ecg_k.metrics import (
-    EXTRA_CUTOFFS,
-    HYPER,
-    Cutoff,
-    ShotRule,
-    _Detections,
-    clinical_metrics,
-    evaluate_predictions,
-    per_bin_errors,
-    regression_metrics,
-    shot_regions,
-)
+from ecg_k.evaluation.detection import _Detections, clinical_metrics
+from ecg_k.evaluation.regions import ShotRule, shot_regions
+from ecg_k.evaluation.regression import per_bin_errors, regression_metrics
+from ecg_k.evaluation.report import evaluate_predictions
+from ecg_k.potassium import Cutoff, detection_cutoffs, operating_points
 
 # Training histogram built to sit on both rules' boundaries: count rule many > 100, few < 20;
 # relative rule (n_max = 150) many > 75, few < 22.5.
@@ -204,10 +197,10 @@ def test_weighted_statistics_equal_a_repeated_sample() -> None:
     y = np.round(rng.uniform(2.5, 6.5, 50), 1)
     y_hat = np.round(y + rng.normal(0, 0.5, 50), 1)
     weights = rng.integers(0, 4, 50)
-    cutoffs = (HYPER, *EXTRA_CUTOFFS)
+    cutoffs = (detection_cutoffs()[0], *operating_points())
     weighted = _Detections(cutoffs, np.rint(y * 10).astype(int), y_hat).stats(weights[None].astype(float))
     repeated = clinical_metrics(
-        np.repeat(y, weights), np.repeat(y_hat, weights), n_boot=0, thresholds=EXTRA_CUTOFFS
+        np.repeat(y, weights), np.repeat(y_hat, weights), n_boot=0, extra=operating_points()
     )
     for j, cutoff in enumerate(cutoffs):
         for name, values in weighted.items():
@@ -251,7 +244,7 @@ def test_undefined_statistics_are_null() -> None:
 
 def test_extra_thresholds_are_strict() -> None:
     y = [6.0, 6.1, 6.5, 6.6, 3.0, 2.9, 2.5, 2.4]
-    c = clinical_metrics(y, y, n_boot=0, thresholds=EXTRA_CUTOFFS)
+    c = clinical_metrics(y, y, n_boot=0, extra=operating_points())
     assert list(c) == ["hyper", "hypo", "hyper_gt_6.0", "hyper_gt_6.5", "hypo_lt_3.0", "hypo_lt_2.5"]
     assert [c[key]["n_positive"] for key in c] == [4, 4, 3, 1, 3, 1]
     assert c["hyper_gt_6.5"]["rule"] == "K > 6.5"
@@ -259,7 +252,7 @@ def test_extra_thresholds_are_strict() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"n_boot": -1}, "n_boot"), ({"thresholds": (Cutoff("hyper", ">", 6.0),)}, "duplicate")],
+    [({"n_boot": -1}, "n_boot"), ({"extra": (Cutoff("hyper", ">", 6.0),)}, "duplicate")],
 )
 def test_clinical_metrics_rejects_bad_options(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -329,7 +322,7 @@ def test_evaluate_predictions_errors(noisy: tuple[np.ndarray, np.ndarray]) -> No
 
 
 def test_balanced_mae_averages_bins_not_samples() -> None:
-    from ecg_k.metrics import balanced_mae
+    from ecg_k.evaluation.regression import balanced_mae
 
     y = np.array([4.0, 4.0, 4.0, 6.0])
     y_hat = np.array([4.1, 4.1, 4.1, 7.0])
@@ -338,7 +331,7 @@ def test_balanced_mae_averages_bins_not_samples() -> None:
 
 def test_error_cis_bootstrap_subjects_and_hold_the_point_estimates() -> None:
     """metrics.json: mae_ci95/gm_ci95 per region and bmae_ci95 per split, resampling subjects."""
-    from ecg_k.metrics import bootstrap_errors, evaluate_predictions, shot_regions
+    from ecg_k.evaluation.bootstrap import bootstrap_errors
 
     rng = np.random.default_rng(0)
     train = np.round(np.concatenate([rng.normal(4.2, 0.3, 3000), rng.uniform(2.5, 7.0, 60)]), 1)

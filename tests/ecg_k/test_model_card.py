@@ -11,16 +11,12 @@ import numpy as np
 import pytest
 
 from ecg_k.data.store import labels_path
-from ecg_k.metrics import shot_regions
+from ecg_k.evaluation.regions import shot_regions
 from ecg_k.model_card import (
-    RELIABILITY_NOTES,
     ModelCard,
     ModelCardError,
-    event_probabilities,
     load_model_card,
     parse_model_card,
-    prediction_set,
-    shot_region_of_estimate,
     write_model_card,
 )
 
@@ -56,21 +52,6 @@ def test_real_card_loads_with_what_the_runtime_needs(card: ModelCard, raw: dict[
     assert card.shot_regions == shot_regions(train, rule=raw["shot_rule"])
 
 
-def test_region_of_estimate_follows_the_saved_bins(card: ModelCard, raw: dict[str, Any]) -> None:
-    for region, bins in raw["shot_regions"]["bins"].items():
-        for k in bins:
-            assert shot_region_of_estimate(card, k) == region
-            assert shot_region_of_estimate(card, k + 0.04) == region  # same 0.1 bin
-    # Outside the training range: zero-shot bins, and clipped to the plausible range.
-    assert shot_region_of_estimate(card, 0.3) == "few"
-    assert shot_region_of_estimate(card, 14.0) == "few"
-
-
-def test_reliability_notes() -> None:
-    assert set(RELIABILITY_NOTES) == {"many", "median", "few"}
-    assert "few training ECGs" in RELIABILITY_NOTES["few"] and "caution" in RELIABILITY_NOTES["few"]
-
-
 def test_card_holds_the_calibration_and_the_gate(card: ModelCard, raw: dict[str, Any]) -> None:
     intervals = card.prediction_intervals
     assert intervals.method == raw["prediction_intervals"]["method"] == "mondrian-label-conditional-split-conformal"
@@ -82,30 +63,12 @@ def test_card_holds_the_calibration_and_the_gate(card: ModelCard, raw: dict[str,
     assert card.signal_quality.method == raw["signal_quality"]["method"]
 
 
-def test_prediction_set_holds_the_estimate_and_widens_with_coverage(card: ModelCard) -> None:
-    sets = [prediction_set(card, 4.23, c) for c in (0.8, 0.9, 0.95)]
-    for p in sets:
-        assert p.low <= 4.2 <= p.high and p.method == card.prediction_intervals.method
-    sizes = [sum(b - a for a, b in p.segments) for p in sets]
-    assert sizes == sorted(sizes)
-    hyper, hypo = event_probabilities(card, 4.23)
-    assert 0 <= hyper <= 1 and 0 <= hypo <= 1
-    assert event_probabilities(card, 7.5)[0] >= hyper and event_probabilities(card, 2.5)[1] >= hypo
-
-
 def test_calibration_from_other_shot_regions_is_refused(raw: dict[str, Any]) -> None:
     edited = copy.deepcopy(raw)
     regions = {r["name"]: r for r in edited["prediction_intervals"]["regions"]}
     regions["many"]["bins"], regions["few"]["bins"] = regions["few"]["bins"], regions["many"]["bins"]
     with pytest.raises(ModelCardError, match="shot bins differ from the card's shot_regions"):
         parse_model_card(edited)
-
-
-def test_prediction_set_errors(card: ModelCard) -> None:
-    with pytest.raises(ValueError, match=r"no 0.5 interval; available: \[0.8, 0.9, 0.95\]"):
-        prediction_set(card, 4.2, coverage=0.5)
-    with pytest.raises(ValueError, match="finite"):
-        prediction_set(card, float("nan"))
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from ecg_k.clinical import flag, interpretation_code, reported_value
 from ecg_k.db.models import EcgRecord, LabConfirmation, Prediction
 from ecg_k.db.session import session_scope
 from ecg_k.inference import OnnxModel
-from ecg_k.model_card import event_probabilities, prediction_set
+from ecg_k.scoring import score_estimate
 from tests.service.conftest import RawEcg, Service
 
 
@@ -52,13 +52,14 @@ def test_estimate_matches_onnxruntime_and_torch(service: Service, raw_ecg: RawEc
     interval = body["interval"]
     assert interval["low"] <= round(body["k_estimate"], 1) <= interval["high"]
     assert interval["coverage"] == 0.9 and interval["method"] == model.card.prediction_intervals.method
-    expected_set = prediction_set(model.card, expected, 0.9)
+    score = score_estimate(model.card, expected, 0.9)
+    expected_set = score.prediction_set
     assert [tuple(s) for s in interval["segments"]] == list(expected_set.segments)
     assert (interval["low"], interval["high"]) == (expected_set.low, expected_set.high)
-    p_hyper, p_hypo = event_probabilities(model.card, expected)
+    p_hyper, p_hypo = score.p_hyper, score.p_hypo
     assert body["probabilities"] == {"hyperkalemia": pytest.approx(p_hyper), "hypokalemia": pytest.approx(p_hypo)}
     assert (row.p_hyper, row.p_hypo, row.interval_coverage) == (pytest.approx(p_hyper), pytest.approx(p_hypo), 0.9)
-    assert body["shot_region"] in ("many", "median", "few") and body["reliability_note"]
+    assert body["shot_region"] == score.region and body["reliability_note"]
     assert body["model"]["name"] == model.card.name and body["model"]["version"] == model.version
     assert body["request_id"] == response.headers["X-Request-Id"]
     assert row.patient_id == "pseudo-1" and row.request_id == body["request_id"]
@@ -104,6 +105,28 @@ def test_fhir_observation_validates(service: Service, raw_ecg: RawEcg) -> None:
     assert observation.subject.identifier.value == "pseudo-2"
     assert observation.category[0].coding[0].code == "procedure"
     assert {c.code.coding[0].code for c in observation.component} >= {"hull", "p-hyperkalemia", "p-hypokalemia"}
+
+
+def test_reads_return_what_the_row_holds(service: Service, raw_ecg: RawEcg) -> None:
+    """GET and FHIR read the stored interpretation, shot region and coverage: a row served before sets and
+    their coverage levels were stored (as here) is never labelled with today's setting, and nothing is scored
+    again on read."""
+    with service.client("client") as client:
+        created = client.post("/v1/predictions", json=raw_ecg.payload()).json()
+        other_region = next(r for r in ("many", "median", "few") if r != created["shot_region"])
+        with session_scope(service.database_url) as session:
+            session.execute(sa.update(Prediction).where(Prediction.id == uuid.UUID(created["id"]))
+                            .values(interval_segments=None, interval_coverage=None, interval_method=None,
+                                    shot_region=other_region))
+        body = client.get(f"/v1/predictions/{created['id']}").json()
+        observation = client.get(f"/v1/predictions/{created['id']}/fhir").json()
+    assert body["interval"]["coverage"] is None and body["interval"]["segments"] is None
+    assert body["shot_region"] == other_region
+    assert body["interpretation"] == created["interpretation"] and body["flag"] == created["flag"]
+    hull = next(c for c in observation["component"] if c["code"]["coding"][0]["code"] == "hull")
+    assert hull["code"]["text"] == "prediction set (coverage not recorded) of K+ (hull)"
+    note = observation["note"][0]["text"]
+    assert "90%" not in note and f"Shot region '{other_region}'" in note
 
 
 def test_fhir_without_patient_has_no_subject_and_provenance_is_served(service: Service, raw_ecg: RawEcg) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from ecg_k.cli import app, load_plugins
 from ecg_k.data.store import sha256_file
-from ecg_k.metrics import shot_regions
+from ecg_k.evaluation.regions import shot_regions
 from ecg_k.model_card import load_model_card
 from ecg_k.records.run import RunError, read_run_metrics, read_run_record
 from tests.conftest import run_ecgk

@@ -13,7 +13,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ecg_k.metrics import ShotRule, ShotRuleName, evaluate_predictions, shot_regions
+from ecg_k.evaluation import plot_data
+from ecg_k.evaluation.regions import ShotRule, ShotRuleName, shot_regions
+from ecg_k.evaluation.report import evaluate_predictions
 from ecg_k.records.run import RunMetrics
 from training.evaluation_report import (
     COMPARISON_COLUMNS,
@@ -112,6 +114,27 @@ def test_displays_draw_on_a_given_axes_without_pyplot(tmp_path: Path, train_labe
     assert_png(displays[0].savefig(tmp_path / "grid.png"))
     if "matplotlib.pyplot" in sys.modules:
         assert not sys.modules["matplotlib.pyplot"].get_fignums()
+
+
+def test_displays_draw_the_plot_data_the_dashboard_charts(predictions: pd.DataFrame, train_labels: np.ndarray) -> None:
+    """The report's Displays and the dashboard's charts draw the same numbers (ecg_k.evaluation.plot_data)."""
+    rows = predictions[predictions["split"] == "test"]
+    y, y_hat = rows["y"].to_numpy(), rows["y_hat"].to_numpy()
+    regions = shot_regions(train_labels)
+
+    histogram = LabelPredictionHistogramDisplay.from_predictions(y, y_hat)
+    counts = plot_data.label_prediction_counts(y, y_hat)
+    drawn = [(round(bar.get_x() + bar.get_width() / 2, 6), bar.get_height()) for bar in histogram.ax_.patches]
+    assert drawn == list(zip(counts["k"].round(6), counts["n"].astype(float), strict=True))
+
+    per_bin = PerBinErrorDisplay.from_predictions(y, y_hat, regions)
+    spans = plot_data.region_spans(regions, per_bin.table["bin"])
+    (steps,) = per_bin.twin_ax_.lines[:1]
+    assert steps.get_xdata().tolist() == spans["k"].tolist()
+    assert steps.get_ydata().tolist() == spans["train_count"].tolist()
+
+    sorted_few = SortedErrorDisplay.from_predictions({"m": (y, y_hat)}, regions, region="few")
+    assert sorted_few.errors["m"].tolist() == plot_data.sorted_region_errors(y, y_hat, regions, "few").tolist()
 
 
 def test_display_input_errors(train_labels: np.ndarray) -> None:

@@ -29,7 +29,6 @@ from ecg_k.db.ecg_store import EcgStore, store_ecg
 from ecg_k.db.migrate import upgrade
 from ecg_k.db.models import (
     AuditEvent,
-    Flag,
     GateDecision,
     LabConfirmation,
     ModelStatus,
@@ -37,12 +36,12 @@ from ecg_k.db.models import (
     Prediction,
     Review,
     Role,
-    ShotRegion,
     Verdict,
 )
 from ecg_k.db.registry import get_champion, promote, register_model
 from ecg_k.db.session import create_db_engine, session_scope
-from ecg_k.metrics import shot_regions
+from ecg_k.evaluation.regions import shot_regions
+from ecg_k.potassium import Interpretation, ShotRegion
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.records.common import CodeVersion
 from ecg_k.records.dataset import read_manifest
@@ -156,7 +155,7 @@ def seed(registry: Registry, cases: list[Case], seed_value: int = 0, ecgs: np.nd
             ecg_time = ECG_TIME + timedelta(hours=index)
             prediction = Prediction(
                 model_version=champion, model_status=ModelStatus.CHAMPION, ecg_sha256=record.sha256,
-                k_estimate=4.2, interval_low=3.6, interval_high=4.8, flag=Flag.NORMAL, critical=False,
+                k_estimate=4.2, interval_low=3.6, interval_high=4.8, flag=Interpretation.NORMAL, critical=False,
                 shot_region=ShotRegion.MANY, quality={}, patient_id=case.patient_id, ecg_time=ecg_time,
                 latency_ms=1.0,
             )

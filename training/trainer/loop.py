@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ecg_k.evaluation.regression import balanced_mae
 from ecg_k.losses import BalancedMSELoss
-from ecg_k.metrics import balanced_mae
 from training.data import epoch_batches, steps_per_epoch
 from training.trainer.checkpoint import RunState, restore_phase, save_checkpoint, state_copy
 from training.trainer.errors import TrainingError

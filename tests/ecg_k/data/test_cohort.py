@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecg_k.data.cohort import COHORT_COLUMNS, CohortConfig, build_cohort, label_bin
+from ecg_k.data.cohort import COHORT_COLUMNS, CohortConfig, build_cohort
 from ecg_k.data.labs import read_potassium_labs
 from ecg_k.data.record_list import read_record_list
 from ecg_k.data.splits import HELD_OUT
+from ecg_k.potassium import label_bin
 from ecg_k.synth.params import SynthParams
 from ecg_k.synth.tables import make_plan, record_list
 

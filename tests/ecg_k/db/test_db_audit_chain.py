@@ -25,16 +25,15 @@ from ecg_k.db.models import (
     AuditEvent,
     AuditOutcome,
     EcgRecord,
-    Flag,
     ModelStatus,
     ModelVersion,
     Prediction,
     Role,
-    ShotRegion,
     Verdict,
 )
 from ecg_k.db.reviews import add_review, confirm_lab
 from ecg_k.db.session import create_db_engine, dispose_engines, read_snapshot, session_scope
+from ecg_k.potassium import Interpretation, ShotRegion
 from tests.ecg_k.db.conftest import PostgresServer
 
 ECG_TIME = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
@@ -55,7 +54,7 @@ def _populate(url: str) -> None:
         for i in range(6):
             row = Prediction(model_version=model, model_status=ModelStatus.CHAMPION, api_key_id=keys[Role.CLIENT],
                              ecg_sha256="e" * 64, request_id=f"req-{i}", k_estimate=3.0 + 0.37 * i,
-                             interval_low=2.5 + 0.37 * i, interval_high=3.6 + 0.37 * i, flag=Flag.NORMAL,
+                             interval_low=2.5 + 0.37 * i, interval_high=3.6 + 0.37 * i, flag=Interpretation.NORMAL,
                              critical=False, shot_region=ShotRegion.MANY,
                              quality={"fs": 500.0, "n_samples": 5000, "leads": ["I", "II"]},
                              patient_id=f"pseudo-{i}", ecg_time=ECG_TIME, latency_ms=12.5 + i)

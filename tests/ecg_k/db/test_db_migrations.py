@@ -51,7 +51,7 @@ def _inspect(url: str) -> tuple[set[str], dict[str, set[str]], set[str]]:
 def test_upgrade_to_head_and_downgrade_to_base(empty_db_url: str, dialect: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0005"
+    assert current_revision(empty_db_url) == head_revision() == "0006"
     tables, indexes, triggers = _inspect(empty_db_url)
     assert tables == TABLES | {"alembic_version"}
     dashboard_filters = {"ix_predictions_created_at", "ix_predictions_model_version_id_created_at",
@@ -60,7 +60,8 @@ def test_upgrade_to_head_and_downgrade_to_base(empty_db_url: str, dialect: str) 
     assert "uq_model_versions_one_champion" in indexes["model_versions"]
     assert {"ix_audit_events_recorded_at", "ix_audit_events_request_id"} <= indexes["audit_events"]
     expected_triggers = (
-        {"audit_events_no_update", "audit_events_no_delete", "audit_events_no_replace"} if dialect == "sqlite"
+        {"audit_events_no_update", "audit_events_no_delete", "audit_events_no_replace",
+         "predictions_set_states_coverage_insert", "predictions_set_states_coverage_update"} if dialect == "sqlite"
         else {"audit_events_no_update_delete", "audit_events_no_truncate"}
     )
     assert triggers == expected_triggers

@@ -17,7 +17,6 @@ from ecg_k.db.migrate import current_revision, downgrade, head_revision, upgrade
 from ecg_k.db.models import (
     AuditEvent,
     EcgRecord,
-    Flag,
     LabConfirmation,
     ModelStatus,
     ModelVersion,
@@ -35,6 +34,7 @@ from ecg_k.db.reviews import (
     lab_confirmation_of,
 )
 from ecg_k.db.session import session_scope
+from ecg_k.potassium import Interpretation
 
 LAB_TIME = datetime(2025, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=1)))
 
@@ -47,7 +47,7 @@ def _seed(db_url: str) -> tuple[uuid.UUID, dict[Role, int]]:
         session.add_all([model, EcgRecord(sha256="e" * 64, n_leads=1, n_samples=5000, fs=500.0, lead_names=["I"])])
         session.flush()
         prediction = Prediction(model_version=model, model_status=ModelStatus.CHAMPION, ecg_sha256="e" * 64,
-                                k_estimate=6.1, interval_low=5.4, interval_high=6.9, flag=Flag.HIGH,
+                                k_estimate=6.1, interval_low=5.4, interval_high=6.9, flag=Interpretation.HIGH,
                                 critical=False, quality={}, latency_ms=3.0)
         session.add(prediction)
         keys = {role: create_api_key(session, role, actor="test").key.id for role in Role}
@@ -87,7 +87,8 @@ def test_confirmation_records_whether_the_lab_is_in_the_stored_set(
 ) -> None:
     prediction_id, keys = _seed(db_url)
     with session_scope(db_url) as session:
-        session.get(Prediction, prediction_id).interval_segments = segments
+        row = session.get(Prediction, prediction_id)
+        row.interval_segments, row.interval_coverage, row.interval_method = segments, 0.9, "m"
     with session_scope(db_url) as session:
         confirm_lab(session, prediction_id, lab, LAB_TIME, reviewer_id=keys[Role.REVIEWER], source="api")
     with session_scope(db_url) as session:

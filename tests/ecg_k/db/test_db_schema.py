@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from ecg_k.db.migrate import downgrade, upgrade
 from ecg_k.db.models import (
     ApiKey,
     AuditEvent,
     AuditOutcome,
     EcgRecord,
-    Flag,
     GateDecision,
     LabConfirmation,
     ModelStatus,
@@ -24,10 +24,10 @@ from ecg_k.db.models import (
     Prediction,
     Review,
     Role,
-    ShotRegion,
     Verdict,
 )
 from ecg_k.db.session import get_engine, session_scope
+from ecg_k.potassium import Interpretation, ShotRegion
 from ecg_k.settings import Settings
 
 SHA_A, SHA_B, SHA_ECG = "a" * 64, "b" * 64, "e" * 64
@@ -45,7 +45,7 @@ def _prediction(model: ModelVersion, key: ApiKey | None, **changes: object) -> P
     values: dict[str, object] = {
         "model_version": model, "model_status": ModelStatus.CHAMPION, "api_key_id": None if key is None else key.id,
         "ecg_sha256": SHA_ECG, "request_id": "req-1", "k_estimate": 6.8, "interval_low": 5.9, "interval_high": 7.6,
-        "flag": Flag.CRITICAL_HIGH, "critical": True, "shot_region": ShotRegion.FEW,
+        "flag": Interpretation.CRITICAL_HIGH, "critical": True, "shot_region": ShotRegion.FEW,
         "quality": {"averageQRS": 0.91, "flat_leads": [], "nan": False}, "patient_id": "p" * 64, "ecg_time": ECG_TIME,
         "latency_ms": 12.5,
     }
@@ -91,7 +91,7 @@ def test_every_table_round_trips(db_url: str) -> None:
         assert read.model_version.card["metrics"]["test"]["few"] == {"mae": 1.25, "n": 40}
         assert read.model_version.card["note"] == "K⁺ in mmol/L"
         assert (read.k_estimate, read.interval_low, read.interval_high) == (6.8, 5.9, 7.6)
-        assert read.flag is Flag.CRITICAL_HIGH and read.critical is True
+        assert read.flag is Interpretation.CRITICAL_HIGH and read.critical is True
         assert read.shot_region is ShotRegion.FEW
         assert read.quality == {"averageQRS": 0.91, "flat_leads": [], "nan": False}
         assert read.ecg_time == ECG_TIME and read.ecg_time.tzinfo == UTC
@@ -148,8 +148,11 @@ def test_foreign_keys_are_enforced(session: Session) -> None:
         {"flag": None},  # an estimate without a flag
         {"interval_low": 8.0},  # low above high
         {"latency_ms": -1.0},
+        {"interval_segments": [[5.9, 7.6]], "interval_method": "m"},  # a set without its coverage level
+        {"interval_segments": [[5.9, 7.6]], "interval_coverage": 0.9},  # a set without its method
     ],
-    ids=["flag-without-estimate", "estimate-without-flag", "interval-reversed", "negative-latency"],
+    ids=["flag-without-estimate", "estimate-without-flag", "interval-reversed", "negative-latency",
+         "set-without-coverage", "set-without-method"],
 )
 def test_prediction_check_constraints(session: Session, changes: dict[str, object]) -> None:
     model = _model("v1", SHA_A)
@@ -158,6 +161,31 @@ def test_prediction_check_constraints(session: Session, changes: dict[str, objec
     session.add(_prediction(model, None, **changes))
     with pytest.raises(IntegrityError):
         session.flush()
+
+
+def test_a_stored_set_keeps_its_coverage_from_revision_0006(db_url: str) -> None:
+    """Migration 0006: a set whose coverage level is erased is refused at head, and accepted again at 0005;
+    a row served before sets were stored (no set, no coverage) passes the upgrade unchanged."""
+    with session_scope(db_url) as session:
+        model = _model("v1", SHA_A)
+        session.add_all([model, EcgRecord(sha256=SHA_ECG, n_leads=1, n_samples=5000, fs=500.0, lead_names=["I"])])
+        session.flush()
+        served = _prediction(model, None, interval_segments=[[5.9, 7.6]], interval_coverage=0.9,
+                             interval_method="m")
+        session.add_all([served, _prediction(model, None, request_id="before-0005")])
+        session.flush()
+        served_id = served.id
+    erase = sa.update(Prediction).where(Prediction.id == served_id).values(interval_coverage=None)
+    with get_engine(db_url).connect() as connection, pytest.raises(IntegrityError):
+        connection.execute(erase)
+    downgrade(db_url, "0005")
+    with session_scope(db_url) as session:
+        session.execute(erase)
+        session.execute(sa.update(Prediction).where(Prediction.id == served_id).values(interval_segments=None))
+    upgrade(db_url)
+    with session_scope(db_url) as session:
+        rows = session.scalars(sa.select(Prediction).order_by(Prediction.request_id)).all()
+        assert [(row.request_id, row.interval_coverage) for row in rows] == [("before-0005", None), ("req-1", None)]
 
 
 INVALID_ENUM_VALUES = {

@@ -12,7 +12,8 @@ import pytest
 
 from ecg_k.data.cohort import CohortConfig
 from ecg_k.data.errors import DataInputError
-from ecg_k.metrics import ShotRule, evaluate_predictions
+from ecg_k.evaluation.regions import ShotRule
+from ecg_k.evaluation.report import evaluate_predictions
 from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.records.common import CodeVersion
 from ecg_k.records.dataset import DatasetManifest, IngestConfig, read_manifest, write_manifest
