@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
@@ -177,15 +177,24 @@ def write_run_record(run: Path, record: RunRecord) -> None:
     write_record(run / RUN_CONFIG, record)
 
 
+_R = TypeVar("_R", bound=BaseModel)
+
+
+def _load(path: Path, record: type[_R], what: str, expected_format: str, missing: str) -> _R:
+    """The ``record`` in ``path``; a :class:`RunError` saying ``missing`` when there is no such file, or
+    naming the first problem of an invalid one."""
+    if not path.is_file():
+        raise RunError(missing)
+    try:
+        return record.model_validate(_read(path, what, expected_format))
+    except ValidationError as error:
+        raise RunError(f"{what} {path} is not valid: {describe(error)}") from error
+
+
 def read_run_record(run: Path) -> RunRecord:
     """``run/config.json``; a :class:`RunError` when ``run`` is not a training run or the record is invalid."""
-    path = run / RUN_CONFIG
-    if not path.is_file():
-        raise RunError(f"{run} is not a training run (no {RUN_CONFIG})")
-    try:
-        return RunRecord.model_validate(_read(path, "run record", RUN_FORMAT))
-    except ValidationError as error:
-        raise RunError(f"run record {path} is not valid: {describe(error)}") from error
+    return _load(run / RUN_CONFIG, RunRecord, "run record", RUN_FORMAT,
+                 f"{run} is not a training run (no {RUN_CONFIG})")
 
 
 def write_run_metrics(run: Path, metrics: RunMetrics) -> None:
@@ -195,10 +204,5 @@ def write_run_metrics(run: Path, metrics: RunMetrics) -> None:
 
 def read_run_metrics(run: Path) -> RunMetrics:
     """``run/metrics.json``; a :class:`RunError` when the run has not been evaluated or the record is invalid."""
-    path = run / METRICS
-    if not path.is_file():
-        raise RunError(f"{run} has no {METRICS}; run `ecgk evaluate --run {run}` first")
-    try:
-        return RunMetrics.model_validate(_read(path, "run metrics", METRICS_FORMAT))
-    except ValidationError as error:
-        raise RunError(f"run metrics {path} are not valid: {describe(error)}") from error
+    return _load(run / METRICS, RunMetrics, "run metrics", METRICS_FORMAT,
+                 f"{run} has no {METRICS}; run `ecgk evaluate --run {run}` first")
