@@ -147,6 +147,9 @@ def _check_signal_files(record_path: Path, header: wfdb.Record) -> None:
         fmt, offset = formats.pop(), offsets.pop()
         if fmt in ("508", "516", "524"):
             continue
+        if fmt not in BYTES_PER_SAMPLE:  # wfdb's header parse lets any digits through (found by atheris)
+            raise QualityError(SkipReason.UNREADABLE, f"{record_path}: {name} has format {fmt}, not a WFDB "
+                                                      f"signal format ({', '.join(sorted(BYTES_PER_SAMPLE))})")
         frame = sum((header.samps_per_frame or [1] * len(header.fmt))[i] or 1 for i in signals)
         smallest, largest = _expected_bytes(fmt, header.sig_len * frame)
         path = record_path.with_name(name)

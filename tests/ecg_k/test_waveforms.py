@@ -81,6 +81,16 @@ def test_garbage_header_is_unreadable(tmp_path: Path) -> None:
     assert err.value.reason == SkipReason.UNREADABLE
 
 
+def test_a_format_wfdb_does_not_know_is_unreadable(tmp_path: Path) -> None:
+    """Found by atheris: wfdb's header parse accepts any digits as a format (here 51), which then has no
+    sample size; the reader refuses it instead of raising KeyError."""
+    (tmp_path / "r.hea").write_text("r 1 500 10\nr.dat 51 1000.0(0)/mV 16 0 0 0 0 I\n")
+    (tmp_path / "r.dat").write_bytes(bytes(20))
+    with pytest.raises(QualityError, match="has format 51, not a WFDB signal format") as err:
+        read_wfdb(tmp_path / "r")
+    assert err.value.reason == SkipReason.UNREADABLE
+
+
 def test_samples_equal_wfdb_rdrecord_on_real_records(cinc_dir: Path, real_data: Path) -> None:
     """The header is parsed once and the samples read from it: the same mV as ``wfdb.rdrecord``."""
     paths = [*sorted(cinc_dir.glob("*.hea")),
