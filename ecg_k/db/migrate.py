@@ -8,7 +8,9 @@ schema at head and does nothing. DDL is transactional on both, so a failed migra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from ecg_k.db.session import create_db_engine, resolve_database_url
+from ecg_k.db.session import SQLITE_BUSY_TIMEOUT_S, create_db_engine, resolve_database_url
 
 ADVISORY_LOCK_KEY = 0x45434B_4D494752  # "ECK" "MIGR": one key for every ecg-k migration
 
@@ -79,20 +81,43 @@ def migration_connection(database_url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
+def _retry_while_sqlite_locked(migrate: Callable[[], None]) -> None:
+    """Run ``migrate`` again while SQLite answers "database is locked" without waiting its busy timeout (it
+    does so for a lock it cannot wait for without risking deadlock, e.g. while another process switches a new
+    database to WAL), for up to :data:`SQLITE_BUSY_TIMEOUT_S`. Safe: a failed attempt rolled back whole."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            migrate()
+            return
+        except sa.exc.OperationalError as error:
+            if "database is locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.05, 0.25))
+
+
 def upgrade(database_url: str | None = None, revision: str = "head") -> None:
     """Migrate the database up to ``revision`` (idempotent: a database at head is left as it is)."""
     config = alembic_config()
-    with migration_connection(resolve_database_url(database_url)) as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+
+    def run() -> None:
+        with migration_connection(resolve_database_url(database_url)) as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    _retry_while_sqlite_locked(run)
 
 
 def downgrade(database_url: str | None, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` drops every ecg-k table)."""
     config = alembic_config()
-    with migration_connection(resolve_database_url(database_url)) as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+
+    def run() -> None:
+        with migration_connection(resolve_database_url(database_url)) as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+
+    _retry_while_sqlite_locked(run)
 
 
 def current_revision(database_url: str | None = None) -> str | None:
