@@ -81,14 +81,18 @@ def migration_connection(database_url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-def _retry_while_sqlite_locked(migrate: Callable[[], None]) -> None:
-    """Run ``migrate`` again while SQLite answers "database is locked" without waiting its busy timeout (it
-    does so for a lock it cannot wait for without risking deadlock, e.g. while another process switches a new
-    database to WAL), for up to :data:`SQLITE_BUSY_TIMEOUT_S`. Safe: a failed attempt rolled back whole."""
+def _migrate(database_url: str | None, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run the Alembic ``step`` (``command.upgrade``/``downgrade``) to ``revision`` in one locked transaction,
+    again while SQLite answers "database is locked" without waiting its busy timeout (it does so for a lock it
+    cannot wait for without risking deadlock, e.g. while another process switches a new database to WAL), for
+    up to :data:`SQLITE_BUSY_TIMEOUT_S`. Safe: a failed attempt rolled back whole."""
+    config = alembic_config()
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
-            migrate()
+            with migration_connection(resolve_database_url(database_url)) as connection:
+                config.attributes["connection"] = connection
+                step(config, revision)
             return
         except sa.exc.OperationalError as error:
             if "database is locked" not in str(error) or time.monotonic() > deadline:
@@ -98,26 +102,12 @@ def _retry_while_sqlite_locked(migrate: Callable[[], None]) -> None:
 
 def upgrade(database_url: str | None = None, revision: str = "head") -> None:
     """Migrate the database up to ``revision`` (idempotent: a database at head is left as it is)."""
-    config = alembic_config()
-
-    def run() -> None:
-        with migration_connection(resolve_database_url(database_url)) as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-
-    _retry_while_sqlite_locked(run)
+    _migrate(database_url, command.upgrade, revision)
 
 
 def downgrade(database_url: str | None, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` drops every ecg-k table)."""
-    config = alembic_config()
-
-    def run() -> None:
-        with migration_connection(resolve_database_url(database_url)) as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, revision)
-
-    _retry_while_sqlite_locked(run)
+    _migrate(database_url, command.downgrade, revision)
 
 
 def current_revision(database_url: str | None = None) -> str | None:
