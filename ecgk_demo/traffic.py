@@ -189,7 +189,7 @@ def seed_traffic(
     for index, model in enumerate(models):
         assert model is not None
         card = parse_model_card(model.card, source=f"model card of {model.version}")
-        scorer = Scorer(card.thresholds, card.shot_regions, card.prediction_intervals)
+        scorer = Scorer.of_card(card)
         mine = np.flatnonzero(which_model == index)
         quality = {"fs": 500.0, "n_samples": 5000, "leads": list(MIMIC_LEAD_ORDER),
                    "preprocessing_digest": model.preprocessing_digest}

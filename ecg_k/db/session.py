@@ -106,8 +106,7 @@ def read_snapshot(database_url: str | None = None) -> Iterator[Session]:
                                                   "postgresql_readonly": True})
         yield session
     finally:
-        session.rollback()
-        session.close()
+        session.close()  # rolls the read transaction back
 
 
 def dispose_engines() -> None:
