@@ -26,6 +26,7 @@ beside the 12 leads: the same with ``--leads I --home .ecgk/accuracy-lead-i --me
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import time
 from collections.abc import Mapping
@@ -188,8 +189,16 @@ class Benchmark:
         return row.grid[best]
 
     def _save_choices(self) -> None:
+        """Merge this process's choices into the file under a lock, so that several invocations on one home
+        (each with its own ``--methods``) can run side by side without dropping each other's choices."""
         self.choices_path.parent.mkdir(parents=True, exist_ok=True)
-        self.choices_path.write_text(json.dumps(self.choices, indent=2) + "\n")
+        with (self.choices_path.parent / ".tuning.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = json.loads(self.choices_path.read_text()) if self.choices_path.is_file() else {}
+            self.choices = {**on_disk, **self.choices}
+            partial = self.choices_path.with_suffix(".json.partial")
+            partial.write_text(json.dumps(self.choices, indent=2) + "\n")
+            partial.replace(self.choices_path)
 
     def _final_dir(self, name: str, seed: int) -> Path:
         row = ROWS[name]
