@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ecg_k.evaluation.bootstrap import bootstrap_errors, percentile_ci
+from ecg_k.evaluation.published import PUBLISHED_FEW_SHOT
 from ecg_k.leads import STANDARD_LEADS, parse_leads
 from ecg_k.losses import METHODS
 from ecg_k.potassium import REGIONS
@@ -50,6 +51,8 @@ from training.trainer import Trainer
 BUDGET = 3
 """Settings tried per method (the same for all; vanilla and sqrt_inv have nothing to tune)."""
 Overrides = dict[str, dict[str, Any]]
+PAPER_TIE = 0.02
+"""A published few-shot change smaller than this (relative) is read as no effect."""
 
 
 @dataclass(frozen=True)
@@ -286,9 +289,34 @@ class Benchmark:
                     cells.append("—" if ci is None else f"{point:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
             diffs.append([name, *cells])
         lines += [_md(diff_header, diffs), ""]
+        lines += self._directions(complete, metrics, seed_mean)
         lines += self._targets(complete, metrics, seed_mean)
         lines += ["", "## Tuning (seed 0, val bMAE only)", "```json", json.dumps(self.choices, indent=1), "```"]
         return "\n".join(lines)
+
+    def _directions(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any
+                    ) -> list[str]:
+        """Each row's few-shot MAE change against vanilla beside the change its paper reports against its own
+        vanilla (:data:`PUBLISHED_FEW_SHOT`): the directions are comparable, the datasets are not."""
+
+        def few(name: str) -> float:
+            return float(np.mean([metrics[(name, s)]["test"]["few"]["mae"] for s in self.done(name)]))
+
+        rows = []
+        for name in complete:
+            if name == "vanilla":
+                continue
+            ci = percentile_ci(seed_mean(name, "few.mae") - seed_mean("vanilla", "few.mae"))
+            ours = _direction(None if ci is None else (ci[0] > 0) - (ci[1] < 0))
+            papers = PUBLISHED_FEW_SHOT.get(name, ())
+            published = "; ".join(f"{p.change:+.1%} ({p.source})" for p in papers) or "not reported"
+            directions = {_direction(-1 if p.change < -PAPER_TIE else int(p.change > PAPER_TIE)) for p in papers}
+            agrees = "—" if not papers else "yes" if directions == {ours} else "mixed" if ours in directions else "no"
+            rows.append([name, f"{few(name) / few('vanilla') - 1:+.1%}", ours, published, agrees])
+        return [f"Direction of effect on few-shot MAE (ours: the CI of the difference to vanilla; papers: a change "
+                f"within ±{PAPER_TIE:.0%} counts as none)",
+                _md(["method", "ours vs vanilla", "ours", "published vs the paper's vanilla", "same direction"],
+                    rows), ""]
 
     def _targets(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any) -> list[str]:
         if "dist" not in complete:
@@ -312,6 +340,10 @@ class Benchmark:
             f"(target: excludes 0)",
             f"- overall MAE dist / vanilla = {ratio_all:.3f} (target <= 1.0)",
         ]
+
+
+def _direction(sign: int | None) -> str:
+    return {None: "—", -1: "helps", 0: "no clear effect", 1: "hurts"}[sign]
 
 
 def _test_predictions(run: Path) -> pd.DataFrame:
