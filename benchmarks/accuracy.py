@@ -41,7 +41,7 @@ from ecg_k.evaluation.bootstrap import bootstrap_errors, percentile_ci
 from ecg_k.evaluation.published import PUBLISHED_FEW_SHOT
 from ecg_k.leads import STANDARD_LEADS, parse_leads
 from ecg_k.losses import METHODS
-from ecg_k.potassium import REGIONS
+from ecg_k.potassium import REGIONS, detection_cutoffs, label_bin
 from ecg_k.records.run import read_run_metrics
 from training.config import TrainConfig
 from training.demo import DemoPlan, prepare_dataset
@@ -290,9 +290,26 @@ class Benchmark:
             diffs.append([name, *cells])
         lines += [_md(diff_header, diffs), ""]
         lines += self._directions(complete, metrics, seed_mean)
+        lines += self._shrinkage(complete, test)
         lines += self._targets(complete, metrics, seed_mean)
-        lines += ["", "## Tuning (seed 0, val bMAE only)", "```json", json.dumps(self.choices, indent=1), "```"]
+        lines += ["", f"## Tuning (seed 0, val bMAE only; all of it in {self.choices_path.name})",
+                  _md(["method", "settings tried (val bMAE)", "chosen"], self._tuning_rows(complete))]
         return "\n".join(lines)
+
+    def _tuning_rows(self, complete: list[str]) -> list[list[str]]:
+        def setting(overrides: Overrides) -> str:
+            return ", ".join(f"{group}.{key}={value}" for group, values in overrides.items()
+                             for key, value in values.items()) or "defaults"
+
+        rows = []
+        for name in complete:
+            choice = self.choices.get(name, {})
+            tried = [f"{setting(c)} ({score:.3f})" for c, score in zip(choice.get("grid", []),
+                                                                         choice.get("val_bmae", []), strict=False)]
+            epochs = f" at {choice.get('epochs') or 'the final'} epochs"
+            tried_text = "; ".join(tried) + epochs if tried else choice.get("rule", "nothing to tune")
+            rows.append([name, tried_text, setting(choice.get("chosen", {}))])
+        return rows
 
     def _directions(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any
                     ) -> list[str]:
@@ -318,6 +335,25 @@ class Benchmark:
                 _md(["method", "ours vs vanilla", "ours", "published vs the paper's vanilla", "same direction"],
                     rows), ""]
 
+    def _shrinkage(self, complete: list[str], test: Mapping[tuple[str, int], pd.DataFrame]) -> list[str]:
+        """Why a row helps or not in the tails: how far its test estimates are pulled towards the common K+
+        (slope of the estimate on the label, sd ratio) and its mean signed error in each clinical tail."""
+        hyper, hypo = detection_cutoffs()
+        rows = []
+        for name in complete:
+            per_seed = []
+            for seed in self.done(name):
+                y, y_hat = test[(name, seed)]["y"].to_numpy(), test[(name, seed)]["y_hat"].to_numpy()
+                error, bins = y_hat - y, label_bin(y)
+                per_seed.append((np.polyfit(y, y_hat, 1)[0], y_hat.std() / y.std(),
+                                 error[hypo.label_positive(bins)].mean(), error[hyper.label_positive(bins)].mean()))
+            slope, sd_ratio, bias_hypo, bias_hyper = np.mean(per_seed, axis=0)
+            rows.append([name, f"{slope:.3f}", f"{sd_ratio:.3f}", f"{bias_hypo:+.3f}", f"{bias_hyper:+.3f}"])
+        return [f"Pull towards the common K+ on the test set (means over seeds; 1, 1, 0, 0 = none): the slope of "
+                f"the estimate on the label, sd(estimate) / sd(label), and the mean signed error where "
+                f"{hypo.describe()} and where {hyper.describe()}",
+                _md(["method", "slope", "sd ratio", "bias hypo", "bias hyper"], rows), ""]
+
     def _targets(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any) -> list[str]:
         if "dist" not in complete:
             return ["Targets: Dist Loss not finished yet."]
@@ -336,8 +372,8 @@ class Benchmark:
             "## Targets (issue 11)",
             f"- lowest few-shot MAE: {best_few} ({few[best_few]:.3f}); a Dist Loss row: {best_few in dist_rows}",
             f"- lowest bMAE: {best_bmae} ({bmae[best_bmae]:.3f}); a Dist Loss row: {best_bmae in dist_rows}",
-            f"- few-shot MAE dist / vanilla = {ratio_few:.3f} (target <= 0.75); CI of the difference {ci} "
-            f"(target: excludes 0)",
+            f"- few-shot MAE dist / vanilla = {ratio_few:.3f} (target <= 0.75); CI of the difference "
+            f"{'—' if ci is None else f'[{ci[0]:+.3f}, {ci[1]:+.3f}]'} (target: excludes 0)",
             f"- overall MAE dist / vanilla = {ratio_all:.3f} (target <= 1.0)",
         ]
 
