@@ -272,7 +272,7 @@ class Benchmark:
             table.append([name, str(len(self.done(name))), *cells, _mean_sd(values)])
         lines += [_md(header, table), ""]
         lines.append("Paired bootstrap 95 % CI (subjects resampled, seeds averaged per resample) of the difference "
-                     "method − reference; negative = the method has the lower error.")
+                     "method − reference; negative = the method has the lower error.\n")
         diff_header = ["method", *[f"{k} − {ref}" for ref in ("vanilla", "dist")
                                    for k in ("few MAE", "few GM", "bMAE")]]
         diffs = []
@@ -331,7 +331,7 @@ class Benchmark:
             agrees = "—" if not papers else "yes" if directions == {ours} else "mixed" if ours in directions else "no"
             rows.append([name, f"{few(name) / few('vanilla') - 1:+.1%}", ours, published, agrees])
         return [f"Direction of effect on few-shot MAE (ours: the CI of the difference to vanilla; papers: a change "
-                f"within ±{PAPER_TIE:.0%} counts as none)",
+                f"within ±{PAPER_TIE:.0%} counts as none)", "",
                 _md(["method", "ours vs vanilla", "ours", "published vs the paper's vanilla", "same direction"],
                     rows), ""]
 
@@ -351,7 +351,7 @@ class Benchmark:
             rows.append([name, f"{slope:.3f}", f"{sd_ratio:.3f}", f"{bias_hypo:+.3f}", f"{bias_hyper:+.3f}"])
         return [f"Pull towards the common K+ on the test set (means over seeds; 1, 1, 0, 0 = none): the slope of "
                 f"the estimate on the label, sd(estimate) / sd(label), and the mean signed error where "
-                f"{hypo.describe()} and where {hyper.describe()}",
+                f"{hypo.describe()} and where {hyper.describe()}", "",
                 _md(["method", "slope", "sd ratio", "bias hypo", "bias hyper"], rows), ""]
 
     def _targets(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any) -> list[str]:
