@@ -206,7 +206,10 @@ class Benchmark:
     def _final_dir(self, name: str, seed: int) -> Path:
         row = ROWS[name]
         choice = self.choices.get(name, {})
-        tuned_full = row.stage == 2 or self.tune_epochs == self.plan.stage1_epochs
+        # The tuning run is the seed-0 run when it was trained on the final schedule: decided from the epochs
+        # recorded with the choice, so a later invocation with another --tune-epochs reads the same runs.
+        tuned_epochs = choice.get("epochs", self.tune_epochs)
+        tuned_full = row.stage == 2 or tuned_epochs == self.plan.stage1_epochs
         if seed == 0 and tuned_full and choice.get("grid") and len(row.grid) > 1:
             return self.runs / _slug(name) / f"tune{choice['chosen_index']}"
         return self.runs / _slug(name) / f"seed{seed}"
