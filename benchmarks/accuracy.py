@@ -295,7 +295,7 @@ class Benchmark:
         lines += self._directions(complete, metrics, seed_mean)
         lines += self._shrinkage(complete, test)
         lines += self._targets(complete, metrics, seed_mean)
-        lines += ["", f"## Tuning (seed 0, val bMAE only; all of it in {self.choices_path.name})",
+        lines += ["", f"## Tuning (seed 0, val bMAE only; all of it in {self.choices_path.name})", "",
                   _md(["method", "settings tried (val bMAE)", "chosen"], self._tuning_rows(complete))]
         return "\n".join(lines)
 
