@@ -26,6 +26,7 @@ def no_shared_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def test_benchmark_key_is_accepted_by_the_served_api(model_path: Path) -> None:
     with benchmark_api(model_path) as api:
         authorised = httpx.get(f"{api.base_url}/v1/models", headers={"X-API-Key": api.key}, timeout=30)
-        wrong = httpx.get(f"{api.base_url}/v1/models", headers={"X-API-Key": api.key[:-1] + "0"}, timeout=30)
+        tampered = api.key[:-1] + ("1" if api.key.endswith("0") else "0")  # another last digit, always
+        wrong = httpx.get(f"{api.base_url}/v1/models", headers={"X-API-Key": tampered}, timeout=30)
     assert authorised.status_code == 200, authorised.text
     assert wrong.status_code == 401
