@@ -51,6 +51,10 @@ from training.trainer import Trainer
 BUDGET = 3
 """Settings tried per method (the same for all; vanilla and sqrt_inv have nothing to tune)."""
 Overrides = dict[str, dict[str, Any]]
+DIFFERENCE_KEYS = ("few.mae", "few.gm", "bmae")
+"""Test metrics whose paired bootstrap difference to vanilla and to Dist Loss the report gives."""
+Differences = dict[tuple[str, str, str], tuple[float, list[float] | None]]
+"""(method, reference, metric) -> (mean difference, its 95 % CI or None)."""
 PAPER_TIE = 0.02
 """A published few-shot change smaller than this (relative) is read as no effect."""
 
@@ -259,6 +263,14 @@ class Benchmark:
         def seed_mean(name: str, key: str) -> np.ndarray:
             return np.mean([boot[f"{name}|{s}"][key] for s in self.done(name)], axis=0)
 
+        differences: Differences = {}
+        for name in complete:
+            for ref in ("vanilla", "dist"):
+                if ref in complete and ref != name:
+                    for key in DIFFERENCE_KEYS:
+                        delta = seed_mean(name, key) - seed_mean(ref, key)
+                        differences[(name, ref, key)] = (float(np.nanmean(delta)), percentile_ci(delta))
+
         leads = "all 12 leads" if parse_leads(self.plan.leads) == STANDARD_LEADS else f"lead(s) {self.plan.leads}"
         lines = [f"# Accuracy benchmark: balanced test set, {leads}, {self.seeds} seed(s) requested",
                  f"Shot regions: {regions.describe()}. Mean ± sd over the seeds done (n seeds per row).", ""]
@@ -278,23 +290,12 @@ class Benchmark:
                      "method − reference; negative = the method has the lower error.\n")
         diff_header = ["method", *[f"{k} − {ref}" for ref in ("vanilla", "dist")
                                    for k in ("few MAE", "few GM", "bMAE")]]
-        diffs = []
-        for name in complete:
-            cells = []
-            for ref in ("vanilla", "dist"):
-                for key in ("few.mae", "few.gm", "bmae"):
-                    if ref not in complete or ref == name:
-                        cells.append("—")
-                        continue
-                    delta = seed_mean(name, key) - seed_mean(ref, key)
-                    ci = percentile_ci(delta)
-                    point = float(np.nanmean(delta))
-                    cells.append("—" if ci is None else f"{point:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
-            diffs.append([name, *cells])
+        diffs = [[name, *(_point_ci(differences.get((name, ref, key))) for ref in ("vanilla", "dist")
+                          for key in DIFFERENCE_KEYS)] for name in complete]
         lines += [_md(diff_header, diffs), ""]
-        lines += self._directions(complete, metrics, seed_mean)
+        lines += self._directions(complete, metrics, differences)
         lines += self._shrinkage(complete, test)
-        lines += self._targets(complete, metrics, seed_mean)
+        lines += self._targets(complete, metrics, differences)
         lines += ["", f"## Tuning (seed 0, val bMAE only; all of it in {self.choices_path.name})", "",
                   _md(["method", "settings tried (val bMAE)", "chosen"], self._tuning_rows(complete))]
         return "\n".join(lines)
@@ -314,25 +315,33 @@ class Benchmark:
             rows.append([name, tried_text, setting(choice.get("chosen", {}))])
         return rows
 
-    def _directions(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any
+    def _test_mean(self, metrics: Mapping[tuple[str, int], Any], name: str, key: str) -> float:
+        """Mean over the seeds done of a test metric, ``key`` as in ``"few.mae"`` or ``"bmae"``."""
+        values = []
+        for seed in self.done(name):
+            value = metrics[(name, seed)]["test"]
+            for part in key.split("."):
+                value = value[part]
+            values.append(value)
+        return float(np.mean(values))
+
+    def _directions(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], differences: Differences
                     ) -> list[str]:
         """Each row's few-shot MAE change against vanilla beside the change its paper reports against its own
         vanilla (:data:`PUBLISHED_FEW_SHOT`): the directions are comparable, the datasets are not."""
-
-        def few(name: str) -> float:
-            return float(np.mean([metrics[(name, s)]["test"]["few"]["mae"] for s in self.done(name)]))
-
+        vanilla_few = self._test_mean(metrics, "vanilla", "few.mae")
         rows = []
         for name in complete:
             if name == "vanilla":
                 continue
-            ci = percentile_ci(seed_mean(name, "few.mae") - seed_mean("vanilla", "few.mae"))
+            _, ci = differences[(name, "vanilla", "few.mae")]
             ours = _direction(None if ci is None else (ci[0] > 0) - (ci[1] < 0))
             papers = PUBLISHED_FEW_SHOT.get(name, ())
             published = "; ".join(f"{p.change:+.1%} ({p.source})" for p in papers) or "not reported"
             directions = {_direction(-1 if p.change < -PAPER_TIE else int(p.change > PAPER_TIE)) for p in papers}
             agrees = "—" if not papers else "yes" if directions == {ours} else "mixed" if ours in directions else "no"
-            rows.append([name, f"{few(name) / few('vanilla') - 1:+.1%}", ours, published, agrees])
+            change = self._test_mean(metrics, name, "few.mae") / vanilla_few - 1
+            rows.append([name, f"{change:+.1%}", ours, published, agrees])
         return [f"Direction of effect on few-shot MAE (ours: the CI of the difference to vanilla; papers: a change "
                 f"within ±{PAPER_TIE:.0%} counts as none)", "",
                 _md(["method", "ours vs vanilla", "ours", "published vs the paper's vanilla", "same direction"],
@@ -357,18 +366,15 @@ class Benchmark:
                 f"{hypo.describe()} and where {hyper.describe()}", "",
                 _md(["method", "slope", "sd ratio", "bias hypo", "bias hyper"], rows), ""]
 
-    def _targets(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], seed_mean: Any) -> list[str]:
+    def _targets(self, complete: list[str], metrics: Mapping[tuple[str, int], Any], differences: Differences
+                 ) -> list[str]:
         if "dist" not in complete:
             return ["Targets: Dist Loss not finished yet."]
-
-        def mean(name: str, region: str, stat: str = "mae") -> float:
-            return float(np.mean([metrics[(name, s)]["test"][region][stat] for s in self.done(name)]))
-
-        few = {n: mean(n, "few") for n in complete}
-        bmae = {n: float(np.mean([metrics[(n, s)]["test"]["bmae"] for s in self.done(n)])) for n in complete}
+        few = {n: self._test_mean(metrics, n, "few.mae") for n in complete}
+        bmae = {n: self._test_mean(metrics, n, "bmae") for n in complete}
         ratio_few = few["dist"] / few["vanilla"]
-        ratio_all = mean("dist", "overall") / mean("vanilla", "overall")
-        ci = percentile_ci(seed_mean("dist", "few.mae") - seed_mean("vanilla", "few.mae"))
+        ratio_all = self._test_mean(metrics, "dist", "overall.mae") / self._test_mean(metrics, "vanilla", "overall.mae")
+        _, ci = differences[("dist", "vanilla", "few.mae")]
         dist_rows = [n for n in complete if "dist" in n]
         best_few, best_bmae = min(few, key=few.__getitem__), min(bmae, key=bmae.__getitem__)
         return [
@@ -379,6 +385,13 @@ class Benchmark:
             f"{'—' if ci is None else f'[{ci[0]:+.3f}, {ci[1]:+.3f}]'} (target: excludes 0)",
             f"- overall MAE dist / vanilla = {ratio_all:.3f} (target <= 1.0)",
         ]
+
+
+def _point_ci(difference: tuple[float, list[float] | None] | None) -> str:
+    if difference is None or difference[1] is None:
+        return "—"
+    point, (lo, hi) = difference[0], difference[1]
+    return f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def _direction(sign: int | None) -> str:

@@ -29,9 +29,8 @@ import numpy as np
 import pandas as pd
 import wfdb
 
-from ecg_k.data.ingest import process_record
-from ecg_k.data.waveforms import read_wfdb
-from ecg_k.preprocessing import PreprocessConfig, preprocess
+from ecg_k.data.ingest import process_record, read_and_preprocess
+from ecg_k.preprocessing import PreprocessConfig
 from ecg_k.quality import QualityError
 from ecg_k.signal_quality import SignalQualityConfig
 from ecg_k.synth import generate_dataset
@@ -66,12 +65,6 @@ def _rate(paths: list[Path], work: Callable[[Path], object], repeats: int) -> fl
             work(path)
         best = min(best, time.perf_counter() - start)
     return len(paths) / best
-
-
-def _read_and_preprocess(path: Path, config: PreprocessConfig) -> np.ndarray:
-    """The pipeline without the signal-quality gate: read, the reader's and preprocessing's QC, preprocess."""
-    record = read_wfdb(path)
-    return preprocess(record.signal, record.fs, record.lead_names, config)
 
 
 def _peak_rss_of_ingest(synth_root: Path, out: Path) -> float:
@@ -150,7 +143,7 @@ def main() -> None:
             full[leads] = _rate(paths, partial(process_record, config=config, gate=SignalQualityConfig()), args.repeats)
             results[f"pipeline_leads_{leads}_per_s"] = round(full[leads], 1)
             results[f"time_ratio_pipeline_vs_bare_leads_{leads}"] = round(bare / full[leads], 3)
-        ungated = _rate(paths, partial(_read_and_preprocess, config=PreprocessConfig(leads="all")), args.repeats)
+        ungated = _rate(paths, partial(read_and_preprocess, config=PreprocessConfig(leads="all")), args.repeats)
         results |= {
             "read_qc_preprocess_leads_all_per_s": round(ungated, 1),
             "time_ratio_read_qc_preprocess_vs_bare_leads_all": round(bare / ungated, 3),

@@ -63,11 +63,16 @@ def _shard_file(work: Path, split: str, index: int) -> Path:
     return work / "shards" / f"{split}-{index:05d}.npz"
 
 
+def read_and_preprocess(path: Path, config: PreprocessConfig) -> np.ndarray:
+    """Read one WFDB record and preprocess it (the reader's and preprocessing's checks, not the gate)."""
+    record = read_wfdb(path)
+    return preprocess(record.signal, record.fs, record.lead_names, config)
+
+
 def process_record(path: Path, config: PreprocessConfig, gate: SignalQualityConfig) -> np.ndarray:
     """Read one WFDB record, preprocess it and pass it through the signal-quality gate; raises QualityError
     with the skip reason (``low_quality`` from the gate)."""
-    record = read_wfdb(path)
-    model_input = preprocess(record.signal, record.fs, record.lead_names, config)
+    model_input = read_and_preprocess(path, config)
     check_signal_quality(model_input, config.fs, gate)
     return model_input
 

@@ -36,11 +36,6 @@ def _insert(n: int, pause_s: float = 0.0) -> Callable[[Session], int]:
 
 
 def _stored(url: str) -> list[int]:
-    with session_scope(url) as session:
-        return sorted(session.scalars(sa.text("SELECT n FROM items")))
-
-
-def _stored_outside_the_pool(url: str) -> list[int]:
     """The committed rows, read on a connection of its own: a reader that never waits for the engine's single
     SQLite connection, so the writers it checks are not throttled by it (WAL lets it read beside them)."""
     with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as connection:
@@ -55,7 +50,7 @@ def test_concurrent_writes_share_commits_and_return_once_committed(database_url:
 
     def submit(n: int) -> None:
         committer.run(_insert(n, pause_s=0.01))
-        seen_committed.append(n in _stored_outside_the_pool(database_url))
+        seen_committed.append(n in _stored(database_url))
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(submit, range(64)))
