@@ -199,8 +199,8 @@ def preprocess(
     quality.check_amplitude(filtered, config.leads, config.max_abs_mv)
 
     cropped = filtered[:, : config.n_samples]
-    std = cropped.std()
-    normalized = (cropped - cropped.mean()) / max(float(std), 1e-8)
+    normalized = cropped - cropped.mean()
+    normalized /= max(float(cropped.std()), 1e-8)
     out = np.zeros((len(config.leads), config.n_samples), dtype=np.float32)
     out[:, : normalized.shape[1]] = normalized
     return out

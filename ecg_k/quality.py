@@ -83,8 +83,8 @@ def check_not_saturated(signal: np.ndarray, lead_names: tuple[str, ...], fs: flo
     """
     max_run = max(2, int(round(max_run_s * fs)))
     highs, lows = signal.max(axis=1), signal.min(axis=1)
-    at_high = _has_run(np.abs(signal - highs[:, None]) <= 1e-9, max_run)
-    at_low = _has_run(np.abs(signal - lows[:, None]) <= 1e-9, max_run)
+    at_high = _has_run(signal >= (highs - 1e-9)[:, None], max_run)
+    at_low = _has_run(signal <= (lows + 1e-9)[:, None], max_run)
     saturated = np.flatnonzero(at_high | at_low)
     if saturated.size:
         i = int(saturated[0])

@@ -26,6 +26,7 @@ from wfdb.io import _signal
 from wfdb.io._signal import BYTES_PER_SAMPLE
 from wfdb.io.header import parse_header_content, rx_record
 
+from ecg_k.data.wfdb_header import parse_header
 from ecg_k.leads import canonical_lead_name
 from ecg_k.quality import QualityError, SkipReason
 
@@ -80,9 +81,10 @@ def _check_header(record_path: Path, header_path: Path) -> wfdb.Record:
     """Reject, before any sample is read, a header whose lines fail :func:`_check_lines`, a rate that is not
     positive, more than :data:`MAX_SAMPLES` samples, or lead names that are missing, repeated or unprintable.
     Returns the parsed header, from which :func:`_read_digital_samples` reads the samples."""
-    _check_lines(header_path, parse_header_content(header_path.read_text(encoding="ascii", errors="ignore"))[0])
+    text = header_path.read_text(encoding="ascii", errors="ignore")
+    _check_lines(header_path, parse_header_content(text)[0])
     try:
-        header = wfdb.rdheader(str(record_path))
+        header = parse_header(text)
     except Exception as err:  # as in read_wfdb: any failure to parse means unreadable
         raise _unreadable(record_path, err) from err
     if not math.isfinite(float(header.fs)) or header.fs <= 0:  # wfdb makes an integral rate an int, of any size
@@ -198,4 +200,6 @@ def read_wfdb(record_path: str | Path) -> EcgRecord:
         raise QualityError(SkipReason.UNREADABLE, f"{record_path} holds no samples")
     names = tuple(canonical_lead_name(n) for n in record.sig_name)
     scale = np.array([_unit_scale(u, n) for u, n in zip(record.units, names, strict=True)])
-    return EcgRecord(signal=(record.p_signal * scale).T, fs=float(record.fs), lead_names=names)
+    if (scale != 1.0).any():
+        record.p_signal *= scale
+    return EcgRecord(signal=record.p_signal.T, fs=float(record.fs), lead_names=names)
