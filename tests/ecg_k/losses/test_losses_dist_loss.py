@@ -229,3 +229,43 @@ def test_a_batch_below_64_is_refused(k_train_labels: np.ndarray, batch_size: int
     with pytest.raises(ValueError, match="at least 64"):
         DistLoss.from_train_labels(k_train_labels, 32, world_size=batch_size // 32 or 1)
     assert DistLoss.from_train_labels(k_train_labels, 32, world_size=2).pseudo_labels.shape == (64,)
+
+
+@pytest.mark.parametrize("element_loss", ["l1", "l2"])
+@pytest.mark.parametrize("dist_weighting", ["none", "pseudo_label", "official"])
+@pytest.mark.parametrize("dist_weight", [1.0, 0.5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_cpu_one_node_path_equals_the_autograd_graph(
+    k_train_labels: np.ndarray, batch: tuple[torch.Tensor, ...], element_loss: str, dist_weighting: str,
+    dist_weight: float, weighted: bool,
+) -> None:
+    """The default on CPU (hard sort, one process) computes loss, terms and the float32 gradient in numpy
+    in closed form; they equal the autograd graph of the same formula (sort, weighted means) in float64."""
+    pred, target, weights = batch
+    loss_fn = _loss(k_train_labels, loss=element_loss, dist_weighting=dist_weighting, dist_weight=dist_weight)
+    w = weights.float() if weighted else None
+    x32 = pred.detach().float().reshape(B, 1).requires_grad_()
+    out = loss_fn(x32, target.float(), w, return_terms=True)
+    assert isinstance(out, DistLossOutput)
+    (3.0 * out.loss).backward()
+
+    x = x32.detach().double()[:, 0].requires_grad_()
+    element = (lambda r: r.abs()) if element_loss == "l1" else (lambda r: r.square())
+    position = None
+    if weighted and dist_weighting == "pseudo_label":
+        position = loss_fn.position_weights
+    elif weighted and dist_weighting == "official":
+        position = weights.float().double()
+    dist_elements = element(torch.sort(x).values - loss_fn.pseudo_labels)
+    dist_term = (dist_elements if position is None else dist_elements * position).mean()
+    sample_term = (element(x - target.float().double()) * (1.0 if w is None else w.double())).mean()
+    expected = dist_weight * dist_term + sample_term
+    (3.0 * expected).backward()
+    assert type(out.loss.grad_fn).__name__ == "_CpuHardSortLossBackward"
+    assert out.loss.dtype == torch.float64 and not out.dist.requires_grad
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-13)
+    assert out.dist.item() == pytest.approx(dist_term.item(), rel=1e-13)
+    assert out.sample.item() == pytest.approx(sample_term.item(), rel=1e-13)
+    assert x32.grad is not None and x32.grad.dtype == torch.float32
+    assert x.grad is not None
+    torch.testing.assert_close(x32.grad[:, 0], x.grad.float(), rtol=1e-6, atol=1e-9)
