@@ -3,7 +3,7 @@
 It runs on the model input (the card's leads after :func:`ecg_k.preprocessing.preprocess`: band-passed,
 resampled, z-scored), so it judges exactly what the model would see, at one known rate. Steps:
 
-1. R peaks with neurokit2 (``ecg_clean`` then ``ecg_peaks``, method ``neurokit``) on the model lead with the
+1. R peaks with neurokit2 (``ecg_clean`` then ``ecg_findpeaks``, method ``neurokit``) on the model lead with the
    widest 1-99 % range (the next two are tried when it shows under 4 beats in 10 s); at least ``min_beats``
    beats in the record and a rate within [``min_rate_bpm``, ``max_rate_bpm``].
 2. Beat-template correlation (the quality index): in each model lead, the median Pearson correlation of the
@@ -72,22 +72,25 @@ _QRS_HALF_WIDTH_S = 0.06
 
 
 def _beat_matrix(clean: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray | None:
-    """One row per complete beat window, or None with fewer than two."""
+    """One row per complete beat window (along the last axis: ``(..., beats, window)``), or None with fewer
+    than two."""
     before, after = (int(round(s * fs)) for s in _BEAT_WINDOW_S)
-    inside = peaks[(peaks >= before) & (peaks + after < clean.size)]
+    inside = peaks[(peaks >= before) & (peaks + after < clean.shape[-1])]
     if inside.size < 2:
         return None
-    return clean[inside[:, None] + np.arange(-before, after)[None, :]]
+    return clean[..., inside[:, None] + np.arange(-before, after)[None, :]]
 
 
-def _template_corr(beats: np.ndarray) -> float:
-    """Median Pearson correlation of each beat with the median beat."""
-    template = np.median(beats, axis=0)
-    centred = beats - beats.mean(axis=1, keepdims=True)
-    ref = template - template.mean()
-    denom = np.linalg.norm(centred, axis=1) * np.linalg.norm(ref)
-    corr = np.divide(centred @ ref, denom, out=np.zeros(len(beats)), where=denom > 0)
-    return float(np.median(corr))
+def _template_corr(beats: np.ndarray) -> np.ndarray:
+    """Per lead of ``(leads, beats, window)``: the median Pearson correlation of each beat with the lead's
+    median beat."""
+    template = np.median(beats, axis=1)
+    centred = beats - beats.mean(axis=2, keepdims=True)
+    ref = template - template.mean(axis=1, keepdims=True)
+    denom = np.linalg.norm(centred, axis=2) * np.linalg.norm(ref, axis=1)[:, None]
+    products = np.einsum("lbw,lw->lb", centred, ref)
+    corr = np.divide(products, denom, out=np.zeros(beats.shape[:2]), where=denom > 0)
+    return np.median(corr, axis=1)
 
 
 def _outside_qrs_share(beats: np.ndarray, fs: float) -> float:
@@ -106,8 +109,8 @@ def _reference_peaks(candidates: np.ndarray, fs: float) -> tuple[np.ndarray, np.
         with warnings.catch_warnings():  # neurokit warns on signals without peaks, which it must judge here
             warnings.simplefilter("ignore")
             clean = nk.ecg_clean(lead, sampling_rate=rate, method="neurokit")
-            _, info = nk.ecg_peaks(clean, sampling_rate=rate, method="neurokit")
-        peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
+            found = nk.ecg_findpeaks(clean, sampling_rate=rate, method="neurokit")  # ecg_peaks' R peaks, no frame
+        peaks = np.asarray(found["ECG_R_Peaks"], dtype=np.int64)
         if peaks.size >= _MIN_REFERENCE_BEATS_PER_10S * lead.size / (10 * fs):
             break
     return clean, peaks
@@ -117,10 +120,10 @@ def measure(model_input: np.ndarray, fs: float) -> SignalQuality:
     """The gate's measurements on a preprocessed ``(leads, samples)`` input sampled at ``fs``."""
     x = np.asarray(model_input, dtype=np.float64)
     kurtosis = stats.kurtosis(x, axis=1, fisher=False)
-    spread = np.percentile(x, 99, axis=1) - np.percentile(x, 1, axis=1)
-    clean, peaks = _reference_peaks(x[np.argsort(-spread)[:_REFERENCE_TRIES]], fs)
+    low, high = np.percentile(x, [1, 99], axis=1)
+    clean, peaks = _reference_peaks(x[np.argsort(-(high - low))[:_REFERENCE_TRIES]], fs)
     beats = _beat_matrix(clean, peaks, fs)
-    lead_beats = [_beat_matrix(other, peaks, fs) for other in x]
+    lead_beats = _beat_matrix(x, peaks, fs)
     freqs, power = sps.welch(x, fs=fs, nperseg=min(x.shape[1], int(round(2 * fs))), axis=1)
     band = power[:, (freqs >= 5) & (freqs <= 15)].sum(axis=1)
     wide = power[:, (freqs >= 5) & (freqs <= 40)].sum(axis=1)
@@ -128,8 +131,7 @@ def measure(model_input: np.ndarray, fs: float) -> SignalQuality:
     return SignalQuality(
         beats=int(peaks.size),
         rate_bpm=float(60.0 * peaks.size / (x.shape[1] / fs)),
-        template_corr=None if beats is None else float(np.median([_template_corr(b) for b in lead_beats
-                                                                   if b is not None])),
+        template_corr=None if lead_beats is None else float(np.median(_template_corr(lead_beats))),
         outside_qrs_share=None if beats is None else _outside_qrs_share(beats, fs),
         kurtosis=float(np.median(kurtosis)),
         qrs_power_ratio=float(np.median(ratio)),
