@@ -90,7 +90,8 @@ def _template_corr(beats: np.ndarray) -> np.ndarray:
     denom = np.linalg.norm(centred, axis=2) * np.linalg.norm(ref, axis=1)[:, None]
     products = np.einsum("lbw,lw->lb", centred, ref)
     corr = np.divide(products, denom, out=np.zeros(beats.shape[:2]), where=denom > 0)
-    return np.median(corr, axis=1)
+    medians: np.ndarray = np.median(corr, axis=1)
+    return medians
 
 
 def _outside_qrs_share(beats: np.ndarray, fs: float) -> float:
