@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import neurokit2 as nk
 import numpy as np
 import pytest
 from scipy import signal as sps
@@ -15,7 +16,7 @@ from ecg_k.data.waveforms import read_wfdb
 from ecg_k.leads import MIMIC_LEAD_ORDER
 from ecg_k.preprocessing import PreprocessConfig, preprocess
 from ecg_k.quality import QualityError, SkipReason
-from ecg_k.signal_quality import SignalQualityConfig, check_signal_quality
+from ecg_k.signal_quality import SignalQualityConfig, check_signal_quality, ecg_clean
 from ecg_k.synth.ecg_model import draw_subject, simulate_ecg
 from ecg_k.synth.params import SynthParams
 
@@ -101,3 +102,14 @@ def test_real_cinc_and_ptb_records_pass(real_data: Path, leads: tuple[str, ...])
         check_signal_quality(model_input, config.fs, GATE)
         checked += 1
     assert checked >= 40
+
+
+@pytest.mark.parametrize("rate", [100, 250, 500, 1000])
+def test_ecg_clean_equals_neurokits_on_real_and_noise_leads(tiny_data: Path, rate: int) -> None:
+    """The gate's cleaning (its high-pass designed once per rate) is neurokit2's ``ecg_clean``, sample for
+    sample, on every lead of a real record resampled to ``rate`` and on white noise."""
+    record = read_wfdb(tiny_data / "cinc2021" / "E07500")
+    leads = sps.resample_poly(record.signal, rate, int(record.fs), axis=1)
+    noise = np.random.default_rng(rate).normal(size=(1, 10 * rate))
+    for lead in np.vstack([leads, noise]):
+        np.testing.assert_array_equal(ecg_clean(lead, rate), nk.ecg_clean(lead, sampling_rate=rate, method="neurokit"))
