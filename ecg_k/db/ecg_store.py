@@ -88,8 +88,20 @@ def _check_address(sha256: str) -> str:
     return sha256
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Make the entries just created or renamed in ``directory`` durable (POSIX: fsync the directory itself)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_atomic(path: Path, signal: NDArray[np.float32], fs: float, names: tuple[str, ...]) -> None:
-    """Write the blob to a temporary file beside ``path``, fsync it, then rename it into place."""
+    """Write the blob to a temporary file beside ``path``, fsync it, rename it into place and fsync the
+    directory (and the store's root when the directory is new): once this returns, the blob survives a power
+    cut, not only a process crash."""
+    new_directory = not path.parent.is_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
@@ -98,6 +110,9 @@ def _write_atomic(path: Path, signal: NDArray[np.float32], fs: float, names: tup
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_directory(path.parent)
+        if new_directory:
+            _fsync_directory(path.parent.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -23,7 +23,6 @@ from ecg_k.clinical import reported_value
 from ecg_k.data.waveforms import read_wfdb
 from ecg_k.db.ecg_store import record_ecg
 from ecg_k.db.models import ModelVersion, Prediction, Role, utcnow
-from ecg_k.db.session import session_scope
 from ecg_k.leads import repeated_leads
 from ecg_k.potassium import RELIABILITY_NOTES
 from ecg_k.quality import QualityError, SkipReason, check_finite
@@ -124,23 +123,23 @@ def _estimate(runtime: Runtime, items: list[Scored]) -> None:
         item.estimate = float(estimate)
 
 
-def _version(database_url: str, runtime: Runtime) -> ModelVersion:
-    """The served model's row (its status is recorded with each prediction), read before any blob is written:
-    a dead database stores nothing. The card (a large JSON document) is the model's own, not reread."""
-    with session_scope(database_url) as session:
-        version = session.get(ModelVersion, runtime.model_version_id, options=[defer(ModelVersion.card)])
-    assert version is not None
-    return version
+def _served_version(session: Session, runtime: Runtime) -> ModelVersion:
+    """The served model's registry identity and its status now, read in the transaction that records the
+    prediction (one Core select, the card left out), so the status stored is the one committed with it."""
+    columns = (ModelVersion.id, ModelVersion.name, ModelVersion.version, ModelVersion.sha256, ModelVersion.status)
+    row = session.execute(sa.select(*columns).where(ModelVersion.id == runtime.model_version_id)).one()
+    return ModelVersion(**row._asdict())  # transient: never added
 
 
-def _prediction_values(runtime: Runtime, item: Scored, version: ModelVersion, sha256: str, principal: Principal,
-                       request: Request, started: float) -> dict[str, Any]:
-    """The ``predictions`` row of a scored ECG whose blob is stored under ``sha256``."""
+def _prediction_values(runtime: Runtime, item: Scored, sha256: str, principal: Principal, request: Request,
+                       started: float) -> dict[str, Any]:
+    """The ``predictions`` row of a scored ECG whose blob is stored under ``sha256``, but for the served
+    version's ``model_status``, which the caller reads in the transaction that stores the row."""
     card = runtime.model.card
     score = score_estimate(card, item.estimate, runtime.settings.interval_coverage)
     prediction = score.prediction_set
     return {
-        "id": uuid.uuid4(), "model_version_id": version.id, "model_status": version.status,
+        "id": uuid.uuid4(), "model_version_id": runtime.model_version_id,
         "api_key_id": principal.key_id, "ecg_sha256": sha256, "request_id": request_id_of(request),
         "k_estimate": score.estimate, "interval_low": prediction.low, "interval_high": prediction.high,
         "interval_segments": [list(segment) for segment in prediction.segments],
@@ -161,7 +160,8 @@ def _store(session: Session, runtime: Runtime, item: Scored, principal: Principa
     assert version is not None
     sha256 = runtime.store.put(item.signal, item.fs, item.lead_names)
     record_ecg(session, sha256, item.signal.shape, item.fs, item.lead_names)
-    row = Prediction(**_prediction_values(runtime, item, version, sha256, principal, request, started))
+    row = Prediction(**_prediction_values(runtime, item, sha256, principal, request, started),
+                     model_status=version.status)
     session.add(row)
     session.flush()
     return row
@@ -178,24 +178,26 @@ def _stage(request: Request, name: str) -> Iterator[None]:
 def _serve_one(request: Request, runtime: Runtime, principal: Principal, item: Scored,
                started: float) -> PredictionOut:
     """Score one ECG, write its blob (fsynced, in this worker thread), then group-commit its ECG row, its
-    prediction and its audit event; the response exists only once all three are committed."""
+    prediction (with the served version's status read in that transaction) and its audit event; the response
+    exists only once all three are committed. The database already answered this request's authentication,
+    so a database that is down refuses the request before any blob is written."""
     with _stage(request, "predict"):
         _estimate(runtime, [item])
-    database_url = runtime.settings.database_url
-    with _stage(request, "version"):
-        version = _version(database_url, runtime)
     with _stage(request, "blob"):
         sha256 = runtime.store.put(item.signal, item.fs, item.lead_names)
-    values = _prediction_values(runtime, item, version, sha256, principal, request, started)
-    out = prediction_out(Prediction(**values, model_version=version))  # transient: never added
+    values = _prediction_values(runtime, item, sha256, principal, request, started)
 
-    def write(scope: AuditScope) -> None:
+    def write(scope: AuditScope) -> ModelVersion:
+        version = _served_version(scope.session, runtime)
         record_ecg(scope.session, sha256, item.signal.shape, item.fs, item.lead_names)
-        scope.session.execute(sa.insert(Prediction).values(**values))
-        scope.detail = {"model_version_id": version.id, "interpretation": out.interpretation.value}
+        scope.session.execute(sa.insert(Prediction).values(**values, model_status=version.status))
+        scope.detail = {"model_version_id": version.id, "interpretation": values["flag"].value}
+        return version
 
     with _stage(request, "commit"):
-        commit_audited(request, database_url, "prediction.create", f"prediction:{values['id']}", write)
+        version = commit_audited(request, runtime.settings.database_url, "prediction.create",
+                                 f"prediction:{values['id']}", write)
+    out = prediction_out(Prediction(**values, model_status=version.status, model_version=version))  # transient
     request.app.state.metrics.predictions.labels(out.flag.value, out.interpretation.value).inc()
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,24 @@ def test_default_root_comes_from_the_settings() -> None:
     from ecg_k.settings import get_settings
 
     assert EcgStore().root == get_settings().ecg_store
+
+
+def test_put_fsyncs_the_blob_and_its_directory_entries(store: EcgStore, signal: np.ndarray,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored blob survives a power cut: its bytes, its name in the shard directory and, for a new shard
+    directory, that directory's name in the store's root are all fsynced before ``put`` returns."""
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    sha256 = store.put(signal, 500.0, LEADS)
+    shard = store.path_of(sha256).parent.resolve()
+    assert [path.parent for path in synced if path.name.endswith(".tmp")] == [shard]
+    assert synced[1:] == [shard, store.root.resolve()]
+    synced.clear()
+    again = store.put(signal * 2, 500.0, LEADS)
+    assert store.path_of(again).parent.resolve() in synced[1:]
