@@ -223,69 +223,6 @@ class _GatherWithGrad(torch.autograd.Function):
         return total[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size]  # type: ignore[attr-defined]
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    """A CPU tensor's values as a numpy array without a copy (float32 for dtypes numpy lacks, such as bf16)."""
-    tensor = tensor.detach()
-    values: np.ndarray = (tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()).numpy()
-    return values
-
-
-class _CpuHardSortLoss(torch.autograd.Function):
-    """The default loss on CPU in one process (hard sort) as one autograd node computed in numpy.
-
-    The float64 terms of :meth:`DistLoss.forward` and their gradient in closed form: ``l'(r) = 2r`` (l2) or
-    ``sign(r)`` (l1), the sorted term's slope sent back through the sort's permutation. At batch 512 the
-    dozen small torch ops of the autograd graph (and their backward nodes) cost more than the sort itself;
-    numpy does the same arithmetic in a fraction of their dispatch time. On other devices, under
-    ``torch.distributed`` and with the soft sort, :meth:`DistLoss.forward` builds the graph instead; a test
-    holds both equal (values to 1e-13, float32 gradients to 1e-6). Returns the loss tensor and the two
-    terms as floats.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weights: torch.Tensor | None,
-        pseudo_labels: torch.Tensor,
-        position_weights: torch.Tensor | None,
-        dist_weight: float,
-        element_loss: ElementLoss,
-    ) -> tuple[torch.Tensor, float, float]:
-        p = _array(pred).astype(np.float64)
-        n = p.shape[0]
-        order = np.argsort(p, kind="stable")
-        r_dist = p[order] - _array(pseudo_labels)
-        r_sample = p - _array(target)
-        if element_loss == "l2":
-            e_dist, e_sample, slope_dist, slope_sample = r_dist * r_dist, r_sample * r_sample, 2 * r_dist, 2 * r_sample
-        else:
-            e_dist, e_sample = np.abs(r_dist), np.abs(r_sample)
-            slope_dist, slope_sample = np.sign(r_dist), np.sign(r_sample)
-        if position_weights is not None:
-            v = _array(position_weights)
-            e_dist *= v
-            slope_dist *= v
-        if weights is not None:
-            w = _array(weights)
-            e_sample *= w
-            slope_sample *= w
-        dist_term, sample_term = float(e_dist.sum() / n), float(e_sample.sum() / n)
-        loss = dist_term + sample_term if dist_weight == 1.0 else dist_weight * dist_term + sample_term
-        slope_sample[order] += slope_dist if dist_weight == 1.0 else dist_weight * slope_dist
-        slope_sample /= n
-        ctx.save_for_backward(torch.from_numpy(slope_sample).to(pred.dtype))
-        return torch.from_numpy(np.array(loss)), dist_term, sample_term
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, *_: object
-    ) -> tuple[torch.Tensor | None, ...]:
-        (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        return grad * grad_loss, None, None, None, None, None, None
-
-
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -306,7 +243,7 @@ def _flat(name: str, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor[:, 0]
     if tensor.dim() != 1:
         raise ValueError(f"{name} must have shape (B,) or (B, 1), got {tuple(tensor.shape)}")
-    return tensor
+    return tensor.double()
 
 
 class DistLoss(torch.nn.Module):
@@ -411,12 +348,9 @@ class DistLoss(torch.nn.Module):
         diff = a - b
         return ((diff.abs() if self.element_loss == "l1" else diff.square()) * weights).mean()
 
-    def _soft(self, device: torch.device) -> bool:
-        """Whether this loss sorts softly on ``device`` (``sort='soft'``, or ``'auto'`` where torchsort runs)."""
-        return self.sort == "soft" or (self.sort == "auto" and soft_sort_supported(device))
-
     def _sorted(self, values: torch.Tensor) -> torch.Tensor:
-        if not self._soft(values.device):
+        use_soft = self.sort == "soft" or (self.sort == "auto" and soft_sort_supported(values.device))
+        if not use_soft:
             return torch.sort(values).values
         if not soft_sort_supported(values.device):
             raise ValueError(
@@ -438,35 +372,29 @@ class DistLoss(torch.nn.Module):
 
         A non-finite loss is returned as is: the trainer refuses it (and any loss above its explosion limit)
         in one place, which keeps a host sync out of this hot path."""
-        pred, target = _flat("pred", pred), _flat("target", target)
-        if target.shape != pred.shape:
-            raise ValueError(f"pred and target sizes differ: {pred.shape[0]} vs {target.shape[0]}")
-        weights = None if weights is None else _flat("weights", weights)
-        if weights is not None and weights.shape != pred.shape:
-            raise ValueError(f"weights must have one entry per prediction, got {weights.shape[0]}")
-        distributed = _distributed()
-        ranks = dist.get_world_size() if distributed else 1
-        if pred.shape[0] * ranks != self.pseudo_labels.shape[0]:
+        pred64, target64 = _flat("pred", pred), _flat("target", target)
+        if target64.shape != pred64.shape:
+            raise ValueError(f"pred and target sizes differ: {pred64.shape[0]} vs {target64.shape[0]}")
+        weights64 = None if weights is None else _flat("weights", weights)
+        if weights64 is not None and weights64.shape != pred64.shape:
+            raise ValueError(f"weights must have one entry per prediction, got {weights64.shape[0]}")
+
+        gathered = _gather(pred64)
+        if gathered.shape[0] != self.pseudo_labels.shape[0]:
+            ranks = dist.get_world_size() if _distributed() else 1
             raise ValueError(
-                f"batch of {pred.shape[0] * ranks} predictions ({ranks} rank(s)) but "
+                f"batch of {gathered.shape[0]} predictions ({ranks} rank(s)) but "
                 f"{self.pseudo_labels.shape[0]} pseudo-labels: the train loader must use drop_last=True, and "
                 "the pseudo-labels must be built for batch_size * world_size"
             )
         position_weights = None
-        if weights is not None and self.dist_weighting == "pseudo_label":
+        if weights64 is not None and self.dist_weighting == "pseudo_label":
             position_weights = self.position_weights
-        elif weights is not None and self.dist_weighting == "official":
-            position_weights = _gather(weights.detach().double())
-        if pred.device.type == "cpu" and not distributed and not self._soft(pred.device):
-            loss, dist_value, sample_value = _CpuHardSortLoss.apply(  # type: ignore[no-untyped-call]
-                pred, target, weights, self.pseudo_labels, position_weights, self.dist_weight, self.element_loss)
-            dist_term, sample_term = (torch.tensor(value, dtype=torch.float64) for value in (dist_value, sample_value))
-        else:
-            pred64 = pred.double()
-            weights64 = None if weights is None else weights.double()
-            dist_term = self._term(self._sorted(_gather(pred64)), self.pseudo_labels, position_weights)
-            sample_term = self._term(pred64, target.double(), weights64)
-            loss = dist_term + sample_term if self.dist_weight == 1.0 else self.dist_weight * dist_term + sample_term
+        elif weights64 is not None and self.dist_weighting == "official":
+            position_weights = _gather(weights64.detach())
+        dist_term = self._term(self._sorted(gathered), self.pseudo_labels, position_weights)
+        sample_term = self._term(pred64, target64, weights64)
+        loss = dist_term + sample_term if self.dist_weight == 1.0 else self.dist_weight * dist_term + sample_term
         if return_terms:
             return DistLossOutput(loss, dist_term.detach(), sample_term.detach())
         return loss
