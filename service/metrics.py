@@ -23,8 +23,8 @@ class Metrics:
                                    ["flag", "interpretation"], registry=self.registry)
         self.stages = Histogram("ecgk_prediction_stage_seconds",
                                 "Time of each stage of a single-ECG prediction (parse, preprocess, predict, blob, "
-                                "commit: the served version's status, the ECG, prediction and audit rows); the rest of its request latency is HTTP, authentication and the "
-                                "response.",
+                                "commit: the served version's status, the ECG, prediction and audit rows); the "
+                                "rest of its request latency is HTTP, authentication and the response.",
                                 ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
         self.model = Info("ecgk_model", "The model version this process serves.", registry=self.registry)
         self.torch_loaded = Gauge("ecgk_torch_loaded", "1 if torch was imported into this process (it must not be).",
