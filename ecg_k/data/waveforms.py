@@ -81,10 +81,10 @@ def _check_header(record_path: Path, header_path: Path) -> wfdb.Record:
     """Reject, before any sample is read, a header whose lines fail :func:`_check_lines`, a rate that is not
     positive, more than :data:`MAX_SAMPLES` samples, or lead names that are missing, repeated or unprintable.
     Returns the parsed header, from which :func:`_read_digital_samples` reads the samples."""
-    text = header_path.read_text(encoding="ascii", errors="ignore")
-    _check_lines(header_path, parse_header_content(text)[0])
+    lines, comments = parse_header_content(header_path.read_text(encoding="ascii", errors="ignore"))
+    _check_lines(header_path, lines)
     try:
-        header = parse_header(text)
+        header = parse_header(lines, comments)
     except Exception as err:  # as in read_wfdb: any failure to parse means unreadable
         raise _unreadable(record_path, err) from err
     if not math.isfinite(float(header.fs)) or header.fs <= 0:  # wfdb makes an integral rate an int, of any size

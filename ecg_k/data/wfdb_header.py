@@ -1,4 +1,4 @@
-"""A single-segment WFDB header parsed into a ``wfdb.Record``, as ``wfdb.rdheader`` parses it, from text already read.
+"""A single-segment WFDB header parsed into a ``wfdb.Record``, as ``wfdb.rdheader`` parses it, from lines already read.
 
 ``wfdb.rdheader`` looks up each field's type and default in a pandas table once per field and signal line
 (about 240 ``DataFrame.loc`` calls for a 12-lead header): that parse costs more than reading the samples.
@@ -16,7 +16,7 @@ from typing import Any
 
 import wfdb
 from wfdb.io._header import RECORD_SPECS, SIGNAL_SPECS, float_types, int_types, wfdb_strptime
-from wfdb.io.header import HeaderSyntaxError, parse_header_content, rx_record, rx_signal
+from wfdb.io.header import HeaderSyntaxError, rx_record, rx_signal
 
 _RECORD_FIELDS: tuple[str, ...] = tuple(RECORD_SPECS.index)
 _SIGNAL_FIELDS: tuple[str, ...] = tuple(SIGNAL_SPECS.index)
@@ -34,9 +34,9 @@ def _record_fields(record_line: str) -> dict[str, Any]:
     for field, text in fields.items():
         if text == "":
             fields[field] = _RECORD_DEFAULTS[field]
-        elif _TYPES[field] == int_types:
+        elif _TYPES[field] is int_types:
             fields[field] = int(text)
-        elif _TYPES[field] == float_types:
+        elif _TYPES[field] is float_types:
             fields[field] = float(text)
             if field == "fs" and round(fields[field], 8) == float(int(fields[field])):
                 fields[field] = int(fields[field])
@@ -75,13 +75,13 @@ def _signal_fields(signal_lines: list[str]) -> dict[str, list[Any]]:
     return columns
 
 
-def parse_header(text: str) -> wfdb.Record:
-    """The ``wfdb.Record`` that ``wfdb.rdheader`` returns for a single-segment header of content ``text``.
+def parse_header(lines: list[str], comments: list[str]) -> wfdb.Record:
+    """The ``wfdb.Record`` that ``wfdb.rdheader`` returns for a single-segment header, given its record and
+    signal ``lines`` and its ``comments`` as ``wfdb.io.header.parse_header_content`` splits its text.
 
     Raises ``HeaderSyntaxError`` (or ``ValueError`` from a field's conversion) where wfdb would, and
     ``ValueError`` for a multi-segment header, which this project does not read.
     """
-    lines, comments = parse_header_content(text)
     if not lines:
         raise HeaderSyntaxError("the header has no record line")
     record_fields = _record_fields(lines[0])

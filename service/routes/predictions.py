@@ -124,11 +124,12 @@ def _estimate(runtime: Runtime, items: list[Scored]) -> None:
 
 
 def _served_version(session: Session, runtime: Runtime) -> ModelVersion:
-    """The served model's registry identity and its status now, read in the transaction that records the
-    prediction (one Core select, the card left out), so the status stored is the one committed with it."""
-    columns = (ModelVersion.id, ModelVersion.name, ModelVersion.version, ModelVersion.sha256, ModelVersion.status)
-    row = session.execute(sa.select(*columns).where(ModelVersion.id == runtime.model_version_id)).one()
-    return ModelVersion(**row._asdict())  # transient: never added
+    """The served model's registry row, read in the transaction that records its predictions (so the status
+    stored is the one committed with them; once per transaction, the session's identity map serves the rest).
+    The card (a large JSON document) is the model's own, not reread."""
+    version = session.get(ModelVersion, runtime.model_version_id, options=[defer(ModelVersion.card)])
+    assert version is not None
+    return version
 
 
 def _prediction_values(runtime: Runtime, item: Scored, sha256: str, principal: Principal, request: Request,
@@ -156,8 +157,7 @@ def _prediction_values(runtime: Runtime, item: Scored, sha256: str, principal: P
 def _store(session: Session, runtime: Runtime, item: Scored, principal: Principal, request: Request,
            started: float) -> Prediction:
     """Store the ECG and its prediction; the caller's transaction commits both."""
-    version = session.get(ModelVersion, runtime.model_version_id, options=[defer(ModelVersion.card)])
-    assert version is not None
+    version = _served_version(session, runtime)
     sha256 = runtime.store.put(item.signal, item.fs, item.lead_names)
     record_ecg(session, sha256, item.signal.shape, item.fs, item.lead_names)
     row = Prediction(**_prediction_values(runtime, item, sha256, principal, request, started),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import wfdb
-from wfdb.io.header import HeaderSyntaxError
+from wfdb.io.header import HeaderSyntaxError, parse_header_content
 
 from ecg_k.data.wfdb_header import parse_header
 
@@ -30,7 +30,7 @@ def _attributes(record: wfdb.Record) -> dict[str, tuple[type, Any, list[type] | 
 
 def _assert_parses_as_wfdb(header: Path) -> None:
     expected = wfdb.rdheader(str(header.with_suffix("")))
-    parsed = parse_header(header.read_text(encoding="ascii", errors="ignore"))
+    parsed = parse_header(*parse_header_content(header.read_text(encoding="ascii", errors="ignore")))
     assert _attributes(parsed) == _attributes(expected), header
 
 
@@ -59,9 +59,9 @@ def test_larger_real_set_parses_as_wfdb(real_data: Path) -> None:
                          ids=["empty", "multi_segment", "bad_signal_line"])
 def test_headers_wfdb_cannot_read_as_one_segment_raise(text: str) -> None:
     with pytest.raises(ValueError):
-        parse_header(text)
+        parse_header(*parse_header_content(text))
 
 
 def test_bad_signal_line_raises_wfdbs_syntax_error() -> None:
     with pytest.raises(HeaderSyntaxError, match="signal line"):
-        parse_header("r 1 500 10\n!!\n")
+        parse_header(*parse_header_content("r 1 500 10\n!!\n"))
