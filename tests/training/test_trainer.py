@@ -205,6 +205,7 @@ def test_run_records_the_schedule_and_warns_below_the_step_budget(toy_dataset: P
     assert saved["train"]["batch_size"] is None and saved["train"]["epochs"] == 1  # the recipe, as asked
     assert (saved["schedule"]["batch_size"], saved["schedule"]["batch_size_source"]) == (16, "auto")
     assert saved["schedule"]["total_steps"] == 256 // 16
+    assert saved["runtime"]["torch_threads"] == torch.get_num_threads()  # it decides the trained bytes on CPU
     out = capsys.readouterr().out
     assert "16 optimiser steps" in out and "below min_steps 1500" in out
 

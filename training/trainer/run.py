@@ -75,7 +75,8 @@ class Trainer:
 
     def _run_record(self) -> RunRecord:
         """``RUN/config.json``: the config as asked (a recipe: automatic batch size and epochs stay automatic),
-        the schedule it resolved to, the method's phases, the dataset it saw, where it ran, the code."""
+        the schedule it resolved to, the method's phases, the dataset it saw, where it ran (with torch's CPU thread
+        count, which changes the trained bytes: a CPU kernel sums in a per-thread order), the code."""
         return RunRecord.model_validate({
             "train": self.request.model_dump(mode="json"),
             "schedule": self.schedule,
@@ -88,7 +89,8 @@ class Trainer:
                 "checksums": self.dataset_manifest.checksums,
             },
             "runtime": {"device": str(self.placement.device), "world_size": self.placement.world,
-                        "amp_bf16": self.placement.amp, "torch": torch.__version__},
+                        "amp_bf16": self.placement.amp, "torch": torch.__version__,
+                        "torch_threads": torch.get_num_threads()},
             "code_version": code_version(),
         })
 
