@@ -33,6 +33,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks._api import benchmark_api  # noqa: E402
+from benchmarks._stats import median_p99  # noqa: E402
 from ecg_k.data.waveforms import read_wfdb  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,9 +73,8 @@ def _latencies(base_url: str, key: str, bodies: list[bytes]) -> list[float]:
 
 
 def _summary(times: list[float]) -> str:
-    ordered = sorted(times)
-    return (f"p50 {statistics.median(ordered) * 1e3:.1f} ms, "
-            f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3:.1f} ms")
+    p50, p99 = median_p99(times)
+    return f"p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms"
 
 
 def _hwm_mib(pid: int) -> float:

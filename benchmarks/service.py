@@ -32,6 +32,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks._api import benchmark_api  # noqa: E402
+from benchmarks._stats import median_p99  # noqa: E402
 from ecg_k.data.waveforms import read_wfdb  # noqa: E402
 from ecg_k.inference import OnnxModel  # noqa: E402
 from service.schemas import EcgIn  # noqa: E402
@@ -42,8 +43,9 @@ CONCURRENCY = (1, 8, 32)
 
 
 def _percentiles(seconds: list[float]) -> tuple[float, float]:
-    ordered = sorted(seconds)
-    return statistics.median(ordered) * 1e3, ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3
+    """Median and p99 in milliseconds."""
+    p50, p99 = median_p99(seconds)
+    return p50 * 1e3, p99 * 1e3
 
 
 def _bare_predict_s(model: OnnxModel, model_input: np.ndarray, n: int) -> list[float]:

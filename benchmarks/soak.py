@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks._api import benchmark_api  # noqa: E402
+from benchmarks._stats import median_p99  # noqa: E402
 from ecg_k.data.waveforms import read_wfdb  # noqa: E402
 from ecg_k.db.models import AuditEvent, Prediction  # noqa: E402
 from ecg_k.db.session import session_scope  # noqa: E402
@@ -111,10 +112,9 @@ def _per_minute(outcomes: list[Outcome]) -> list[str]:
         minutes.setdefault(int(outcome.due_s // 60), []).append(outcome.latency_s * 1e3)
     lines = []
     for minute, latencies in sorted(minutes.items()):
-        ordered = sorted(latencies)
-        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-        lines.append(f"  minute {minute + 1:>2}: n {len(ordered):>5}  p50 {statistics.median(ordered):7.1f} ms  "
-                     f"p99 {p99:7.1f} ms  max {ordered[-1]:7.1f} ms")
+        p50, p99 = median_p99(latencies)
+        lines.append(f"  minute {minute + 1:>2}: n {len(latencies):>5}  p50 {p50:7.1f} ms  "
+                     f"p99 {p99:7.1f} ms  max {max(latencies):7.1f} ms")
     return lines
 
 
@@ -166,13 +166,13 @@ def main() -> None:
     created = statuses.get(201, 0)
     errors = len(outcomes) - created
     lost = created - (stored - before)
-    latencies = sorted(outcome.latency_s * 1e3 for outcome in outcomes)
+    latencies = [outcome.latency_s * 1e3 for outcome in outcomes]
+    p50, p99 = median_p99(latencies)
     first = statistics.median(rss for t, rss in memory if t <= 60)
     last = statistics.median(rss for t, rss in memory if t >= memory[-1][0] - 60)
     print("\n".join(_per_minute(outcomes)))
     print(f"requests: {len(outcomes)} sent, {created} held (201), {errors} errors {dict(statuses)}")
-    print(f"latency over the run: p50 {statistics.median(latencies):.1f} ms  "
-          f"p99 {latencies[int(0.99 * (len(latencies) - 1))]:.1f} ms  max {latencies[-1]:.1f} ms")
+    print(f"latency over the run: p50 {p50:.1f} ms  p99 {p99:.1f} ms  max {max(latencies):.1f} ms")
     print(f"stored predictions: {stored - before} for {created} created (lost: {lost}); audit prediction.create: "
           f"{dict(audit)}")
     print(f"server memory: {first:.0f} MiB in minute 1, {last:.0f} MiB in the last minute "
