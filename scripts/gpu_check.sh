@@ -15,8 +15,8 @@ if [ $# -lt 1 ] || [ $# -gt 3 ]; then
   echo "usage: scripts/gpu_check.sh OUT [N_ECGS] [EPOCHS]" >&2
   exit 2
 fi
-cd "$(dirname "$0")/.."
 out=$(mkdir -p "$1" && cd "$1" && pwd)
+cd "$(dirname "$0")/.."
 n_ecgs=${2:-2000}
 epochs=${3:-2}
 python=${PYTHON:-.venv/bin/python}
