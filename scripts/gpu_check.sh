@@ -50,8 +50,8 @@ step "ecgfounder stage 1 under torchrun, one GPU"
 cp "$work/run/config.json" "$work/run/history.json" "$out/"
 
 step "evaluate and export"
-"$python" -m ecg_k evaluate --run "$work/run" | tee "$out/evaluate.log"
-"$python" -m ecg_k export --run "$work/run" | tee "$out/export.log"
+"$python" -m ecg_k evaluate --run "$work/run" | tee "$out/evaluate_export.log"
+"$python" -m ecg_k export --run "$work/run" | tee -a "$out/evaluate_export.log"
 
 step "benchmarks/onnx_latency.py"
 "$python" benchmarks/onnx_latency.py --model "$work/run/model.onnx" --repeats 30 | tee "$out/onnx_latency.json"
