@@ -141,8 +141,9 @@ def stage2_epoch(n: int, repeats: int) -> dict[str, float]:
 
 def stage1_step(name: str, leads: int, batch: int, device: torch.device, repeats: int, *, amp: bool = False,
                 compiled: bool = False) -> tuple[float, int]:
-    """Samples/s of a stage-1 step (forward, L1 backward, Adam step; ``amp``: the backbone under bf16 autocast,
-    ``compiled``: ``torch.compile``, its compilation in the warm-up) and the peak memory it allocated on CUDA."""
+    """Samples/s of a stage-1 step (forward, L1 backward, Adam step; ``amp``: the forward under bf16 autocast,
+    head included, which training keeps in float32 at a negligible share of the work; ``compiled``:
+    ``torch.compile``, its compilation in the warm-up) and the peak memory it allocated on CUDA."""
     net = build_net1d(name, leads).to(device).train()
     model = torch.compile(net) if compiled else net
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
